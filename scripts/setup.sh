@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Idempotent environment setup: .venv with the tested torch / fbgemm-gpu / torchrec trio,
+# the project (editable) and its test tools; Debian's tcmalloc where apt is usable.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=.venv
+STAMP=$VENV/.recsys-setup-v1
+
+TORCH_VERSION=2.13.0
+FBGEMM_VERSION=1.8.0
+TORCHREC_VERSION=1.8.0
+
+if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ "$STAMP" -nt scripts/setup.sh ]; then
+  exit 0
+fi
+
+if [ ! -e /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 ] && [ ! -e /usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4 ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "setup: installing libtcmalloc-minimal4 (apt)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libtcmalloc-minimal4) >/dev/null \
+      || echo "setup: apt could not install libtcmalloc-minimal4; training will use glibc malloc (slower)"
+  else
+    echo "setup: apt not usable; training will use glibc malloc unless tcmalloc is installed"
+  fi
+fi
+
+[ -x $VENV/bin/python ] || $PY -m venv $VENV
+PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
+$PIP install --upgrade pip
+if command -v nvidia-smi >/dev/null 2>&1 && [ -z "${RECSYS_CPU_ONLY:-}" ]; then
+  FBGEMM_PKG="fbgemm-gpu==$FBGEMM_VERSION"
+else
+  FBGEMM_PKG="fbgemm-gpu-cpu==$FBGEMM_VERSION"
+fi
+$PIP install "torch==$TORCH_VERSION" "$FBGEMM_PKG"
+# torchrec's own requirement on fbgemm-gpu would pull the CUDA build: install it bare,
+# then the rest of what it needs by hand.
+$PIP install --no-deps "torchrec==$TORCHREC_VERSION"
+$PIP install "torchmetrics==1.0.3" tensordict pyre-extensions tqdm
+$PIP install -e ".[test,plot]"
+touch "$STAMP"
+echo "setup: .venv ready (torch $TORCH_VERSION, $FBGEMM_PKG, torchrec $TORCHREC_VERSION)"
