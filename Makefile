@@ -1,0 +1,19 @@
+# The two commands a user needs: `make demo` and `make test`. Both set up .venv on first use.
+PY := .venv/bin/python
+SETUP_STAMP := .venv/.recsys-setup-v1
+
+.PHONY: setup test demo clean
+
+$(SETUP_STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+
+setup: $(SETUP_STAMP)
+
+test: $(SETUP_STAMP)
+	$(PY) -m pytest -q -n 2 --timeout 600
+
+demo: $(SETUP_STAMP)
+	bash scripts/demo.sh
+
+clean:
+	rm -rf outputs multirun demo_runs .pytest_cache
