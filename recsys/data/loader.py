@@ -1,0 +1,226 @@
+"""Parquet shards → training batches (dense tensor, KeyedJaggedTensor, labels).
+
+The loader works a row group at a time: each row group becomes a handful of contiguous
+tensors (dense ``(N, 13)``, sparse ``(26, N)``, labels ``(N,)``), and batches are slices of
+them, so there is no Python work per row. A background thread keeps ``prefetch`` batches
+ready while the model trains. Shuffling permutes the order of row groups across all shards
+and the rows inside a shuffle buffer of ``shuffle_buffer_groups`` row groups.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+from recsys.data.layout import LABEL, DatasetMeta, list_shards
+
+
+@dataclasses.dataclass
+class Batch:
+    """One training batch.
+
+    Attributes:
+        dense: (B, n_dense) float32, already transformed.
+        sparse: KeyedJaggedTensor with one key per sparse feature (single-hot: lengths are 1).
+        labels: (B,) float32 in {0, 1}.
+    """
+
+    dense: torch.Tensor
+    sparse: KeyedJaggedTensor
+    labels: torch.Tensor
+
+    @property
+    def size(self) -> int:
+        return self.labels.shape[0]
+
+
+@dataclasses.dataclass
+class _Block:
+    dense: np.ndarray  # (N, n_dense) float32
+    sparse: np.ndarray  # (F, N) int64
+    labels: np.ndarray  # (N,) float32
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def take(self, index: np.ndarray | slice) -> "_Block":
+        return _Block(self.dense[index], self.sparse[:, index], self.labels[index])
+
+    @staticmethod
+    def concat(blocks: list["_Block"]) -> "_Block":
+        if len(blocks) == 1:
+            return blocks[0]
+        return _Block(
+            np.concatenate([b.dense for b in blocks]),
+            np.concatenate([b.sparse for b in blocks], axis=1),
+            np.concatenate([b.labels for b in blocks]),
+        )
+
+
+class ParquetBatches:
+    """Iterable of :class:`Batch` over one split of a prepared dataset.
+
+    Args:
+        root: dataset directory (see :mod:`recsys.data.layout`).
+        split: ``train``, ``valid`` or ``test``.
+        batch_size: rows per batch; the last batch may be smaller unless ``drop_last``.
+        shuffle: shuffle row groups and rows (a new order each epoch via :meth:`set_epoch`).
+        seed: base seed of the shuffle.
+        prefetch: batches prepared ahead by the background thread (0 = synchronous).
+        skip_batches: batches to skip at the start of the first pass (exact resume).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        prefetch: int = 4,
+        drop_last: bool = False,
+        shuffle_buffer_groups: int = 4,
+        limit_batches: int | None = None,
+    ) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.meta = DatasetMeta.load(root)
+        self.paths = list_shards(root, split)
+        if not self.paths:
+            raise FileNotFoundError(f"no Parquet shards for split {split!r} under {root}")
+        self.split = split
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.prefetch = prefetch
+        self.drop_last = drop_last
+        self.shuffle_buffer_groups = max(1, shuffle_buffer_groups)
+        self.limit_batches = limit_batches
+        self.epoch = 0
+        self._groups = [
+            (path, group)
+            for path in self.paths
+            for group in range(pq.ParquetFile(path).metadata.num_row_groups)
+        ]
+        self.rows = sum(pq.ParquetFile(p).metadata.num_rows for p in self.paths)
+        self._columns = [LABEL, *self.meta.dense_features, *self.meta.sparse_features]
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.rows, self.batch_size)
+        n = full + (0 if self.drop_last or rest == 0 else 1)
+        return n if self.limit_batches is None else min(n, self.limit_batches)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def iter_from(self, skip_batches: int = 0) -> Iterator[Batch]:
+        """Iterate one epoch, starting after ``skip_batches`` batches (for exact resume)."""
+        produced = self._produce(skip_batches)
+        if self.prefetch <= 0:
+            yield from produced
+            return
+        yield from _prefetched(produced, self.prefetch)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.iter_from(0)
+
+    def _read_group(self, path: Path, group: int) -> _Block:
+        table = pq.ParquetFile(path).read_row_group(group, columns=self._columns)
+        cols = {name: table.column(name).to_numpy() for name in self._columns}
+        dense = np.stack([cols[n] for n in self.meta.dense_features], axis=1).astype(np.float32, copy=False)
+        sparse = np.stack([cols[n] for n in self.meta.sparse_features]).astype(np.int64, copy=False)
+        return _Block(dense, sparse, cols[LABEL].astype(np.float32))
+
+    def _blocks(self) -> Iterator[_Block]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(len(self._groups)) if self.shuffle else range(len(self._groups))
+        order = list(order)
+        step = self.shuffle_buffer_groups if self.shuffle else 1
+        for start in range(0, len(order), step):
+            block = _Block.concat([self._read_group(*self._groups[i]) for i in order[start : start + step]])
+            yield block.take(rng.permutation(len(block))) if self.shuffle else block
+
+    def _produce(self, skip_batches: int) -> Iterator[Batch]:
+        emitted = 0
+        pending: list[_Block] = []
+        pending_rows = 0
+        limit = len(self)
+        for block in self._blocks():
+            pending.append(block)
+            pending_rows += len(block)
+            if pending_rows < self.batch_size:
+                continue
+            merged = _Block.concat(pending)
+            n_full = len(merged) // self.batch_size
+            for i in range(n_full):
+                if emitted >= limit:
+                    return
+                if emitted >= skip_batches:
+                    yield self._to_batch(merged.take(slice(i * self.batch_size, (i + 1) * self.batch_size)))
+                emitted += 1
+            rest = merged.take(slice(n_full * self.batch_size, None))
+            pending, pending_rows = ([rest], len(rest)) if len(rest) else ([], 0)
+        if pending_rows and not self.drop_last and emitted < limit and emitted >= skip_batches:
+            yield self._to_batch(_Block.concat(pending))
+
+    def _to_batch(self, block: _Block) -> Batch:
+        n = len(block)
+        n_features = block.sparse.shape[0]
+        sparse = KeyedJaggedTensor(
+            keys=list(self.meta.sparse_features),
+            values=torch.from_numpy(np.ascontiguousarray(block.sparse).reshape(-1)),
+            lengths=torch.ones(n_features * n, dtype=torch.int32),
+            stride=n,
+        )
+        return Batch(
+            dense=torch.from_numpy(np.ascontiguousarray(block.dense)),
+            sparse=sparse,
+            labels=torch.from_numpy(np.ascontiguousarray(block.labels)),
+        )
+
+
+_DONE = object()
+
+
+def _prefetched(items: Iterator[Batch], depth: int) -> Iterator[Batch]:
+    """Run ``items`` in a background thread, ``depth`` items ahead; re-raise its errors here."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put(item)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            q.put(exc)
+            return
+        q.put(_DONE)
+
+    thread = threading.Thread(target=work, name="recsys-loader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)

@@ -1,0 +1,72 @@
+"""Exact memory accounting of physical tables: weights and fused-optimizer state."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from recsys.embeddings.tables import PhysicalTable, TableOptimizer, optimizer_state_bytes
+
+
+@dataclasses.dataclass
+class TableMemory:
+    table: str
+    rows: int
+    dim: int
+    weight_bytes: int
+    optimizer_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weight_bytes + self.optimizer_bytes
+
+
+@dataclasses.dataclass
+class MemoryReport:
+    """Bytes per physical table and in total; what training and evaluation report."""
+
+    tables: list[TableMemory]
+
+    @classmethod
+    def of(cls, tables: list[PhysicalTable], optimizer: TableOptimizer) -> "MemoryReport":
+        return cls(
+            [
+                TableMemory(t.name, t.num_embeddings, t.dim, t.weight_bytes, optimizer_state_bytes(t, optimizer))
+                for t in tables
+            ]
+        )
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(t.weight_bytes for t in self.tables)
+
+    @property
+    def optimizer_bytes(self) -> int:
+        return sum(t.optimizer_bytes for t in self.tables)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weight_bytes + self.optimizer_bytes
+
+    @property
+    def parameters(self) -> int:
+        return sum(t.rows * t.dim for t in self.tables)
+
+    def summary(self) -> dict:
+        return {
+            "tables": len(self.tables),
+            "parameters": self.parameters,
+            "weight_bytes": self.weight_bytes,
+            "optimizer_bytes": self.optimizer_bytes,
+            "total_bytes": self.total_bytes,
+        }
+
+    def to_dict(self) -> dict:
+        return {**self.summary(), "per_table": [dataclasses.asdict(t) for t in self.tables]}
+
+
+def format_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")

@@ -1,0 +1,146 @@
+"""Plain physical tables and the one table-batched lookup that serves all of them.
+
+Every embedding method compiles to :class:`PhysicalTable` rows; :class:`TableBatchedLookup`
+looks up all of a model's physical tables in ONE FBGEMM table-batched call
+(``SplitTableBatchedEmbeddingBagsCodegen``), with the table optimizer fused into the backward:
+the rows touched by a batch are updated in place while the gradient is computed, and no dense
+gradient of the table ever exists. Methods own their id transform and combiner, never the
+kernel, so the fused lookup, sharding and export serve them all alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+
+import torch
+from fbgemm_gpu.split_embedding_configs import EmbOptimType
+from fbgemm_gpu.split_table_batched_embeddings_ops_common import EmbeddingLocation, PoolingMode
+from fbgemm_gpu.split_table_batched_embeddings_ops_training import (
+    ComputeDevice,
+    SplitTableBatchedEmbeddingBagsCodegen,
+)
+from torch import nn
+
+FBGEMM_DIM_MULTIPLE = 4
+
+
+class TableOptimizer(str, enum.Enum):
+    """Optimizers FBGEMM fuses into the lookup's backward (on CPU: these two)."""
+
+    ROWWISE_ADAGRAD = "rowwise_adagrad"
+    SGD = "sgd"
+
+
+@dataclasses.dataclass
+class TableOptimizerConfig:
+    """The fused optimizer of the embedding tables.
+
+    Args:
+        kind: exact row-wise Adagrad (one accumulator per row) or exact SGD.
+        lr: learning rate.
+        eps: Adagrad's epsilon.
+        weight_decay: L2 decay applied by the fused update.
+    """
+
+    kind: TableOptimizer = TableOptimizer.ROWWISE_ADAGRAD
+    lr: float = 0.05
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class PhysicalTable:
+    """One plain table: ``num_embeddings`` rows of ``dim`` float32 values."""
+
+    name: str
+    num_embeddings: int
+    dim: int
+
+    def __post_init__(self) -> None:
+        if self.num_embeddings <= 0:
+            raise ValueError(f"table {self.name}: num_embeddings must be positive, got {self.num_embeddings}")
+        if self.dim <= 0 or self.dim % FBGEMM_DIM_MULTIPLE:
+            raise ValueError(
+                f"table {self.name}: dim {self.dim} is not a positive multiple of {FBGEMM_DIM_MULTIPLE} "
+                "(FBGEMM's table-batched kernels need it)"
+            )
+
+    @property
+    def weight_bytes(self) -> int:
+        return self.num_embeddings * self.dim * 4
+
+
+def optimizer_state_bytes(table: PhysicalTable, kind: TableOptimizer) -> int:
+    """Bytes of optimizer state the fused optimizer keeps for ``table``."""
+    return table.num_embeddings * 4 if kind is TableOptimizer.ROWWISE_ADAGRAD else 0
+
+
+_FBGEMM_OPTIM = {
+    TableOptimizer.ROWWISE_ADAGRAD: EmbOptimType.EXACT_ROWWISE_ADAGRAD,
+    # FBGEMM refuses plain SGD on CPU; EXACT_SGD is the same update without sparse atomics.
+    TableOptimizer.SGD: EmbOptimType.EXACT_SGD,
+}
+
+
+class TableBatchedLookup(nn.Module):
+    """Sum-pooled lookup of all physical tables in one FBGEMM call, optimizer fused in backward.
+
+    Args:
+        tables: the physical tables, in the order their pooled outputs are concatenated.
+        optimizer: the fused table optimizer.
+        device: ``cpu`` or a CUDA device.
+        seed: seed of the initial weights (uniform in ±1/sqrt(num_embeddings), as DLRM does).
+
+    Forward takes the KeyedJaggedTensor layout: ``values`` (N,) int64 ids and ``offsets``
+    (T*B + 1,) with tables major, and returns (B, Σ dim) float32.
+    """
+
+    def __init__(
+        self,
+        tables: list[PhysicalTable],
+        optimizer: TableOptimizerConfig,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not tables:
+            raise ValueError("TableBatchedLookup needs at least one table")
+        names = [t.name for t in tables]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate physical table names: {names}")
+        self.tables = list(tables)
+        self.optimizer_config = optimizer
+        device = torch.device(device)
+        on_gpu = device.type == "cuda"
+        location = EmbeddingLocation.DEVICE if on_gpu else EmbeddingLocation.HOST
+        compute = ComputeDevice.CUDA if on_gpu else ComputeDevice.CPU
+        self.tbe = SplitTableBatchedEmbeddingBagsCodegen(
+            [(t.num_embeddings, t.dim, location, compute) for t in tables],
+            optimizer=_FBGEMM_OPTIM[TableOptimizer(optimizer.kind)],
+            learning_rate=optimizer.lr,
+            eps=optimizer.eps,
+            weight_decay=optimizer.weight_decay,
+            pooling_mode=PoolingMode.SUM,
+            device=device,
+        )
+        self.reset_parameters(seed)
+
+    @torch.no_grad()
+    def reset_parameters(self, seed: int) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        for table, weight in zip(self.tables, self.tbe.split_embedding_weights()):
+            bound = 1.0 / math.sqrt(table.num_embeddings)
+            weight.copy_(torch.empty(weight.shape).uniform_(-bound, bound, generator=gen))
+
+    def table_weights(self) -> dict[str, torch.Tensor]:
+        """Views of each table's (num_embeddings, dim) weights, by table name."""
+        return {t.name: w for t, w in zip(self.tables, self.tbe.split_embedding_weights())}
+
+    @property
+    def output_dims(self) -> list[int]:
+        return [t.dim for t in self.tables]
+
+    def forward(self, values: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        return self.tbe(values, offsets)  # (B, Σ dim)

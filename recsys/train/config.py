@@ -1,0 +1,78 @@
+"""Typed configs of a training job (Hydra structured configs; ``conf/`` holds the presets)."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any, Optional
+
+from recsys.embeddings.tables import TableOptimizerConfig
+from recsys.models.dlrm import DLRMConfig
+
+
+class DenseOptimizer(str, enum.Enum):
+    ADAGRAD = "adagrad"
+    SGD = "sgd"
+    ADAM = "adam"
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Which prepared dataset to read and how to batch it."""
+
+    path: str = "???"
+    batch_size: int = 2048
+    eval_batch_size: int = 16384
+    shuffle: bool = True
+    shuffle_buffer_groups: int = 4
+    prefetch: int = 4
+
+
+@dataclasses.dataclass
+class EmbeddingConfig:
+    """Which embedding method maps the sparse features to vectors (``full`` tables here)."""
+
+    method: str = "full"
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+    """The loop: epochs, optimizers, validation, checkpoints, logging.
+
+    ``eval_every_steps``/``checkpoint_every_steps`` of 0 mean "at the end of each epoch only".
+    ``resume_from`` is a checkpoint file or a run directory (its latest checkpoint).
+    """
+
+    epochs: int = 1
+    max_steps: Optional[int] = None
+    table_optimizer: TableOptimizerConfig = dataclasses.field(default_factory=TableOptimizerConfig)
+    dense_optimizer: DenseOptimizer = DenseOptimizer.ADAGRAD
+    dense_lr: float = 0.01
+    eval_every_steps: int = 0
+    val_batches: Optional[int] = 50
+    checkpoint_every_steps: int = 0
+    keep_checkpoints: int = 2
+    log_every_steps: int = 50
+    seed: int = 0
+    threads: Optional[int] = None
+    resume_from: Optional[str] = None
+    progress: bool = True
+    tensorboard: bool = True
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    """Final evaluation of the trained model."""
+
+    split: str = "test"
+    max_batches: Optional[int] = None
+
+
+@dataclasses.dataclass
+class TrainJobConfig:
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: DLRMConfig = dataclasses.field(default_factory=DLRMConfig)
+    embedding: Any = dataclasses.field(default_factory=EmbeddingConfig)
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    device: str = "cpu"

@@ -1,0 +1,256 @@
+"""The training loop: fused table optimizer in the backward, torch optimizer for dense layers,
+periodic validation, resumable checkpoints, JSONL (and TensorBoard) metrics, final evaluation.
+
+``train(cfg, run_dir)`` is a plain function: the Hydra entry point and the tests call it alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from recsys.allocator import describe_allocator
+from recsys.data.layout import DatasetMeta
+from recsys.data.loader import ParquetBatches
+from recsys.evaluation.evaluate import evaluate
+from recsys.evaluation.report import load_bayes, write_report
+from recsys.models.build import build_model
+from recsys.models.dlrm import DLRM
+from recsys.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from recsys.train.config import DenseOptimizer, TrainJobConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class LoopState:
+    """Where the loop is; saved in checkpoints so a resumed run continues exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    samples: int = 0
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: str
+    steps: int
+    samples: int
+    train_seconds: float
+    train_samples_per_s: float
+    final_loss: float
+    eval: dict
+    memory: dict
+    report: str
+
+
+class MetricsLog:
+    """Append-only JSONL of training records, mirrored to TensorBoard when it is installed."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool) -> None:
+        self.path = run_dir / "metrics.jsonl"
+        self._file = self.path.open("a")
+        self._tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                log.info("tensorboard not installed; metrics go to %s only", self.path)
+            else:
+                self._tb = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def write(self, kind: str, step: int, **values: float) -> None:
+        self._file.write(json.dumps({"kind": kind, "step": step, "time": time.time(), **values}) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)):
+                    self._tb.add_scalar(f"{kind}/{key}", value, step)
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def dense_parameters(model: DLRM) -> list[torch.nn.Parameter]:
+    """Parameters the torch optimizer updates: everything but the fused tables."""
+    table_params = {id(p) for p in model.embedding.parameters()}
+    return [p for p in model.parameters() if id(p) not in table_params]
+
+
+def make_dense_optimizer(model: DLRM, kind: DenseOptimizer, lr: float) -> torch.optim.Optimizer:
+    params = dense_parameters(model)
+    kind = DenseOptimizer(kind)
+    if kind is DenseOptimizer.ADAGRAD:
+        return torch.optim.Adagrad(params, lr=lr)
+    if kind is DenseOptimizer.SGD:
+        return torch.optim.SGD(params, lr=lr)
+    return torch.optim.Adam(params, lr=lr)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _batches(cfg: TrainJobConfig, split: str, train: bool, limit: int | None = None) -> ParquetBatches:
+    return ParquetBatches(
+        cfg.data.path,
+        split,
+        cfg.data.batch_size if train else cfg.data.eval_batch_size,
+        shuffle=train and cfg.data.shuffle,
+        seed=cfg.trainer.seed,
+        prefetch=cfg.data.prefetch,
+        shuffle_buffer_groups=cfg.data.shuffle_buffer_groups,
+        limit_batches=limit,
+    )
+
+
+def train(cfg: TrainJobConfig, run_dir: str | Path) -> TrainResult:
+    """Train a DLRM on ``cfg.data.path``, evaluate it on ``cfg.eval.split``, write the report."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tcfg = cfg.trainer
+    if tcfg.threads:
+        torch.set_num_threads(tcfg.threads)
+    seed_everything(tcfg.seed)
+    log.info(describe_allocator())
+    log.info("torch threads: %d, device: %s", torch.get_num_threads(), cfg.device)
+
+    meta = DatasetMeta.load(cfg.data.path)
+    model = build_model(cfg, meta)
+    dense_opt = make_dense_optimizer(model, tcfg.dense_optimizer, tcfg.dense_lr)
+    memory = model.embedding.memory().summary()
+    log.info("embedding tables: %s", memory)
+    state = LoopState()
+    if tcfg.resume_from:
+        state = _restore(tcfg.resume_from, model, dense_opt)
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", tcfg.resume_from, state.step, state.epoch, state.batch_in_epoch)
+
+    train_batches = _batches(cfg, "train", train=True)
+    metrics_log = MetricsLog(run_dir, tcfg.tensorboard)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    total_steps = len(train_batches) * tcfg.epochs
+    if tcfg.max_steps is not None:
+        total_steps = min(total_steps, tcfg.max_steps)
+    train_seconds, loss_value = 0.0, float("nan")
+    samples_at_start = state.samples
+    running = []
+    bar = tqdm(total=total_steps, initial=state.step, disable=not tcfg.progress, unit="step", dynamic_ncols=True)
+
+    def checkpoint() -> None:
+        payload = {
+            "model": model.state_dict(),
+            "dense_optimizer": dense_opt.state_dict(),
+            "state": dataclasses.asdict(state),
+            "config": OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+        }
+        save_checkpoint(checkpoint_path(run_dir, state.step), payload, keep=tcfg.keep_checkpoints)
+
+    model.train()
+    try:
+        while state.epoch < tcfg.epochs and state.step < total_steps:
+            train_batches.set_epoch(state.epoch)
+            tick = time.perf_counter()
+            for batch in train_batches.iter_from(state.batch_in_epoch):
+                logits = model(batch.dense, batch.sparse)
+                loss = loss_fn(logits, batch.labels)
+                dense_opt.zero_grad(set_to_none=True)
+                loss.backward()  # table rows are updated inside this call (fused optimizer)
+                dense_opt.step()
+                state.step += 1
+                state.batch_in_epoch += 1
+                state.samples += batch.size
+                running.append(loss.detach())
+                if state.step % tcfg.log_every_steps == 0 or state.step == total_steps:
+                    loss_value = float(torch.stack(running).mean())
+                    running.clear()
+                    elapsed = train_seconds + time.perf_counter() - tick
+                    rate = (state.samples - samples_at_start) / max(elapsed, 1e-9)
+                    metrics_log.write("train", state.step, loss=loss_value, samples_per_s=rate, epoch=state.epoch)
+                    bar.set_postfix(loss=f"{loss_value:.4f}", samples_per_s=f"{rate:,.0f}")
+                bar.update(1)
+                if tcfg.eval_every_steps and state.step % tcfg.eval_every_steps == 0:
+                    train_seconds += time.perf_counter() - tick
+                    _validate(cfg, model, metrics_log, state.step)
+                    tick = time.perf_counter()
+                if tcfg.checkpoint_every_steps and state.step % tcfg.checkpoint_every_steps == 0:
+                    train_seconds += time.perf_counter() - tick
+                    checkpoint()
+                    tick = time.perf_counter()
+                if state.step >= total_steps:
+                    break
+            train_seconds += time.perf_counter() - tick
+            if state.step < total_steps or state.batch_in_epoch >= len(train_batches):
+                state.epoch += 1
+                state.batch_in_epoch = 0
+            if not tcfg.eval_every_steps:
+                _validate(cfg, model, metrics_log, state.step)
+        bar.close()
+        checkpoint()
+        result_metrics = evaluate(model, _batches(cfg, cfg.eval.split, train=False, limit=cfg.eval.max_batches))
+        metrics_log.write("test", state.step, **result_metrics.to_dict())
+    finally:
+        metrics_log.close()
+
+    rate = (state.samples - samples_at_start) / max(train_seconds, 1e-9)
+    bayes = load_bayes(cfg.data.path, cfg.eval.split)
+    _, md_path = write_report(
+        run_dir,
+        result_metrics,
+        split=cfg.eval.split,
+        dataset=cfg.data.path,
+        bayes=bayes,
+        memory=memory,
+        extra={"train": {"steps": state.step, "samples": state.samples, "samples_per_s": rate}},
+    )
+    log.info(
+        "%s: AUC %.5f logloss %.5f NE %.4f%s",
+        cfg.eval.split,
+        result_metrics.auc,
+        result_metrics.logloss,
+        result_metrics.normalized_entropy,
+        f" (Bayes-optimal AUC {bayes['bayes_auc']:.5f})" if bayes else "",
+    )
+    log.info("report: %s", md_path)
+    return TrainResult(
+        run_dir=str(run_dir),
+        steps=state.step,
+        samples=state.samples,
+        train_seconds=train_seconds,
+        train_samples_per_s=rate,
+        final_loss=loss_value,
+        eval=result_metrics.to_dict(),
+        memory=memory,
+        report=str(md_path),
+    )
+
+
+def _validate(cfg: TrainJobConfig, model: DLRM, metrics_log: MetricsLog, step: int) -> None:
+    m = evaluate(model, _batches(cfg, "valid", train=False, limit=cfg.trainer.val_batches))
+    metrics_log.write("valid", step, auc=m.auc, logloss=m.logloss, normalized_entropy=m.normalized_entropy)
+    log.info("step %d valid: AUC %.5f logloss %.5f (%d rows)", step, m.auc, m.logloss, m.rows)
+
+
+def _restore(location: str, model: DLRM, dense_opt: torch.optim.Optimizer) -> LoopState:
+    payload = load_checkpoint(location)
+    model.load_state_dict(payload["model"])
+    dense_opt.load_state_dict(payload["dense_optimizer"])
+    rng = payload["rng"]
+    torch.set_rng_state(rng["torch"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+    return LoopState(**payload["state"])

@@ -1,0 +1,52 @@
+"""Shared fixtures: a small prepared dataset in the on-disk layout, with a learnable signal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from recsys.data.layout import (
+    DENSE_FEATURES,
+    LABEL,
+    SPARSE_FEATURES,
+    DatasetMeta,
+    shard_path,
+    shard_schema,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_tiny_dataset(root: Path, rows: dict[str, int], cardinality: int = 50, seed: int = 0, row_group: int = 256) -> DatasetMeta:
+    """Random rows whose label depends on C1's id and I1, so a model can learn something."""
+    rng = np.random.default_rng(seed)
+    effect = rng.normal(0, 2, cardinality)
+    for split, n in rows.items():
+        sparse = rng.integers(0, cardinality, size=(len(SPARSE_FEATURES), n))
+        dense = rng.exponential(1.0, size=(n, len(DENSE_FEATURES))).astype(np.float32)
+        logit = effect[sparse[0]] + dense[:, 0] - 1.0
+        label = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int8)
+        cols = {LABEL: label}
+        cols.update({name: dense[:, i] for i, name in enumerate(DENSE_FEATURES)})
+        cols.update({name: sparse[i].astype(np.int32) for i, name in enumerate(SPARSE_FEATURES)})
+        path = shard_path(root, split, 0)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table(cols, schema=shard_schema()), path, row_group_size=row_group)
+    meta = DatasetMeta(
+        num_embeddings={f: cardinality + 1 for f in SPARSE_FEATURES},
+        rows=dict(rows),
+        source={"kind": "test-fixture"},
+    )
+    meta.save(root)
+    return meta
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny_dataset")
+    write_tiny_dataset(root, {"train": 4096, "valid": 1024, "test": 1024})
+    return root
