@@ -27,10 +27,11 @@ FBGEMM_DIM_MULTIPLE = 4
 
 
 class TableOptimizer(str, enum.Enum):
-    """Optimizers FBGEMM fuses into the lookup's backward (on CPU: these two)."""
+    """Optimizers FBGEMM fuses into the lookup's backward (on CPU: these two). Members are
+    lower case because configs name them (`trainer.table_optimizer.kind=sgd`)."""
 
-    ROWWISE_ADAGRAD = "rowwise_adagrad"
-    SGD = "sgd"
+    rowwise_adagrad = "rowwise_adagrad"
+    sgd = "sgd"
 
 
 @dataclasses.dataclass
@@ -44,7 +45,7 @@ class TableOptimizerConfig:
         weight_decay: L2 decay applied by the fused update.
     """
 
-    kind: TableOptimizer = TableOptimizer.ROWWISE_ADAGRAD
+    kind: TableOptimizer = TableOptimizer.rowwise_adagrad
     lr: float = 0.05
     eps: float = 1e-8
     weight_decay: float = 0.0
@@ -74,13 +75,13 @@ class PhysicalTable:
 
 def optimizer_state_bytes(table: PhysicalTable, kind: TableOptimizer) -> int:
     """Bytes of optimizer state the fused optimizer keeps for ``table``."""
-    return table.num_embeddings * 4 if kind is TableOptimizer.ROWWISE_ADAGRAD else 0
+    return table.num_embeddings * 4 if kind is TableOptimizer.rowwise_adagrad else 0
 
 
 _FBGEMM_OPTIM = {
-    TableOptimizer.ROWWISE_ADAGRAD: EmbOptimType.EXACT_ROWWISE_ADAGRAD,
+    TableOptimizer.rowwise_adagrad: EmbOptimType.EXACT_ROWWISE_ADAGRAD,
     # FBGEMM refuses plain SGD on CPU; EXACT_SGD is the same update without sparse atomics.
-    TableOptimizer.SGD: EmbOptimType.EXACT_SGD,
+    TableOptimizer.sgd: EmbOptimType.EXACT_SGD,
 }
 
 

@@ -11,9 +11,9 @@ from recsys.models.dlrm import DLRMConfig
 
 
 class DenseOptimizer(str, enum.Enum):
-    ADAGRAD = "adagrad"
-    SGD = "sgd"
-    ADAM = "adam"
+    adagrad = "adagrad"
+    sgd = "sgd"
+    adam = "adam"
 
 
 @dataclasses.dataclass
@@ -46,7 +46,7 @@ class TrainerConfig:
     epochs: int = 1
     max_steps: Optional[int] = None
     table_optimizer: TableOptimizerConfig = dataclasses.field(default_factory=TableOptimizerConfig)
-    dense_optimizer: DenseOptimizer = DenseOptimizer.ADAGRAD
+    dense_optimizer: DenseOptimizer = DenseOptimizer.adagrad
     dense_lr: float = 0.01
     eval_every_steps: int = 0
     val_batches: Optional[int] = 50

@@ -92,9 +92,9 @@ def dense_parameters(model: DLRM) -> list[torch.nn.Parameter]:
 def make_dense_optimizer(model: DLRM, kind: DenseOptimizer, lr: float) -> torch.optim.Optimizer:
     params = dense_parameters(model)
     kind = DenseOptimizer(kind)
-    if kind is DenseOptimizer.ADAGRAD:
+    if kind is DenseOptimizer.adagrad:
         return torch.optim.Adagrad(params, lr=lr)
-    if kind is DenseOptimizer.SGD:
+    if kind is DenseOptimizer.sgd:
         return torch.optim.SGD(params, lr=lr)
     return torch.optim.Adam(params, lr=lr)
 
