@@ -1,0 +1,469 @@
+"""Turn raw Criteo text files into a prepared dataset (see :mod:`recsys.data.layout`).
+
+Two passes, both streaming, so a file larger than memory works:
+
+1. Read each file in chunks of whole lines (:class:`recsys.data.raw.ChunkReader`), parse and
+   validate them (:func:`recsys.data.raw.parse_chunk`), assign every good row to a split,
+   count sparse ids of the training rows (:class:`recsys.data.vocab.FrequencyCounter`) and
+   append the rows, dense already transformed and sparse still as raw int64 ids, to one
+   temporary Parquet file per split.
+2. Rank ids by training frequency into vocabularies, then re-read the temporary files, map raw
+   ids to ranks (ids not kept share the feature's OOV row) and write the final shards.
+
+Bad input never crashes the run and never disappears silently: each rejected line is counted
+by reason, the first few are kept with file, line and text in ``stats.json``, and
+``rows_out == rows_in - bad_rows`` is checked before anything is reported. With
+``on_bad_row=fail`` the first bad line raises :class:`BadRowError` instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import logging
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from recsys.data import raw
+from recsys.data.layout import (
+    DENSE_FEATURES,
+    LABEL,
+    SPARSE_FEATURES,
+    SPLITS,
+    DatasetMeta,
+    shard_path,
+    shard_schema,
+    split_dir,
+    vocab_path,
+    write_json,
+)
+from recsys.data.vocab import FrequencyCounter, Vocabulary
+
+log = logging.getLogger("recsys.data.ingest")
+
+TRAIN, VALID, TEST = range(3)  # split codes, in the order of layout.SPLITS
+ROW_GROUP_ROWS = 1 << 16
+TMP_DIR = "_ingest_tmp"
+
+
+@dataclass
+class SplitConfig:
+    """How rows are divided into train/valid/test.
+
+    ``random``: each row independently, valid with probability ``valid_fraction`` and test with
+    ``test_fraction``; the draw is a hash of (seed, file, line), so it does not depend on chunking.
+    ``by_file``: files whose names match a ``valid_files`` / ``test_files`` glob go to that
+    split, all others to train (for the 1TB days, e.g. ``test_files: ["day_23*"]``).
+    """
+
+    mode: str = "random"
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 2018
+    valid_files: list[str] = field(default_factory=list)
+    test_files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PreprocessConfig:
+    """Options of :func:`preprocess` (a Hydra structured config)."""
+
+    input: str = "???"
+    output: str = "???"
+    format: str = "auto"
+    min_count: int = 1
+    max_rows_per_feature: int | None = None
+    dense_transform: str = "log1p"
+    on_bad_row: str = "skip"
+    rows_per_shard: int = 1_000_000
+    chunk_bytes: int = 64 << 20
+    max_bad_row_examples: int = 100
+    split: SplitConfig = field(default_factory=SplitConfig)
+
+
+@dataclass
+class IngestStats:
+    """What happened during ingest (also written to ``<output>/stats.json``).
+
+    ``rows_in`` counts every physical data line (bad ones too, headers not), ``rows_out`` the
+    rows written over all splits; ``bad_rows == sum(bad_rows_by_reason.values())`` and
+    ``rows_out == rows_in - bad_rows``. ``file_issues`` lists problems that concern a file but
+    no line (an empty file, a gzip cut exactly at a line end). ``oov_rows`` counts, per
+    feature, the written rows whose id went to the OOV row.
+    """
+
+    rows_in: int = 0
+    rows_out: int = 0
+    bad_rows: int = 0
+    bad_rows_by_reason: dict[str, int] = field(default_factory=dict)
+    bad_row_examples: list[dict] = field(default_factory=list)
+    file_issues: list[dict] = field(default_factory=list)
+    rows_per_split: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
+    files: list[dict] = field(default_factory=list)
+    num_embeddings: dict[str, int] = field(default_factory=dict)
+    oov_rows: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    rows_per_s: float = 0.0
+
+
+class BadRowError(ValueError):
+    """A bad input line (or damaged file) met with ``on_bad_row=fail``."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+
+
+def validate_config(cfg: PreprocessConfig) -> None:
+    """Reject impossible settings before touching any file."""
+    checks = [
+        (cfg.input not in ("", "???"), "input must be set (a file, a directory or a glob)"),
+        (cfg.output not in ("", "???"), "output must be set (the dataset directory to create)"),
+        (cfg.format in ("auto", *raw.FORMATS), f"format must be auto|tsv|csv, got {cfg.format!r}"),
+        (cfg.min_count >= 1, f"min_count must be >= 1, got {cfg.min_count}"),
+        (
+            cfg.max_rows_per_feature is None or cfg.max_rows_per_feature >= 1,
+            f"max_rows_per_feature must be >= 1 or null, got {cfg.max_rows_per_feature}",
+        ),
+        (cfg.dense_transform in ("log1p", "none"), f"dense_transform must be log1p|none, got {cfg.dense_transform!r}"),
+        (cfg.on_bad_row in ("skip", "fail"), f"on_bad_row must be skip|fail, got {cfg.on_bad_row!r}"),
+        (cfg.rows_per_shard >= 1, f"rows_per_shard must be >= 1, got {cfg.rows_per_shard}"),
+        (cfg.chunk_bytes >= 1, f"chunk_bytes must be >= 1, got {cfg.chunk_bytes}"),
+        (cfg.max_bad_row_examples >= 0, f"max_bad_row_examples must be >= 0, got {cfg.max_bad_row_examples}"),
+        (cfg.split.mode in ("random", "by_file"), f"split.mode must be random|by_file, got {cfg.split.mode!r}"),
+        (
+            0 <= cfg.split.valid_fraction and 0 <= cfg.split.test_fraction
+            and cfg.split.valid_fraction + cfg.split.test_fraction < 1,
+            "split fractions must be >= 0 and valid_fraction + test_fraction < 1, got "
+            f"{cfg.split.valid_fraction} + {cfg.split.test_fraction}",
+        ),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(f"PreprocessConfig: {message}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits
+
+
+def file_split(name: str, split: SplitConfig) -> int | None:
+    """The split of a whole file in ``by_file`` mode (``None`` in ``random`` mode)."""
+    if split.mode != "by_file":
+        return None
+    valid = any(fnmatch.fnmatch(name, p) for p in split.valid_files)
+    test = any(fnmatch.fnmatch(name, p) for p in split.test_files)
+    if valid and test:
+        raise ValueError(f"split: file {name} matches both valid_files and test_files")
+    return VALID if valid else TEST if test else TRAIN
+
+
+def random_split(file_index: int, lines: np.ndarray, split: SplitConfig) -> np.ndarray:
+    """Split code per row from a splitmix64 hash of (seed, file index, line number).
+
+    A counter-based hash instead of a sequential RNG makes each row's split a pure function of
+    where it is in the input, so it is identical for any ``chunk_bytes``.
+    """
+    key = (np.uint64(file_index) << np.uint64(40)) + lines.astype(np.uint64)
+    z = key + np.uint64((split.seed * 0x9E3779B97F4A7C15) % 2**64)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    u = (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    codes = np.full(len(lines), TRAIN, dtype=np.int8)
+    codes[u < split.valid_fraction + split.test_fraction] = TEST
+    codes[u < split.valid_fraction] = VALID
+    return codes
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad rows
+
+
+class BadRowLog:
+    """Counts rejected lines by reason, keeps the first examples, raises in ``fail`` mode."""
+
+    def __init__(self, fail: bool, max_examples: int) -> None:
+        self.fail = fail
+        self.max_examples = max_examples
+        self.by_reason: Counter[str] = Counter()
+        self.examples: list[dict] = []
+        self.file_issues: list[dict] = []
+
+    @property
+    def count(self) -> int:
+        return sum(self.by_reason.values())
+
+    def rows(self, path: Path, bad: list[raw.BadRow]) -> None:
+        """Record bad lines of ``path`` (in line order)."""
+        if not bad:
+            return
+        if self.fail:
+            self._raise(path, bad[0].line, bad[0].reason, bad[0].feature, bad[0].text)
+        for row in bad:
+            self.by_reason[row.reason] += 1
+            if len(self.examples) < self.max_examples:
+                example = {"file": str(path), "line": row.line, "reason": row.reason, "text": row.text}
+                if row.feature:
+                    example["feature"] = row.feature
+                self.examples.append(example)
+
+    def file_issue(self, path: Path, line: int, reason: str) -> None:
+        """A problem with a file that costs no line (empty file, gzip cut at a line end)."""
+        if self.fail:
+            self._raise(path, line, reason, None, "")
+        self.file_issues.append({"file": str(path), "line": line, "reason": reason})
+
+    @staticmethod
+    def _raise(path: Path, line: int, reason: str, feature: str | None, text: str) -> None:
+        where = f" in column {feature}" if feature else ""
+        raise BadRowError(f"{path}:{line}: {reason}{where}: {text[:raw.BAD_TEXT_CHARS]!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Writers
+
+
+def _temp_schema() -> pa.Schema:
+    """Pass-1 rows: final label and dense columns, sparse still raw int64 ids."""
+    final = shard_schema()
+    return pa.schema([final.field(LABEL), *(final.field(f) for f in DENSE_FEATURES)]
+                     + [pa.field(f, pa.int64(), nullable=False) for f in SPARSE_FEATURES])
+
+
+class ShardWriter:
+    """Write one split as ``part-NNNNN.parquet`` files of ``rows_per_shard`` rows.
+
+    Small incoming tables are buffered so row groups hold about ``ROW_GROUP_ROWS`` rows.
+    """
+
+    def __init__(self, root: Path, split: str, rows_per_shard: int) -> None:
+        self.root, self.split, self.rows_per_shard = root, split, rows_per_shard
+        self.schema = shard_schema()
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._in_shard = 0
+        self.shards = 0
+        split_dir(root, split).mkdir(parents=True, exist_ok=True)
+
+    def write(self, table: pa.Table) -> None:
+        while table.num_rows:
+            room = min(self.rows_per_shard - self._in_shard - self._buffered, table.num_rows)
+            self._buffer.append(table.slice(0, room))
+            self._buffered += room
+            table = table.slice(room)
+            if self._buffered >= ROW_GROUP_ROWS or self._in_shard + self._buffered == self.rows_per_shard:
+                self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffered:
+            return
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(shard_path(self.root, self.split, self.shards), self.schema)
+        self._writer.write_table(pa.concat_tables(self._buffer), row_group_size=ROW_GROUP_ROWS)
+        self._in_shard += self._buffered
+        self._buffer, self._buffered = [], 0
+        if self._in_shard == self.rows_per_shard:
+            self._close_shard()
+
+    def _close_shard(self) -> None:
+        self._writer.close()
+        self._writer, self._in_shard = None, 0
+        self.shards += 1
+
+    def close(self) -> None:
+        self._flush()
+        if self._writer is not None:
+            self._close_shard()
+
+
+# ---------------------------------------------------------------------------------------------
+# The two passes
+
+
+def transform_dense(column: pa.Array | pa.ChunkedArray, how: str) -> np.ndarray:
+    """Missing -> 0, negative -> 0, then ``log1p`` if asked; float32."""
+    values = np.maximum(pc.fill_null(column, 0).to_numpy(), 0).astype(np.float64)
+    if how == "log1p":
+        np.log1p(values, out=values)
+    return values.astype(np.float32)
+
+
+class _Pass1:
+    """Parse every file, count training ids, spill rows to temporary per-split Parquet files."""
+
+    def __init__(self, cfg: PreprocessConfig, tmp: Path, bad: BadRowLog, bar: tqdm) -> None:
+        self.cfg, self.tmp, self.bad, self.bar = cfg, tmp, bad, bar
+        self.counters = {f: FrequencyCounter() for f in SPARSE_FEATURES}
+        self.schema = _temp_schema()
+        self.writers = [pq.ParquetWriter(tmp / f"{s}.parquet", self.schema, compression="lz4") for s in SPLITS]
+        self.rows_in = 0
+        self.files: list[dict] = []
+
+    def run(self, files: list[Path]) -> None:
+        try:
+            for index, path in enumerate(files):
+                self._file(index, path)
+        finally:
+            for writer in self.writers:
+                writer.close()
+
+    def _file(self, index: int, path: Path) -> None:
+        fmt = raw.detect_format(path) if self.cfg.format == "auto" else self.cfg.format
+        whole_split = file_split(path.name, self.cfg.split)
+        rows_before, bad_before = self.rows_in, self.bad.count
+        reader = raw.ChunkReader(path, self.cfg.chunk_bytes, self.bar.update)
+        first = True
+        for chunk in reader:
+            if first and fmt == "csv":
+                chunk = self._strip_header(path, chunk)
+            first = False
+            self._rows(index, path, whole_split, raw.parse_chunk(chunk.data, fmt, chunk.first_line))
+        self._tail(index, path, fmt, whole_split, reader, first)
+        info = {"path": str(path), "format": fmt, "bytes": path.stat().st_size,
+                "rows_in": self.rows_in - rows_before, "bad_rows": self.bad.count - bad_before}
+        if whole_split is not None:
+            info["split"] = SPLITS[whole_split]
+        self.files.append(info)
+
+    def _strip_header(self, path: Path, chunk: raw.Chunk) -> raw.Chunk:
+        end = chunk.data.index(b"\n")
+        raw.check_csv_header(path, chunk.data[:end])
+        return raw.Chunk(chunk.data[end + 1 :], chunk.first_line + 1)
+
+    def _tail(self, index: int, path: Path, fmt: str, whole_split: int | None,
+              reader: raw.ChunkReader, nothing_read: bool) -> None:
+        """The bytes after the last newline, and what the reader said about the file's end."""
+        if reader.tail and reader.problem is None:
+            if nothing_read and fmt == "csv":
+                raw.check_csv_header(path, reader.tail)  # a header-only file without newline
+                return
+            self._rows(index, path, whole_split, raw.parse_chunk(reader.tail + b"\n", fmt, reader.tail_line))
+        elif reader.tail:
+            self.rows_in += 1
+            text = reader.tail[: raw.BAD_TEXT_CHARS].decode("utf-8", errors="replace")
+            self.bad.rows(path, [raw.BadRow(reader.tail_line, reader.problem, text)])
+        elif reader.problem is not None:
+            self.bad.file_issue(path, reader.tail_line, reader.problem)
+        elif nothing_read:
+            self.bad.file_issue(path, 0, raw.EMPTY_FILE)
+
+    def _rows(self, index: int, path: Path, whole_split: int | None, rows: raw.ParsedRows) -> None:
+        self.rows_in += rows.n_lines
+        self.bad.rows(path, rows.bad)
+        if not len(rows):
+            return
+        if whole_split is None:
+            codes = random_split(index, rows.lines, self.cfg.split)
+        else:
+            codes = np.full(len(rows), whole_split, dtype=np.int8)
+        columns = {LABEL: rows.label}
+        columns.update({f: transform_dense(rows.dense[f], self.cfg.dense_transform) for f in DENSE_FEATURES})
+        columns.update(rows.sparse)
+        table = pa.table(columns, schema=self.schema)
+        for code, writer in enumerate(self.writers):
+            mask = codes == code
+            if not mask.any():
+                continue
+            part = table if mask.all() else table.filter(pa.array(mask))
+            writer.write_table(part)
+            if code == TRAIN:
+                for f in SPARSE_FEATURES:
+                    self.counters[f].add(part.column(f).to_numpy())
+
+
+def _pass2(cfg: PreprocessConfig, out: Path, tmp: Path, vocabs: dict[str, Vocabulary]) -> tuple[dict, dict]:
+    """Map raw ids to ranks and write the final shards; returns (rows per split, OOV rows)."""
+    lookups = {f: v.lookup() for f, v in vocabs.items()}
+    oov = dict.fromkeys(SPARSE_FEATURES, 0)
+    rows = {}
+    schema = shard_schema()
+    for split in SPLITS:
+        writer = ShardWriter(out, split, cfg.rows_per_shard)
+        source = pq.ParquetFile(tmp / f"{split}.parquet")
+        rows[split] = source.metadata.num_rows
+        for batch in source.iter_batches(batch_size=1 << 20):
+            columns = [batch.column(LABEL), *(batch.column(f) for f in DENSE_FEATURES)]
+            for f in SPARSE_FEATURES:
+                mapped, n_oov = lookups[f](batch.column(f).to_numpy())
+                oov[f] += n_oov
+                columns.append(pa.array(mapped))
+            writer.write(pa.Table.from_arrays(columns, schema=schema))
+        writer.close()
+    return rows, oov
+
+
+def _prepare_output(out: Path) -> Path:
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"output {out} exists and is not empty; choose a new directory or delete it")
+    tmp = out / TMP_DIR
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def preprocess(cfg: PreprocessConfig, progress: bool = True) -> IngestStats:
+    """Ingest ``cfg.input`` into the prepared dataset ``cfg.output``; see the module docstring."""
+    validate_config(cfg)
+    start = time.perf_counter()
+    files = raw.list_input_files(cfg.input)
+    for path in files:
+        file_split(path.name, cfg.split)  # fail early on ambiguous patterns
+    out = Path(cfg.output)
+    tmp = _prepare_output(out)
+    bad = BadRowLog(cfg.on_bad_row == "fail", cfg.max_bad_row_examples)
+    try:
+        with tqdm(total=sum(p.stat().st_size for p in files), unit="B", unit_scale=True,
+                  desc="ingest", disable=not progress) as bar:
+            first = _Pass1(cfg, tmp, bad, bar)
+            first.run(files)
+        vocabs = {f: Vocabulary.build(*first.counters[f].totals(), cfg.min_count, cfg.max_rows_per_feature)
+                  for f in SPARSE_FEATURES}
+        for f, vocab in vocabs.items():
+            vocab.save(vocab_path(out, f))
+        rows_per_split, oov = _pass2(cfg, out, tmp, vocabs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    stats = IngestStats(
+        rows_in=first.rows_in, rows_out=sum(rows_per_split.values()), bad_rows=bad.count,
+        bad_rows_by_reason=dict(sorted(bad.by_reason.items())), bad_row_examples=bad.examples,
+        file_issues=bad.file_issues, rows_per_split=rows_per_split, files=first.files,
+        num_embeddings={f: v.num_embeddings for f, v in vocabs.items()}, oov_rows=oov,
+    )
+    if stats.rows_out != stats.rows_in - stats.bad_rows:
+        raise AssertionError(f"ingest lost rows: rows_out {stats.rows_out} != rows_in {stats.rows_in} "
+                             f"- bad_rows {stats.bad_rows}")
+    stats.seconds = time.perf_counter() - start
+    stats.rows_per_s = stats.rows_in / stats.seconds if stats.seconds else 0.0
+    _write_meta(cfg, out, files, stats)
+    write_json(out / "stats.json", dataclasses.asdict(stats))
+    _warn_if_bad(stats)
+    return stats
+
+
+def _write_meta(cfg: PreprocessConfig, out: Path, files: list[Path], stats: IngestStats) -> None:
+    source = {
+        "kind": "ingest", "inputs": [str(p) for p in files], "format": cfg.format,
+        "min_count": cfg.min_count, "cap": cfg.max_rows_per_feature,
+        "split": dataclasses.asdict(cfg.split),
+    }
+    DatasetMeta(num_embeddings=stats.num_embeddings, rows=stats.rows_per_split,
+                dense_transform=cfg.dense_transform, source=source).save(out)
+
+
+def _warn_if_bad(stats: IngestStats) -> None:
+    if stats.bad_rows or stats.file_issues:
+        reasons = ", ".join(f"{k}={v}" for k, v in stats.bad_rows_by_reason.items())
+        issues = ", ".join(f"{i['reason']} {i['file']}" for i in stats.file_issues)
+        log.warning("skipped %d bad rows of %d (%s)%s; first examples in stats.json", stats.bad_rows,
+                    stats.rows_in, reasons or "none", f"; file issues: {issues}" if issues else "")
