@@ -1,0 +1,72 @@
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from recsys.data.layout import SPARSE_FEATURES, list_shards
+from recsys.data.loader import ParquetBatches
+
+
+def all_rows(root, split):
+    table = pq.read_table(list_shards(root, split))
+    return table.column("C1").to_numpy(), table.column("label").to_numpy()
+
+
+def test_batches_cover_every_row_once_in_order(tiny_dataset):
+    batches = list(ParquetBatches(tiny_dataset, "valid", 300, prefetch=2))
+    ids, labels = all_rows(tiny_dataset, "valid")
+    assert [b.size for b in batches] == [300, 300, 300, 124]
+    got = torch.cat([b.sparse["C1"].values() for b in batches]).numpy()
+    np.testing.assert_array_equal(got, ids)
+    np.testing.assert_array_equal(torch.cat([b.labels for b in batches]).numpy(), labels)
+
+
+def test_batch_layout(tiny_dataset):
+    batch = next(iter(ParquetBatches(tiny_dataset, "train", 64)))
+    assert batch.dense.shape == (64, 13) and batch.dense.dtype == torch.float32
+    assert batch.sparse.keys() == list(SPARSE_FEATURES)
+    assert batch.sparse.stride() == 64
+    assert torch.all(batch.sparse.lengths() == 1)
+    assert batch.labels.dtype == torch.float32
+
+
+def test_shuffle_is_a_permutation_that_changes_with_the_epoch(tiny_dataset):
+    loader = ParquetBatches(tiny_dataset, "train", 512, shuffle=True, seed=3)
+    epoch0 = torch.cat([b.sparse["C1"].values() for b in loader]).numpy()
+    loader.set_epoch(1)
+    epoch1 = torch.cat([b.sparse["C1"].values() for b in loader]).numpy()
+    ids, _ = all_rows(tiny_dataset, "train")
+    np.testing.assert_array_equal(np.sort(epoch0), np.sort(ids))
+    assert not np.array_equal(epoch0, ids) and not np.array_equal(epoch0, epoch1)
+
+
+def test_resume_skips_exactly_the_batches_already_seen(tiny_dataset):
+    loader = ParquetBatches(tiny_dataset, "train", 500, shuffle=True, seed=1)
+    full = [b.labels for b in loader]
+    resumed = [b.labels for b in loader.iter_from(3)]
+    assert len(resumed) == len(full) - 3
+    for a, b in zip(full[3:], resumed):
+        torch.testing.assert_close(a, b)
+
+
+def test_limit_and_drop_last(tiny_dataset):
+    assert len(list(ParquetBatches(tiny_dataset, "valid", 300, limit_batches=2))) == 2
+    assert [b.size for b in ParquetBatches(tiny_dataset, "valid", 300, drop_last=True)] == [300] * 3
+
+
+def test_missing_split_is_a_clear_error(tmp_path, tiny_dataset):
+    with pytest.raises(FileNotFoundError, match="not a prepared dataset"):
+        ParquetBatches(tmp_path, "train", 8)
+    with pytest.raises(ValueError, match="unknown split"):
+        ParquetBatches(tiny_dataset, "training", 8)
+
+
+def test_errors_in_the_reader_thread_reach_the_consumer(tiny_dataset, monkeypatch):
+    loader = ParquetBatches(tiny_dataset, "train", 64, prefetch=2)
+
+    def broken(*args):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(loader, "_read_group", broken)
+    with pytest.raises(OSError, match="disk gone"):
+        list(loader)
