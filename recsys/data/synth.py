@@ -1,0 +1,417 @@
+"""Synthetic Criteo-shaped datasets with a planted click model and known Bayes-optimal quality.
+
+The full Criteo files are not on every machine, yet embedding compression has to be judged
+on data that looks like Criteo: 26 sparse features whose id frequencies are Zipf-like with
+10M-id tails, 13 count-like dense features, realistic missing rates and a 25.6% (Kaggle) or
+~3% (1TB) click rate. This module streams such a dataset to disk in the prepared layout
+(:mod:`recsys.data.layout`), drawing labels from a planted model whose true click probability
+is known for every row (:mod:`recsys.data.synth_model` documents the model and its
+magnitudes). Because the truth is known, ``bayes.json`` gives the best AUC and logloss any
+model can reach per split, so a method's quality is measured as its gap to the optimum.
+
+Written columns are frequency ranks *of the generating distribution* (0 = most probable id),
+exactly as ingest ranks observed ids; ``vocab/<C>.parquet`` has one row per rank with a
+scrambled 32-bit raw id (-1 for the missing id) and the rank's count in the train split
+(on a finite sample, counts of neighbouring tail ranks can be out of order).
+
+Rows are i.i.d. and generated in blocks of ``BLOCK_ROWS`` rows, block ``b`` from its own
+random stream ``(seed, b)``, so the output is byte-identical for any ``chunk_rows`` and a
+bigger ``rows`` extends the same row sequence. Splits are contiguous: the first rows are
+train, then valid, then test. Memory is bounded by ``chunk_rows`` plus the vocabulary counts
+(8 bytes per id) and the valid/test click probabilities kept for their exact AUC.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recsys.data.layout import (
+    DENSE_FEATURES,
+    LABEL,
+    SPARSE_FEATURES,
+    SPLITS,
+    DatasetMeta,
+    shard_path,
+    shard_schema,
+    VOCAB_SCHEMA,
+    split_dir,
+    vocab_path,
+    write_json,
+)
+from recsys.data.synth_model import (
+    DENSE_MISSING,
+    DENSE_SHAPES,
+    HEAD_ROWS,
+    POSITIVE_RATES,
+    SPARSE_MISSING,
+    FeatureSpace,
+    ModelMagnitudes,
+    PlantedModel,
+    Profile,
+    _key,
+    profile_cardinalities,
+    profile_exponents,
+    scrambled_ids,
+    sigmoid,
+)
+from recsys.evaluation.metrics import auc as exact_auc
+
+BLOCK_ROWS = 1 << 14  # rows per random stream; fixes the output independently of chunk_rows
+ROW_GROUP_ROWS = 1 << 17  # Parquet row group size (the loader's unit of work)
+EXACT_AUC_MAX_ROWS = 1 << 24  # valid/test splits up to this size get a sort-based exact AUC
+HISTOGRAM_BINS = 1 << 21  # logit bins of the streaming AUC (train, and larger splits)
+HISTOGRAM_RANGE = 20.0  # bins cover logits in [-20, 20]; beyond that the edge bins
+
+
+@dataclasses.dataclass
+class SynthConfig:
+    """What to generate (a Hydra structured config; see the module docstrings).
+
+    Attributes:
+        output: directory to create (must not exist or be empty).
+        profile: ``kaggle`` or ``terabyte``: cardinalities, skew and positive rate.
+        rows: total rows over all splits.
+        valid_fraction, test_fraction: shares of ``rows`` in the valid and test splits.
+        seed: random stream of the rows.
+        model_seed: the planted model and vocab ids; defaults to ``seed``. Same model_seed with
+            another seed gives fresh rows from the same world (e.g. a second test set).
+        cardinality_scale: multiplies every cardinality (at least 2 ids remain): small demo sets.
+        max_cardinality: optional cap on ids per feature.
+        positive_rate: target click rate; defaults to the profile's (25.62% / 3%).
+        rows_per_shard: rows per Parquet file.
+        chunk_rows: rows generated per step (rounded up to whole blocks of 16,384).
+        latent_dim, bias_std, latent_std, dense_std, dense_latent_std, effect_half_frequency:
+            the planted model's magnitudes (:class:`~recsys.data.synth_model.ModelMagnitudes`).
+    """
+
+    output: str = "???"
+    profile: str = "kaggle"
+    rows: int = 1_000_000
+    valid_fraction: float = 0.05
+    test_fraction: float = 0.05
+    seed: int = 0
+    model_seed: Optional[int] = None
+    cardinality_scale: float = 1.0
+    max_cardinality: Optional[int] = None
+    positive_rate: Optional[float] = None
+    rows_per_shard: int = 1_000_000
+    chunk_rows: int = 262_144
+    latent_dim: int = 8
+    bias_std: float = ModelMagnitudes.bias_std
+    latent_std: float = ModelMagnitudes.latent_std
+    dense_std: float = ModelMagnitudes.dense_std
+    dense_latent_std: float = ModelMagnitudes.dense_latent_std
+    effect_half_frequency: float = ModelMagnitudes.effect_half_frequency
+
+
+def _validate(cfg: SynthConfig) -> Profile:
+    if cfg.output in ("", "???"):
+        raise ValueError("output: set the directory to write the dataset to")
+    try:
+        profile = Profile(cfg.profile)
+    except ValueError:
+        raise ValueError(
+            f"profile: {cfg.profile!r} is not one of {[p.value for p in Profile]}"
+        ) from None
+    if cfg.rows < 1:
+        raise ValueError(f"rows must be >= 1, got {cfg.rows}")
+    for name in ("valid_fraction", "test_fraction"):
+        if not 0.0 <= getattr(cfg, name) < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {getattr(cfg, name)}")
+    if cfg.valid_fraction + cfg.test_fraction >= 1.0:
+        raise ValueError("valid_fraction + test_fraction must be < 1 (train would be empty)")
+    if cfg.seed < 0 or (cfg.model_seed is not None and cfg.model_seed < 0):
+        raise ValueError("seed and model_seed must be >= 0")
+    if not cfg.cardinality_scale > 0:
+        raise ValueError(f"cardinality_scale must be > 0, got {cfg.cardinality_scale}")
+    if cfg.max_cardinality is not None and cfg.max_cardinality < 2:
+        raise ValueError(f"max_cardinality must be >= 2, got {cfg.max_cardinality}")
+    if cfg.rows_per_shard < 1 or cfg.chunk_rows < 1:
+        raise ValueError("rows_per_shard and chunk_rows must be >= 1")
+    return profile
+
+
+def split_rows(cfg: SynthConfig) -> dict[str, int]:
+    """Rows per split: valid and test are rounded shares of ``rows``, train the rest."""
+    valid, test = round(cfg.rows * cfg.valid_fraction), round(cfg.rows * cfg.test_fraction)
+    if cfg.rows - valid - test < 1:
+        raise ValueError(f"rows={cfg.rows} leaves no train rows after valid/test")
+    return {"train": cfg.rows - valid - test, "valid": valid, "test": test}
+
+
+def build_model(cfg: SynthConfig) -> PlantedModel:
+    """The feature space and planted model a config describes (no rows are written)."""
+    profile = _validate(cfg)
+    base = profile_cardinalities(profile)
+    cards = tuple(max(2, round(n * cfg.cardinality_scale)) for n in base)
+    if cfg.max_cardinality is not None:
+        cards = tuple(min(n, cfg.max_cardinality) for n in cards)
+    space = FeatureSpace(
+        cardinalities=cards,
+        exponents=profile_exponents(profile, base),
+        missing=tuple(SPARSE_MISSING[f] for f in SPARSE_FEATURES),
+        dense_missing=tuple(DENSE_MISSING[f] for f in DENSE_FEATURES),
+        dense_shapes=tuple(DENSE_SHAPES[f] for f in DENSE_FEATURES),
+    )
+    magnitudes = ModelMagnitudes(
+        latent_dim=cfg.latent_dim,
+        bias_std=cfg.bias_std,
+        latent_std=cfg.latent_std,
+        dense_std=cfg.dense_std,
+        dense_latent_std=cfg.dense_latent_std,
+        effect_half_frequency=cfg.effect_half_frequency,
+    )
+    rate = POSITIVE_RATES[profile] if cfg.positive_rate is None else cfg.positive_rate
+    seed = cfg.seed if cfg.model_seed is None else cfg.model_seed
+    return PlantedModel(space, magnitudes, rate, seed)
+
+
+# ---------------------------------------------------------------- Bayes-optimal metrics
+
+
+class BayesAccumulator:
+    """Streams one split's true logits and labels into positives, logloss and AUC.
+
+    AUC is exact (sort-based, ties as half) when the split has at most ``exact_max_rows``
+    rows; beyond that it comes from per-label histograms of the logit over
+    ``HISTOGRAM_BINS`` bins: pairs in the same bin count as half, an error far below 1e-4.
+    """
+
+    def __init__(self, rows: int, exact_max_rows: int = EXACT_AUC_MAX_ROWS) -> None:
+        self.rows, self.positives, self.log_loss_sum = 0, 0, 0.0
+        self.exact = rows <= exact_max_rows
+        if self.exact:
+            self._logits = np.empty(rows, np.float64)
+            self._labels = np.empty(rows, np.int8)
+        else:
+            self._hist = np.zeros((2, HISTOGRAM_BINS), np.int64)  # (label, bin)
+
+    def update(self, logit: np.ndarray, label: np.ndarray) -> None:
+        n = len(label)
+        if self.exact:
+            self._logits[self.rows : self.rows + n] = logit
+            self._labels[self.rows : self.rows + n] = label
+        else:
+            bins = histogram_bins(logit)
+            for value in (0, 1):
+                self._hist[value] += np.bincount(bins[label == value], minlength=HISTOGRAM_BINS)
+        self.rows += n
+        self.positives += int(label.sum())
+        # -log p = softplus(-z), -log(1-p) = softplus(z)
+        self.log_loss_sum += float(np.logaddexp(0.0, np.where(label == 1, -logit, logit)).sum())
+
+    def result(self) -> dict:
+        if self.rows == 0:
+            return {"rows": 0, "positives": 0, "positive_rate": None, "bayes_auc": None,
+                    "bayes_logloss": None, "auc_method": None}  # fmt: skip
+        if self.exact:
+            value = exact_auc(self._logits[: self.rows], self._labels[: self.rows])
+        else:
+            value = histogram_auc(self._hist[1], self._hist[0])
+        return {
+            "rows": self.rows,
+            "positives": self.positives,
+            "positive_rate": self.positives / self.rows,
+            "bayes_auc": None if math.isnan(value) else value,
+            "bayes_logloss": self.log_loss_sum / self.rows,
+            "auc_method": "exact" if self.exact else f"histogram({HISTOGRAM_BINS} logit bins)",
+        }
+
+
+def histogram_bins(logit: np.ndarray) -> np.ndarray:
+    """Bin index of each logit on a uniform grid over [-HISTOGRAM_RANGE, HISTOGRAM_RANGE]."""
+    width = 2 * HISTOGRAM_RANGE / HISTOGRAM_BINS
+    return np.clip(((logit + HISTOGRAM_RANGE) / width).astype(np.int64), 0, HISTOGRAM_BINS - 1)
+
+
+def histogram_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
+    """AUC from per-bin label counts over ordered score bins (same-bin pairs count as half)."""
+    n_pos, n_neg = positives.sum(), negatives.sum()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    negatives_below = np.cumsum(negatives) - negatives
+    return float(np.sum(positives * (negatives_below + 0.5 * negatives)) / (n_pos * n_neg))
+
+
+# ---------------------------------------------------------------- writing
+
+
+class SplitWriter:
+    """Writes one split's rows into shards of ``rows_per_shard`` rows, row groups of fixed size.
+
+    Row group and file boundaries depend only on row positions, never on how the rows
+    arrive, so the bytes do not depend on ``chunk_rows``.
+    """
+
+    def __init__(self, root: Path, split: str, rows_per_shard: int) -> None:
+        self.root, self.split, self.rows_per_shard = root, split, rows_per_shard
+        self._schema = shard_schema()
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._shard_rows = 0  # rows in the open shard
+        self._shard = 0
+        self._writer: pq.ParquetWriter | None = None
+        split_dir(root, split).mkdir(parents=True, exist_ok=True)
+
+    def write(self, label: np.ndarray, dense: np.ndarray, sparse: np.ndarray) -> None:
+        """label (N,) int8, dense (N, 13) float32, sparse (N, 26) int32."""
+        columns = [pa.array(label)]
+        columns += [pa.array(dense[:, j]) for j in range(dense.shape[1])]
+        columns += [pa.array(sparse[:, f]) for f in range(sparse.shape[1])]
+        batch = pa.RecordBatch.from_arrays(columns, schema=self._schema)
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        while self._pending_rows >= self._next_group_rows():
+            self._flush(self._next_group_rows())
+
+    def close(self) -> None:
+        if self._pending_rows:
+            self._flush(self._pending_rows)
+        if self._writer is not None:
+            self._writer.close()
+
+    def _next_group_rows(self) -> int:
+        return min(ROW_GROUP_ROWS, self.rows_per_shard - self._shard_rows)
+
+    def _flush(self, rows: int) -> None:
+        table = pa.Table.from_batches(self._pending, schema=self._schema)
+        group, rest = table.slice(0, rows), table.slice(rows)
+        self._pending, self._pending_rows = rest.to_batches(), rest.num_rows
+        if self._writer is None:
+            path = shard_path(self.root, self.split, self._shard)
+            self._writer = pq.ParquetWriter(path, self._schema)
+        self._writer.write_table(group, row_group_size=rows)
+        self._shard_rows += rows
+        if self._shard_rows == self.rows_per_shard:
+            self._writer.close()
+            self._writer, self._shard_rows, self._shard = None, 0, self._shard + 1
+
+
+class VocabCounter:
+    """Train-split count of every rank of every sparse feature (8 bytes per id)."""
+
+    def __init__(self, cardinalities: tuple[int, ...]) -> None:
+        self.counts = [np.zeros(n, np.int64) for n in cardinalities]
+
+    def update(self, sparse: np.ndarray) -> None:
+        """sparse: (N, 26) int32 ranks."""
+        for f, counts in enumerate(self.counts):
+            column = sparse[:, f]
+            head = min(len(counts), HEAD_ROWS)  # bincount over the head, scatter-add the tail
+            if len(counts) > head:
+                tail = column[column >= head]
+                np.add.at(counts, tail, 1)
+                column = column[column < head]
+            counts[:head] += np.bincount(column, minlength=head)
+
+    def write(self, root: Path, space: FeatureSpace, seed: int) -> None:
+        vocab_path(root, SPARSE_FEATURES[0]).parent.mkdir(parents=True, exist_ok=True)
+        for f, (name, counts) in enumerate(zip(SPARSE_FEATURES, self.counts)):
+            raw = scrambled_ids(_key(seed, 4, f), np.arange(len(counts)))
+            missing = space.missing_ranks[f]
+            if missing < len(counts):
+                raw[missing] = -1
+            table = pa.table({"raw": raw, "count": counts}, schema=VOCAB_SCHEMA)
+            pq.write_table(table, vocab_path(root, name))
+
+
+# ---------------------------------------------------------------- generation
+
+
+def generate_block(model: PlantedModel, seed: int, block: int, rows: int) -> tuple[np.ndarray, ...]:
+    """Rows ``[block * BLOCK_ROWS, block * BLOCK_ROWS + rows)`` of the dataset with this seed.
+
+    Returns:
+        dense (N, 13) float32, sparse (N, 26) int32, logit (N,) float64, label (N,) int8.
+    """
+    rng = np.random.default_rng([seed, block])
+    dense, sparse = model.space.sample(rng, BLOCK_ROWS)
+    u_label = rng.random(BLOCK_ROWS)
+    dense, sparse, u_label = dense[:rows], sparse[:rows], u_label[:rows]
+    logit = model.logit(dense, sparse)
+    label = (u_label < sigmoid(logit)).astype(np.int8)
+    return dense, sparse, logit, label
+
+
+def _chunks(total: int, chunk_rows: int):
+    """(first block, rows) of each generation step; chunks are whole blocks except the last."""
+    blocks_per_chunk = max(1, math.ceil(chunk_rows / BLOCK_ROWS))
+    step = blocks_per_chunk * BLOCK_ROWS
+    for start in range(0, total, step):
+        yield start // BLOCK_ROWS, min(step, total - start)
+
+
+def _generate_chunk(model: PlantedModel, seed: int, first_block: int, rows: int):
+    parts = [
+        generate_block(model, seed, first_block + i, min(BLOCK_ROWS, rows - i * BLOCK_ROWS))
+        for i in range(math.ceil(rows / BLOCK_ROWS))
+    ]
+    return tuple(np.concatenate(arrays) for arrays in zip(*parts))
+
+
+def generate(cfg: SynthConfig, progress: bool = True) -> dict:
+    """Write a synthetic dataset to ``cfg.output``; return the summary written to ``bayes.json``.
+
+    The summary has, per split, ``rows``, ``positives``, ``positive_rate``, ``bayes_auc`` and
+    ``bayes_logloss`` (AUC / logloss of the true click probability), plus the planted model's
+    intercept and generation speed. ``meta.json`` is written last, so its presence marks a
+    complete dataset.
+    """
+    started = time.perf_counter()
+    root = Path(cfg.output)
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"output {root} exists and is not empty; choose a new directory")
+    model = build_model(cfg)
+    rows = split_rows(cfg)
+    root.mkdir(parents=True, exist_ok=True)
+    writers = {s: SplitWriter(root, s, cfg.rows_per_shard) for s in SPLITS}
+    bayes = {s: BayesAccumulator(rows[s]) for s in SPLITS}
+    counter = VocabCounter(model.space.cardinalities)
+    bounds = np.cumsum([0] + [rows[s] for s in SPLITS])  # split s holds rows [bounds[i], bounds[i+1])
+
+    chunks = list(_chunks(cfg.rows, cfg.chunk_rows))
+    if progress:
+        from tqdm import tqdm
+
+        chunks = tqdm(chunks, desc="recsys-synth", unit="chunk")
+    for first_block, n in chunks:
+        dense, sparse, logit, label = _generate_chunk(model, cfg.seed, first_block, n)
+        start = first_block * BLOCK_ROWS
+        for i, split in enumerate(SPLITS):
+            lo, hi = max(bounds[i] - start, 0), min(bounds[i + 1] - start, n)
+            if lo >= hi:
+                continue
+            writers[split].write(label[lo:hi], dense[lo:hi], sparse[lo:hi])
+            bayes[split].update(logit[lo:hi], label[lo:hi])
+            if split == "train":
+                counter.update(sparse[lo:hi])
+    for writer in writers.values():
+        writer.close()
+    counter.write(root, model.space, model.seed)
+
+    elapsed = time.perf_counter() - started
+    summary = {s: bayes[s].result() for s in SPLITS}
+    summary["planted_model"] = {
+        "intercept": model.intercept,
+        "target_positive_rate": model.positive_rate,
+        "cardinalities": dict(zip(SPARSE_FEATURES, model.space.cardinalities)),
+        "exponents": dict(zip(SPARSE_FEATURES, model.space.exponents)),
+        **dataclasses.asdict(model.magnitudes),
+    }
+    summary["generation"] = {"seconds": elapsed, "rows_per_second": cfg.rows / elapsed}
+    write_json(root / "bayes.json", summary)
+    DatasetMeta(
+        num_embeddings={f: n + 1 for f, n in zip(SPARSE_FEATURES, model.space.cardinalities)},
+        rows=rows,
+        source={"kind": "synthetic", "generator": "recsys.data.synth", **dataclasses.asdict(cfg),
+                "model_seed": model.seed},  # fmt: skip
+    ).save(root)
+    return summary
