@@ -168,10 +168,11 @@ def file_split(name: str, split: SplitConfig) -> int | None:
 
 
 def random_split(file_index: int, lines: np.ndarray, split: SplitConfig) -> np.ndarray:
-    """Split code per row from a splitmix64 hash of (seed, file index, line number).
+    """Split code per row from a splitmix64 hash of (seed, file index, data line number).
 
     A counter-based hash instead of a sequential RNG makes each row's split a pure function of
-    where it is in the input, so it is identical for any ``chunk_bytes``.
+    where it is in the input, so it is identical for any ``chunk_bytes``. ``lines`` count data
+    lines only (a CSV header is not one), so the TSV and CSV forms of a file split alike.
     """
     key = (np.uint64(file_index) << np.uint64(40)) + lines.astype(np.uint64)
     z = key + np.uint64((split.seed * 0x9E3779B97F4A7C15) % 2**64)
@@ -269,7 +270,7 @@ class ShardWriter:
         if not self._buffered:
             return
         if self._writer is None:
-            self._writer = pq.ParquetWriter(shard_path(self.root, self.split, self.shards), self.schema)
+            self._writer = pq.ParquetWriter(shard_path(self.root, self.split, self.shards), self.schema, compression="zstd")
         self._writer.write_table(pa.concat_tables(self._buffer), row_group_size=ROW_GROUP_ROWS)
         self._in_shard += self._buffered
         self._buffer, self._buffered = [], 0
@@ -306,8 +307,9 @@ class _Pass1:
         self.cfg, self.tmp, self.bad, self.bar = cfg, tmp, bad, bar
         self.counters = {f: FrequencyCounter() for f in SPARSE_FEATURES}
         self.schema = _temp_schema()
-        self.writers = [pq.ParquetWriter(tmp / f"{s}.parquet", self.schema, compression="lz4") for s in SPLITS]
+        self.writers = [pq.ParquetWriter(tmp / f"{s}.parquet", self.schema, compression="none", use_dictionary=False) for s in SPLITS]
         self.rows_in = 0
+        self.header_lines = 0
         self.files: list[dict] = []
 
     def run(self, files: list[Path]) -> None:
@@ -320,6 +322,7 @@ class _Pass1:
 
     def _file(self, index: int, path: Path) -> None:
         fmt = raw.detect_format(path) if self.cfg.format == "auto" else self.cfg.format
+        self.header_lines = 1 if fmt == "csv" else 0
         whole_split = file_split(path.name, self.cfg.split)
         rows_before, bad_before = self.rows_in, self.bad.count
         reader = raw.ChunkReader(path, self.cfg.chunk_bytes, self.bar.update)
@@ -328,7 +331,7 @@ class _Pass1:
             if first and fmt == "csv":
                 chunk = self._strip_header(path, chunk)
             first = False
-            self._rows(index, path, whole_split, raw.parse_chunk(chunk.data, fmt, chunk.first_line))
+            self._rows(index, path, whole_split, raw.parse_chunk(chunk, fmt))
         self._tail(index, path, fmt, whole_split, reader, first)
         info = {"path": str(path), "format": fmt, "bytes": path.stat().st_size,
                 "rows_in": self.rows_in - rows_before, "bad_rows": self.bad.count - bad_before}
@@ -339,7 +342,7 @@ class _Pass1:
     def _strip_header(self, path: Path, chunk: raw.Chunk) -> raw.Chunk:
         end = chunk.data.index(b"\n")
         raw.check_csv_header(path, chunk.data[:end])
-        return raw.Chunk(chunk.data[end + 1 :], chunk.first_line + 1)
+        return raw.Chunk(chunk.data[end + 1 :], chunk.first_line + 1, chunk.n_lines - 1)
 
     def _tail(self, index: int, path: Path, fmt: str, whole_split: int | None,
               reader: raw.ChunkReader, nothing_read: bool) -> None:
@@ -348,7 +351,7 @@ class _Pass1:
             if nothing_read and fmt == "csv":
                 raw.check_csv_header(path, reader.tail)  # a header-only file without newline
                 return
-            self._rows(index, path, whole_split, raw.parse_chunk(reader.tail + b"\n", fmt, reader.tail_line))
+            self._rows(index, path, whole_split, raw.parse_chunk(raw.Chunk(reader.tail + b"\n", reader.tail_line, 1), fmt))
         elif reader.tail:
             self.rows_in += 1
             text = reader.tail[: raw.BAD_TEXT_CHARS].decode("utf-8", errors="replace")
@@ -364,7 +367,7 @@ class _Pass1:
         if not len(rows):
             return
         if whole_split is None:
-            codes = random_split(index, rows.lines, self.cfg.split)
+            codes = random_split(index, rows.lines - self.header_lines, self.cfg.split)
         else:
             codes = np.full(len(rows), whole_split, dtype=np.int8)
         columns = {LABEL: rows.label}

@@ -74,7 +74,7 @@ class ParsedRows:
 
     Attributes:
         label: int8, 0/1.
-        dense: feature -> int64 values with missing as 0 in ``values`` and True in ``missing``.
+        dense: feature -> int64 Arrow array, null where the value is missing.
         sparse: feature -> int64 raw ids (``MISSING_RAW_ID`` when empty).
         lines: int64 1-based physical line number of each good row.
         bad: rejected lines in line order.
@@ -117,24 +117,28 @@ def is_gzip(path: Path) -> bool:
         return f.read(2) == GZIP_MAGIC
 
 
-def first_line(path: Path, limit: int = 1 << 16) -> bytes:
-    """The first line of a (possibly gzipped) file, at most ``limit`` bytes; b"" if unreadable."""
+def head(path: Path, limit: int = 1 << 16) -> bytes:
+    """The first ``limit`` (decompressed) bytes of a file; b"" if unreadable."""
     with open(path, "rb") as f:
-        head = f.read(limit)
-    if head[:2] == GZIP_MAGIC:
+        data = f.read(limit)
+    if data[:2] == GZIP_MAGIC:
         try:
-            head = zlib.decompressobj(wbits=31).decompress(head, limit)
+            data = zlib.decompressobj(wbits=31).decompress(data, limit)
         except zlib.error:
             return b""
-    return head.split(b"\n", 1)[0]
+    return data
 
 
 def detect_format(path: Path) -> str:
-    """``csv`` if the first line is a header starting with ``label``, ``tsv`` if it has tabs."""
-    line = first_line(path)
-    if line.startswith(b"label"):
+    """``csv`` if the file starts with a ``label`` header, else ``tsv`` if its head has tabs.
+
+    Looking at the whole head rather than the first line alone keeps a malformed first line
+    (which is then reported as a bad row) from hiding the format.
+    """
+    data = head(path)
+    if data.startswith(b"label"):
         return "csv"
-    if b"\t" in line or not line:
+    if b"\t" in data or not data:
         return "tsv"
     raise ValueError(
         f"{path}:1: cannot detect the format (no tab and no 'label' header); "
@@ -155,10 +159,11 @@ def check_csv_header(path: Path, line: bytes) -> None:
 
 @dataclasses.dataclass
 class Chunk:
-    """Whole lines (``data`` ends with a newline) starting at 1-based physical ``first_line``."""
+    """``n_lines`` whole lines (``data`` ends with a newline) from 1-based physical ``first_line``."""
 
     data: bytes
     first_line: int
+    n_lines: int
 
 
 class ChunkReader:
@@ -194,13 +199,15 @@ class ChunkReader:
                 cut = buf.rfind(b"\n") + 1
                 pending, pending_size = [buf[cut:]], len(buf) - cut
                 if cut:
-                    yield Chunk(buf[:cut], next_line)
-                    next_line += buf.count(b"\n", 0, cut)
+                    chunk = Chunk(buf[:cut], next_line, buf.count(b"\n", 0, cut))
+                    yield chunk
+                    next_line += chunk.n_lines
         self.tail = b"".join(pending)
         cut = self.tail.rfind(b"\n") + 1
         if cut:
-            yield Chunk(self.tail[:cut], next_line)
-            next_line += self.tail.count(b"\n", 0, cut)
+            chunk = Chunk(self.tail[:cut], next_line, self.tail.count(b"\n", 0, cut))
+            yield chunk
+            next_line += chunk.n_lines
             self.tail = self.tail[cut:]
         self.tail_line = next_line
 
@@ -314,12 +321,11 @@ def _gather_right_aligned(data: np.ndarray, starts: np.ndarray, lengths: np.ndar
     return out
 
 
-def parse_chunk(data: bytes, fmt: str, first_line: int) -> ParsedRows:
+def parse_chunk(chunk: Chunk, fmt: str) -> ParsedRows:
     """Parse whole lines; good rows come back typed, bad ones as :class:`BadRow` records."""
     sep = SEPARATOR[fmt]
-    n_lines = data.count(b"\n")
-    fast = _parse_fast(data, sep, first_line, n_lines)
-    return fast if fast is not None else _parse_slow(data, sep, first_line, n_lines)
+    fast = _parse_fast(chunk.data, sep, chunk.first_line, chunk.n_lines)
+    return fast if fast is not None else _parse_slow(chunk.data, sep, chunk.first_line, chunk.n_lines)
 
 
 def _parse_fast(data: bytes, sep: str, first_line: int, n_lines: int) -> ParsedRows | None:
