@@ -55,7 +55,9 @@ _HEX_VALUE = np.full(256, 255, dtype=np.uint8)
 for _digit, _chars in enumerate(zip("0123456789abcdef", "0123456789ABCDEF")):
     for _c in _chars:
         _HEX_VALUE[ord(_c)] = _digit
-_DENSE_PATTERN = r"^-?[0-9]{1,18}$"  # 18 digits always fit int64
+# A dense value is a decimal integer, or (because pyarrow's fast int64 parser accepts it, and
+# both parse paths must agree) a 0x-prefixed hex integer; digit limits keep it within int64.
+_DENSE_PATTERN = r"^(-?[0-9]{1,18}|0[xX][0-9a-fA-F]{1,15})$"
 
 
 @dataclasses.dataclass
@@ -130,20 +132,12 @@ def head(path: Path, limit: int = 1 << 16) -> bytes:
 
 
 def detect_format(path: Path) -> str:
-    """``csv`` if the file starts with a ``label`` header, else ``tsv`` if its head has tabs.
+    """``csv`` if the file starts with a ``label`` header, else ``tsv`` (the native format).
 
-    Looking at the whole head rather than the first line alone keeps a malformed first line
-    (which is then reported as a bad row) from hiding the format.
+    Anything that is not a header is treated as TSV so that malformed lines, even a whole file
+    of them, are reported row by row as bad rows rather than aborting the run.
     """
-    data = head(path)
-    if data.startswith(b"label"):
-        return "csv"
-    if b"\t" in data or not data:
-        return "tsv"
-    raise ValueError(
-        f"{path}:1: cannot detect the format (no tab and no 'label' header); "
-        "set format=tsv or format=csv"
-    )
+    return "csv" if head(path).startswith(b"label") else "tsv"
 
 
 def check_csv_header(path: Path, line: bytes) -> None:
@@ -257,7 +251,7 @@ def _read_csv(data: bytes, sep: str, types: dict[str, pa.DataType], on_invalid: 
     )
 
 
-_TYPED = {LABEL: pa.int8(), **{f: pa.int64() for f in DENSE_FEATURES}, **{f: pa.string() for f in SPARSE_FEATURES}}
+_TYPED = {LABEL: pa.string(), **{f: pa.int64() for f in DENSE_FEATURES}, **{f: pa.string() for f in SPARSE_FEATURES}}
 _STRINGS = {c: pa.string() for c in COLUMNS}
 
 
@@ -340,10 +334,10 @@ def _parse_fast(data: bytes, sep: str, first_line: int, n_lines: int) -> ParsedR
         table = _read_csv(data, sep, _TYPED, on_invalid)
     except pa.ArrowInvalid:
         return None
-    if invalid or table.num_rows != n_lines or table.column(LABEL).null_count:
+    if invalid or table.num_rows != n_lines:
         return None
-    label = table.column(LABEL).to_numpy()
-    if np.any((label != 0) & (label != 1)):
+    label = _labels(table.column(LABEL))
+    if label is None:
         return None
     sparse = {}
     for feature in SPARSE_FEATURES:
@@ -353,7 +347,16 @@ def _parse_fast(data: bytes, sep: str, first_line: int, n_lines: int) -> ParsedR
         sparse[feature] = ids
     dense = {f: table.column(f) for f in DENSE_FEATURES}
     lines = np.arange(first_line, first_line + n_lines, dtype=np.int64)
-    return ParsedRows(label.astype(np.int8), dense, sparse, lines, [], n_lines)
+    return ParsedRows(label, dense, sparse, lines, [], n_lines)
+
+
+def _labels(column: pa.ChunkedArray) -> np.ndarray | None:
+    """int8 labels if every value is exactly "0" or "1" (so "00" or "" are bad), else None."""
+    one = pc.equal(column, "1")
+    valid = pc.or_(one, pc.equal(column, "0"))
+    if valid.null_count or not pc.all(valid).as_py():
+        return None
+    return one.to_numpy(zero_copy_only=False).astype(np.int8)
 
 
 def _parse_slow(data: bytes, sep: str, first_line: int, n_lines: int) -> ParsedRows:
