@@ -19,7 +19,7 @@ def _app(cfg: DictConfig) -> None:
     job: SynthConfig = OmegaConf.to_object(cfg)
     summary = generate(job)
     print(f"wrote {job.rows:,} synthetic rows to {job.output}; Bayes-optimal figures: {job.output}/bayes.json")
-    test = summary.get("splits", {}).get("test")
+    test = summary.get("test")
     if test:
         print(f"test split: Bayes-optimal AUC {test['bayes_auc']:.5f}, logloss {test['bayes_logloss']:.5f}")
 

@@ -22,6 +22,7 @@ import dataclasses
 import fnmatch
 import logging
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -234,6 +235,32 @@ class BadRowLog:
 # Writers
 
 
+class Background:
+    """Run calls in order on one worker thread, overlapping them with the caller's work.
+
+    Parquet encoding releases the GIL, so writing chunk ``n`` while chunk ``n + 1`` is parsed
+    uses the second core. At most ``max_pending`` calls wait, which bounds the memory held by
+    queued tables; errors surface on the next ``submit`` or on ``close``.
+    """
+
+    def __init__(self, max_pending: int = 2) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
+        self._pending: list[Future] = []
+        self._max_pending = max_pending
+
+    def submit(self, fn, *args) -> None:
+        self._pending.append(self._pool.submit(fn, *args))
+        while len(self._pending) > self._max_pending or (self._pending and self._pending[0].done()):
+            self._pending.pop(0).result()
+
+    def close(self) -> None:
+        try:
+            for future in self._pending:
+                future.result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
 def _temp_schema() -> pa.Schema:
     """Pass-1 rows: final label and dense columns, sparse still raw int64 ids."""
     final = shard_schema()
@@ -308,6 +335,7 @@ class _Pass1:
         self.counters = {f: FrequencyCounter() for f in SPARSE_FEATURES}
         self.schema = _temp_schema()
         self.writers = [pq.ParquetWriter(tmp / f"{s}.parquet", self.schema, compression="none", use_dictionary=False) for s in SPLITS]
+        self.background = Background()
         self.rows_in = 0
         self.header_lines = 0
         self.files: list[dict] = []
@@ -317,6 +345,7 @@ class _Pass1:
             for index, path in enumerate(files):
                 self._file(index, path)
         finally:
+            self.background.close()
             for writer in self.writers:
                 writer.close()
 
@@ -379,7 +408,7 @@ class _Pass1:
             if not mask.any():
                 continue
             part = table if mask.all() else table.filter(pa.array(mask))
-            writer.write_table(part)
+            self.background.submit(writer.write_table, part)
             if code == TRAIN:
                 for f in SPARSE_FEATURES:
                     self.counters[f].add(part.column(f).to_numpy())
@@ -391,18 +420,22 @@ def _pass2(cfg: PreprocessConfig, out: Path, tmp: Path, vocabs: dict[str, Vocabu
     oov = dict.fromkeys(SPARSE_FEATURES, 0)
     rows = {}
     schema = shard_schema()
-    for split in SPLITS:
-        writer = ShardWriter(out, split, cfg.rows_per_shard)
-        source = pq.ParquetFile(tmp / f"{split}.parquet")
-        rows[split] = source.metadata.num_rows
-        for batch in source.iter_batches(batch_size=1 << 20):
-            columns = [batch.column(LABEL), *(batch.column(f) for f in DENSE_FEATURES)]
-            for f in SPARSE_FEATURES:
-                mapped, n_oov = lookups[f](batch.column(f).to_numpy())
-                oov[f] += n_oov
-                columns.append(pa.array(mapped))
-            writer.write(pa.Table.from_arrays(columns, schema=schema))
-        writer.close()
+    background = Background()
+    try:
+        for split in SPLITS:
+            writer = ShardWriter(out, split, cfg.rows_per_shard)
+            source = pq.ParquetFile(tmp / f"{split}.parquet")
+            rows[split] = source.metadata.num_rows
+            for batch in source.iter_batches(batch_size=1 << 20):
+                columns = [batch.column(LABEL), *(batch.column(f) for f in DENSE_FEATURES)]
+                for f in SPARSE_FEATURES:
+                    mapped, n_oov = lookups[f](batch.column(f).to_numpy())
+                    oov[f] += n_oov
+                    columns.append(pa.array(mapped))
+                background.submit(writer.write, pa.Table.from_arrays(columns, schema=schema))
+            background.submit(writer.close)
+    finally:
+        background.close()
     return rows, oov
 
 

@@ -23,15 +23,21 @@ train, then valid, then test. Memory is bounded by ``chunk_rows`` plus the vocab
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
+import multiprocessing
+import os
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from recsys.data.layout import (
     DENSE_FEATURES,
@@ -88,6 +94,8 @@ class SynthConfig:
         positive_rate: target click rate; defaults to the profile's (25.62% / 3%).
         rows_per_shard: rows per Parquet file.
         chunk_rows: rows generated per step (rounded up to whole blocks of 16,384).
+        workers: processes generating chunks while the main process writes; 0 = one per
+            available CPU, 1 = everything in this process. The output does not depend on it.
         latent_dim, bias_std, latent_std, dense_std, dense_latent_std, effect_half_frequency:
             the planted model's magnitudes (:class:`~recsys.data.synth_model.ModelMagnitudes`).
     """
@@ -104,6 +112,7 @@ class SynthConfig:
     positive_rate: Optional[float] = None
     rows_per_shard: int = 1_000_000
     chunk_rows: int = 262_144
+    workers: int = 0
     latent_dim: int = 8
     bias_std: float = ModelMagnitudes.bias_std
     latent_std: float = ModelMagnitudes.latent_std
@@ -136,6 +145,8 @@ def _validate(cfg: SynthConfig) -> Profile:
         raise ValueError(f"max_cardinality must be >= 2, got {cfg.max_cardinality}")
     if cfg.rows_per_shard < 1 or cfg.chunk_rows < 1:
         raise ValueError("rows_per_shard and chunk_rows must be >= 1")
+    if cfg.workers < 0:
+        raise ValueError(f"workers must be >= 0 (0 = one per CPU), got {cfg.workers}")
     return profile
 
 
@@ -341,20 +352,55 @@ def generate_block(model: PlantedModel, seed: int, block: int, rows: int) -> tup
     return dense, sparse, logit, label
 
 
-def _chunks(total: int, chunk_rows: int):
+def _chunks(total: int, chunk_rows: int) -> list[tuple[int, int]]:
     """(first block, rows) of each generation step; chunks are whole blocks except the last."""
-    blocks_per_chunk = max(1, math.ceil(chunk_rows / BLOCK_ROWS))
-    step = blocks_per_chunk * BLOCK_ROWS
-    for start in range(0, total, step):
-        yield start // BLOCK_ROWS, min(step, total - start)
+    step = max(1, math.ceil(chunk_rows / BLOCK_ROWS)) * BLOCK_ROWS
+    return [(start // BLOCK_ROWS, min(step, total - start)) for start in range(0, total, step)]
 
 
-def _generate_chunk(model: PlantedModel, seed: int, first_block: int, rows: int):
+def generate_chunk(model: PlantedModel, seed: int, first_block: int, rows: int) -> tuple[np.ndarray, ...]:
+    """``rows`` rows from block ``first_block`` on; arrays as in :func:`generate_block`."""
     parts = [
         generate_block(model, seed, first_block + i, min(BLOCK_ROWS, rows - i * BLOCK_ROWS))
         for i in range(math.ceil(rows / BLOCK_ROWS))
     ]
     return tuple(np.concatenate(arrays) for arrays in zip(*parts))
+
+
+_worker_model: PlantedModel | None = None  # set in each worker process by _init_worker
+
+
+def _init_worker(model: PlantedModel) -> None:
+    global _worker_model
+    _worker_model = model
+
+
+def _worker_chunk(seed: int, first_block: int, rows: int) -> tuple[np.ndarray, ...]:
+    return generate_chunk(_worker_model, seed, first_block, rows)
+
+
+def _generated(
+    model: PlantedModel, seed: int, chunks: list[tuple[int, int]], workers: int
+) -> Iterator[tuple[np.ndarray, ...]]:
+    """Generated chunks in order; with ``workers > 1`` they come from a process pool.
+
+    At most ``2 * workers`` chunks are in flight, which bounds memory. The pool uses
+    ``spawn`` (no fork of a process that may hold Arrow threads); each worker receives the
+    model once.
+    """
+    if workers <= 1 or len(chunks) <= 1:
+        for first_block, rows in chunks:
+            yield generate_chunk(model, seed, first_block, rows)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, context, _init_worker, (model,)) as pool:
+        pending: collections.deque[Future] = collections.deque()
+        for first_block, rows in chunks:
+            pending.append(pool.submit(_worker_chunk, seed, first_block, rows))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def generate(cfg: SynthConfig, progress: bool = True) -> dict:
@@ -377,13 +423,12 @@ def generate(cfg: SynthConfig, progress: bool = True) -> dict:
     counter = VocabCounter(model.space.cardinalities)
     bounds = np.cumsum([0] + [rows[s] for s in SPLITS])  # split s holds rows [bounds[i], bounds[i+1])
 
-    chunks = list(_chunks(cfg.rows, cfg.chunk_rows))
+    chunks = _chunks(cfg.rows, cfg.chunk_rows)
+    workers = cfg.workers or len(os.sched_getaffinity(0))
+    generated = _generated(model, cfg.seed, chunks, workers)
     if progress:
-        from tqdm import tqdm
-
-        chunks = tqdm(chunks, desc="recsys-synth", unit="chunk")
-    for first_block, n in chunks:
-        dense, sparse, logit, label = _generate_chunk(model, cfg.seed, first_block, n)
+        generated = tqdm(generated, total=len(chunks), desc="recsys-synth", unit="chunk")
+    for (first_block, n), (dense, sparse, logit, label) in zip(chunks, generated):
         start = first_block * BLOCK_ROWS
         for i, split in enumerate(SPLITS):
             lo, hi = max(bounds[i] - start, 0), min(bounds[i + 1] - start, n)

@@ -60,6 +60,7 @@ generator reports the exact figures per split in ``bayes.json``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from enum import Enum
 
@@ -209,17 +210,15 @@ class FeatureSpace:
             if not 0.0 <= m < 1.0:
                 raise ValueError(f"{name}: missing rate {m} outside [0, 1)")
 
-    # Per-feature constants as (F,) arrays, broadcast against (B, F) draws.
-    @property
+    # Per-feature constants as (F,) arrays, broadcast against (B, F) draws; computed once.
+    @functools.cached_property
     def _present(self) -> np.ndarray:  # (F,) ids that are not "missing"
         return np.array([n - (m > 0) for n, m in zip(self.cardinalities, self.missing)], np.float64)
 
-    @property
+    @functools.cached_property
     def missing_ranks(self) -> np.ndarray:
         """(F,) rank of the missing id; ``n`` (no such rank) where a feature is never missing."""
-        return np.array(
-            [self._missing_rank(f) for f in range(len(self.cardinalities))], np.int64
-        )
+        return np.array([self._missing_rank(f) for f in range(len(self.cardinalities))], np.int64)
 
     def _missing_rank(self, f: int) -> int:
         m, present = self.missing[f], int(self._present[f])
@@ -246,6 +245,13 @@ class FeatureSpace:
         j = ranks - (ranks > r_miss)
         return np.where(ranks == r_miss, self.missing[f], (1 - self.missing[f]) * self._zipf(f, j))
 
+    @functools.cached_property
+    def _sampler(self) -> tuple[np.ndarray, ...]:
+        """(F,) constants of the inverse CDF: missing rate, 1/(1-s), c, last present j, missing rank."""
+        m, s, present = np.array(self.missing), np.array(self.exponents), self._present
+        c = 1.0 - (present + 1.0) ** (1.0 - s)
+        return m, 1.0 / (1.0 - s), c, (present - 1).astype(np.int64), self.missing_ranks
+
     def sparse_ranks(self, u: np.ndarray) -> np.ndarray:
         """Inverse-CDF sampling of ranks from uniforms.
 
@@ -254,14 +260,10 @@ class FeatureSpace:
         Returns:
             (B, F) int32 frequency ranks.
         """
-        m = np.array(self.missing)  # (F,)
-        s = np.array(self.exponents)
-        present = self._present
-        r_miss = self.missing_ranks
-        c = 1.0 - (present + 1.0) ** (1.0 - s)
+        m, inverse_exponent, c, last, r_miss = self._sampler
         v = np.maximum(u - m, 0.0) / (1.0 - m)  # (B, F) uniform on the present ids
-        x = (1.0 - v * c) ** (1.0 / (1.0 - s))  # (B, F) continuous power law on [1, n'+1)
-        j = np.minimum(x.astype(np.int64) - 1, (present - 1).astype(np.int64))  # (B, F)
+        x = (1.0 - v * c) ** inverse_exponent  # (B, F) continuous power law on [1, n'+1)
+        j = np.minimum(x.astype(np.int64) - 1, last)  # (B, F)
         ranks = np.where(u < m, r_miss, j + (j >= r_miss))
         return ranks.astype(np.int32)
 
@@ -341,23 +343,27 @@ class PlantedModel:
             [self._id_parameters(f, np.arange(h)) for f, h in enumerate(self._head_sizes)]
         )  # (sum_f H_f, 1 + k) float32
         dense_rng = np.random.default_rng([seed, 2])
-        self._beta = dense_rng.normal(0, magnitudes.dense_std / math.sqrt(n_dense), n_dense)  # (13,)
-        self._u = dense_rng.normal(0, magnitudes.dense_latent_std / math.sqrt(n_dense), (n_dense, k))
+        beta = dense_rng.normal(0, magnitudes.dense_std / math.sqrt(n_dense), n_dense)  # (13,)
+        u = dense_rng.normal(0, magnitudes.dense_latent_std / math.sqrt(n_dense), (n_dense, k))
+        self._beta, self._u = beta.astype(np.float32), u.astype(np.float32)  # (13,), (13, k)
         dense, sparse = space.sample(np.random.default_rng([seed, 3]), CALIBRATION_ROWS)
-        self._dense_mean = dense.mean(0, dtype=np.float64)  # (13,)
-        self._dense_std = np.maximum(dense.std(0, dtype=np.float64), 1e-6)
+        self._dense_mean = dense.mean(0, dtype=np.float64).astype(np.float32)  # (13,)
+        self._dense_std = np.maximum(dense.std(0, dtype=np.float64), 1e-6).astype(np.float32)
         self.intercept = 0.0
         self.intercept = _solve_intercept(self.logit(dense, sparse), positive_rate)
 
     def _id_parameters(self, f: int, ranks: np.ndarray) -> np.ndarray:
-        """(N, 1 + k) float32: [bias, vector] of the given ranks, already multiplied by a_f(r)."""
+        """(N, 1 + k) float32 rows ``[w - ||e||^2 / 2, e]`` of the given ranks of feature f.
+
+        ``e = a_f(r) v`` and ``w = a_f(r) bias_std z``; folding ``-||e||^2 / 2`` into the bias
+        column turns the pairwise sum into ``||sum_f e_f||^2 / 2`` plus per-id constants.
+        """
         mag = self.magnitudes
-        p = self.space.rank_probability(f, ranks)
-        scale = p / (p + mag.effect_half_frequency)  # (N,)
         z = hashed_normals(self._keys[f], ranks, 1 + mag.latent_dim)  # (N, 1 + k)
-        z[:, 0] *= mag.bias_std
-        z[:, 1:] *= mag.latent_std
-        return (z * scale[:, None]).astype(np.float32)
+        scale = self.effect_scale(f, ranks)[:, None]  # (N, 1)
+        e = z[:, 1:] * (mag.latent_std * scale)  # (N, k)
+        w = z[:, 0] * (mag.bias_std * scale[:, 0])  # (N,)
+        return np.concatenate([(w - 0.5 * (e * e).sum(-1))[:, None], e], axis=1).astype(np.float32)
 
     def effect_scale(self, f: int, ranks: np.ndarray) -> np.ndarray:
         """a_f(r) in (0, 1): how strongly rank r of feature f (index 0..25) affects clicks."""
@@ -365,14 +371,18 @@ class PlantedModel:
         return p / (p + self.magnitudes.effect_half_frequency)
 
     def parameters(self, sparse: np.ndarray) -> np.ndarray:
-        """Per-id parameters of a batch: (B, F) int ranks -> (B, F, 1 + k) float32."""
-        sparse = np.asarray(sparse, np.int64)
-        heads = self._head_sizes  # (F,)
-        params = self._head[self._head_offsets + np.minimum(sparse, heads - 1)]  # (B, F, 1 + k)
-        rows, cols = np.nonzero(sparse >= heads)
-        for f in np.unique(cols):
-            at = cols == f
-            params[rows[at], f] = self._id_parameters(int(f), sparse[rows[at], f])
+        """Per-id rows of a batch, feature-major: (B, F) ranks -> (F, B, 1 + k) ``[w - ||e||^2/2, e]``.
+
+        Feature-major so that summing over features adds F contiguous (B, 1 + k) slabs.
+        """
+        sparse_t = sparse.T  # (F, B)
+        heads = self._head_sizes[:, None]  # (F, 1)
+        index = self._head_offsets[:, None] + np.minimum(sparse_t, heads - 1)  # (F, B) cache rows
+        params = np.take(self._head, index, axis=0)  # (F, B, 1 + k)
+        features, rows = np.nonzero(sparse_t >= heads)
+        for f in np.unique(features):
+            at = rows[features == f]
+            params[f, at] = self._id_parameters(int(f), sparse_t[f, at])
         return params
 
     def logit(self, dense: np.ndarray, sparse: np.ndarray) -> np.ndarray:
@@ -384,22 +394,17 @@ class PlantedModel:
         Returns:
             (B,) float64.
         """
-        params = self.parameters(sparse)  # (B, F, 1 + k)
-        bias, e = params[..., 0], params[..., 1:]  # (B, F), (B, F, k)
-        total = e.sum(axis=1)  # (B, k)
-        pairwise = 0.5 * ((total * total).sum(-1) - (e * e).sum(axis=(1, 2)))  # (B,)
-        y = (dense - self._dense_mean) / self._dense_std  # (B, 13) float64
+        summed = self.parameters(sparse).sum(axis=0)  # (B, 1 + k)
+        total = summed[:, 1:]  # (B, k): sum_f e_f
+        # sum_f w_f + sum_{f<g} <e_f, e_g> = sum_f (w_f - ||e_f||^2/2) + ||sum_f e_f||^2 / 2
+        sparse_terms = summed[:, 0] + 0.5 * (total * total).sum(-1)  # (B,)
+        y = ((dense - self._dense_mean) / self._dense_std).T  # (13, B) standardised
         # Elementwise sums instead of matmul: BLAS may round differently per batch size,
         # and the output must not depend on how rows are chunked.
-        projected = sum(y[:, j, None] * self._u[j] for j in range(y.shape[1]))  # (B, k)
-        dense_linear = sum(y[:, j] * self._beta[j] for j in range(y.shape[1]))  # (B,)
-        return (
-            self.intercept
-            + bias.sum(axis=1, dtype=np.float64)
-            + pairwise
-            + dense_linear
-            + (projected * total).sum(-1)
-        )
+        projected = sum(y[j][:, None] * self._u[j] for j in range(len(y)))  # (B, k)
+        dense_linear = sum(y[j] * self._beta[j] for j in range(len(y)))  # (B,)
+        cross = (projected * total).sum(-1)  # (B,)
+        return self.intercept + (sparse_terms + dense_linear + cross).astype(np.float64)
 
     def probability(self, dense: np.ndarray, sparse: np.ndarray) -> np.ndarray:
         """True click probability of each row, (B,) float64 (shapes as in :meth:`logit`)."""

@@ -15,7 +15,7 @@ def load_bayes(dataset: str | Path, split: str) -> dict | None:
     path = Path(dataset) / "bayes.json"
     if not path.exists():
         return None
-    return json.loads(path.read_text()).get("splits", {}).get(split)
+    return json.loads(path.read_text()).get(split)
 
 
 def write_report(

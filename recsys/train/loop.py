@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -148,7 +149,14 @@ def train(cfg: TrainJobConfig, run_dir: str | Path) -> TrainResult:
     train_seconds, loss_value = 0.0, float("nan")
     samples_at_start = state.samples
     running = []
-    bar = tqdm(total=total_steps, initial=state.step, disable=not tcfg.progress, unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=total_steps,
+        initial=state.step,
+        disable=not tcfg.progress,
+        unit="step",
+        dynamic_ncols=True,
+        mininterval=0.5 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s, not a flood
+    )
 
     def checkpoint() -> None:
         payload = {
