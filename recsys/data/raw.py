@@ -73,7 +73,8 @@ def _hex_pair_table() -> np.ndarray:
 _HEX_PAIR = _hex_pair_table()
 # A dense value is a decimal integer, or (because pyarrow's fast int64 parser accepts it, and
 # both parse paths must agree) a 0x-prefixed hex integer; digit limits keep it within int64.
-_DENSE_PATTERN = r"^(-?[0-9]{1,18}|0[xX][0-9a-fA-F]{1,15})$"
+# Surrounding spaces are allowed, as pyarrow's parser allows them.
+_DENSE_PATTERN = r"^[ \t]*(-?[0-9]{1,18}|0[xX][0-9a-fA-F]{1,15})[ \t]*$"
 
 
 @dataclasses.dataclass
@@ -267,8 +268,10 @@ def _read_csv(data: bytes, sep: str, types: dict[str, pa.DataType], on_invalid: 
     )
 
 
-_TYPED = {LABEL: pa.string(), **{f: pa.int64() for f in DENSE_FEATURES}, **{f: pa.string() for f in SPARSE_FEATURES}}
-_STRINGS = {c: pa.string() for c in COLUMNS}
+# Text columns are read as binary: no UTF-8 validation to pay for (ids are checked as hex
+# anyway) and no failure on stray non-UTF-8 bytes, which then count as bad values.
+_TYPED = {LABEL: pa.binary(), **{f: pa.int64() for f in DENSE_FEATURES}, **{f: pa.binary() for f in SPARSE_FEATURES}}
+_BINARY = {c: pa.binary() for c in COLUMNS}
 
 
 def hex_ids(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -365,8 +368,8 @@ def _parse_fast(data: bytes, sep: str, first_line: int, n_lines: int) -> ParsedR
 
 def _labels(column: pa.ChunkedArray) -> np.ndarray | None:
     """int8 labels if every value is exactly "0" or "1" (so "00" or "" are bad), else None."""
-    one = pc.equal(column, "1")
-    valid = pc.or_(one, pc.equal(column, "0"))
+    one = pc.equal(column, pa.scalar(b"1"))
+    valid = pc.or_(one, pc.equal(column, pa.scalar(b"0")))
     if valid.null_count or not pc.all(valid).as_py():
         return None
     return one.to_numpy(zero_copy_only=False).astype(np.int8)
@@ -390,7 +393,7 @@ def _parse_slow(data: bytes, sep: str, first_line: int, n_lines: int) -> ParsedR
     ok = reason == None  # noqa: E711 (elementwise on an object array)
     keep_bytes = np.repeat(ok, ends - starts + 1)
     good = data if ok.all() else buf[keep_bytes].tobytes()
-    table = _read_csv(good, sep, _STRINGS, _raise_invalid) if ok.any() else None
+    table = _read_csv(good, sep, _BINARY, _raise_invalid) if ok.any() else None
     rows_at = np.flatnonzero(ok)  # line index (within chunk) of each parsed row
 
     converted = _validate_strings(table, reason, feature, rows_at) if table is not None else None
@@ -413,6 +416,11 @@ def _raise_invalid(row) -> str:
     raise AssertionError(f"pyarrow found {row.actual_columns} columns in a pre-checked line: {row.text[:200]!r}")
 
 
+def _ascii_ints(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Regex-checked (so ASCII) integer text -> int64, surrounding spaces trimmed."""
+    return pc.utf8_trim(column.cast(pa.string()), " \t").cast(pa.int64())
+
+
 def _line_text(data: bytes, start: int, end: int) -> str:
     return data[start : min(end, start + BAD_TEXT_CHARS)].decode("utf-8", errors="replace")
 
@@ -433,11 +441,11 @@ def _validate_strings(
         feature[rows_at[new]] = column
         row_ok[new] = False
 
-    label_str = table.column(LABEL)
-    mark(~pc.is_in(label_str, pa.array(["0", "1"])).to_numpy(zero_copy_only=False), BAD_LABEL, LABEL)
+    label_bytes = table.column(LABEL)
+    mark(~pc.is_in(label_bytes, pa.array([b"0", b"1"])).to_numpy(zero_copy_only=False), BAD_LABEL, LABEL)
     dense = {}
     for name in DENSE_FEATURES:
-        text = pc.utf8_trim_whitespace(table.column(name))
+        text = table.column(name)
         valid = pc.or_kleene(pc.is_null(text), pc.match_substring_regex(text, _DENSE_PATTERN))
         mark(~valid.to_numpy(zero_copy_only=False), BAD_DENSE, name)
         dense[name] = text
@@ -448,7 +456,7 @@ def _validate_strings(
         mark(status == 2, ID_TOO_LONG, name)
         sparse[name] = ids
     keep = pa.array(row_ok)
-    label = pc.filter(label_str, keep).cast(pa.int8()).to_numpy(zero_copy_only=False)
-    dense = {name: pc.filter(col, keep).cast(pa.int64()) for name, col in dense.items()}
+    label = pc.equal(pc.filter(label_bytes, keep), pa.scalar(b"1")).to_numpy(zero_copy_only=False).astype(np.int8)
+    dense = {name: _ascii_ints(pc.filter(col, keep)) for name, col in dense.items()}
     sparse = {name: ids[row_ok] for name, ids in sparse.items()}
     return label, dense, sparse, row_ok

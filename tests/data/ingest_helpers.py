@@ -35,10 +35,10 @@ def reference_parse(line: str, sep: str = "\t") -> tuple[str, None] | tuple[None
     for v in cols[1:14]:
         if v == "":
             dense.append(None)
-        elif re.fullmatch(r"-?[0-9]{1,18}", v.strip()):
+        elif re.fullmatch(r"-?[0-9]{1,18}", v.strip(" ")):
             dense.append(int(v))
-        elif re.fullmatch(r"0[xX][0-9a-fA-F]{1,15}", v.strip()):  # pyarrow's int parser takes hex
-            dense.append(int(v.strip(), 16))
+        elif re.fullmatch(r"0[xX][0-9a-fA-F]{1,15}", v.strip(" ")):  # pyarrow's int parser takes hex
+            dense.append(int(v.strip(" "), 16))
         else:
             return "bad_dense", None
     ids = []

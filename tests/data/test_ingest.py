@@ -312,3 +312,17 @@ def test_missing_input_and_non_empty_output_are_errors(tmp_path):
     with pytest.raises(FileExistsError, match="not empty"):
         run(tmp_path, "full", SAMPLE)
     shutil.rmtree(tmp_path / "full")
+
+
+def test_non_utf8_bytes_are_a_bad_row_not_a_crash(tmp_path):
+    lines = good_lines(20)
+    raw_lines = [line.encode() for line in lines]
+    cols = raw_lines[4].split(b"\t")
+    cols[30] = b"\xff\xfe0000"
+    raw_lines[4] = b"\t".join(cols)
+    path = tmp_path / "d.tsv"
+    path.write_bytes(b"\n".join(raw_lines) + b"\n")
+    root, stats = run(tmp_path, "ds", path)
+    assert stats.bad_rows_by_reason == {"bad_id": 1}
+    assert stats.bad_row_examples[0]["line"] == 5 and stats.bad_row_examples[0]["feature"] == "C17"
+    assert decoded_rows(root) == expected_rows(lines[:4] + lines[5:])

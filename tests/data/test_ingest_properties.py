@@ -22,7 +22,7 @@ def corrupt(line: str, how: int, rng: random.Random) -> str:
     elif how == 1:
         cols.insert(i, "0")
     elif how == 2:
-        cols[rng.randint(1, 13)] = rng.choice(["x", "1.5", "--3", "1e3", "0x", "-0x10"])
+        cols[rng.randint(1, 13)] = rng.choice(["x", "1.5", "--3", "1e3", "0x", "-0x10", " 7", "\xe9"])
     elif how == 3:
         cols[rng.randint(14, 39)] = rng.choice(["g0000000", "12 34", "-1", "123456789", "0x12"])
     elif how == 4:
