@@ -22,9 +22,9 @@ import dataclasses
 import fnmatch
 import logging
 import shutil
-from concurrent.futures import Future, ThreadPoolExecutor
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 

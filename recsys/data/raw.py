@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import glob
 import io
-import os
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path

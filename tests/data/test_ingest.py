@@ -10,6 +10,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from ingest_helpers import (
     dataset_tables,
@@ -56,8 +57,6 @@ def test_sample_rows_schema_and_meta(sample_dataset):
     assert saved["rows_out"] == 1000 and saved["bad_rows_by_reason"] == {}
     for split in layout.SPLITS:
         for shard in layout.list_shards(root, split):
-            import pyarrow.parquet as pq
-
             assert pq.read_schema(shard).remove_metadata() == layout.shard_schema()
     assert not (root / "_ingest_tmp").exists()
 
