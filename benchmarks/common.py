@@ -1,0 +1,278 @@
+"""Helpers shared by the benchmark scripts.
+
+* :func:`time_call` / :func:`median`: wall-clock timings with warm-up, summarised by the median
+  (the machines are shared and noisy; medians and ratios are what we report).
+* :func:`save_result` / :func:`format_table`: a result dataclass to JSON and to a printed table.
+* :func:`allocator_env` / :func:`run_worker`: run a Python command in a child process under a
+  chosen malloc (tcmalloc via ``LD_PRELOAD``, or glibc), and read back the JSON it prints.
+* :func:`write_criteo_tsv` / :func:`synthetic_criteo_tsv`: raw Criteo-format text generated from
+  recsys's synthetic generator, written without any per-row Python, cached by (rows, seed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+RESULT_PREFIX = "BENCH_RESULT "  # a worker's result line on stdout: prefix + one JSON object
+DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "recsys" / "bench"
+ALLOCATORS = ("tcmalloc", "glibc")
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def time_call(fn: Callable[[], object], repeats: int, warmup: int = 0) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``fn``, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def rate(count: float, seconds: Sequence[float]) -> float:
+    """``count`` per second at the median of ``seconds``."""
+    return count / median(seconds)
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+def save_result(path: str | os.PathLike, result) -> None:
+    """Write a result dataclass as indented JSON (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def format_value(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def format_table(rows: Sequence[tuple[str, object, str]], title: str = "") -> str:
+    """A two-column text table of (name, value, note) rows."""
+    cells = [(name, format_value(value), note) for name, value, note in rows]
+    w_name = max(len(c[0]) for c in cells)
+    w_value = max(len(c[1]) for c in cells)
+    lines = [title, "-" * max(len(title), w_name + w_value + 4)] if title else []
+    lines += [f"{n:<{w_name}}  {v:>{w_value}}  {note}".rstrip() for n, v, note in cells]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Child processes with a chosen allocator
+
+
+def find_tcmalloc() -> str | None:
+    from recsys.allocator import find_tcmalloc as find
+
+    return find()
+
+
+def allocator_env(allocator: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for a child that must run under ``allocator`` from its first instruction.
+
+    tcmalloc: ``LD_PRELOAD`` holds the library (and ``RECSYS_ALLOCATOR=tcmalloc``); glibc: every
+    tcmalloc entry is removed from ``LD_PRELOAD`` and ``RECSYS_ALLOCATOR=glibc`` stops recsys
+    entry points from re-executing themselves under tcmalloc.
+    """
+    if allocator not in ALLOCATORS:
+        raise ValueError(f"allocator must be one of {ALLOCATORS}, got {allocator!r}")
+    env = dict(os.environ if base is None else base)
+    preload = [p for p in env.get("LD_PRELOAD", "").split(":") if p and "tcmalloc" not in p]
+    if allocator == "tcmalloc":
+        lib = find_tcmalloc()
+        if lib is None:
+            raise RuntimeError("tcmalloc is not installed (apt-get install libtcmalloc-minimal4)")
+        preload.insert(0, lib)
+    if preload:
+        env["LD_PRELOAD"] = ":".join(preload)
+    else:
+        env.pop("LD_PRELOAD", None)
+    env["RECSYS_ALLOCATOR"] = allocator
+    return env
+
+
+def run_worker(argv: Sequence[str], allocator: str, timeout: float | None = None) -> dict:
+    """Run ``python *argv`` under ``allocator`` and return the JSON object it printed.
+
+    The child prints its result as one line ``RESULT_PREFIX + json``; everything else it writes
+    (logs, stderr) is passed through. Raises if the child fails or prints no result.
+    """
+    cmd = [sys.executable, *argv]
+    proc = subprocess.run(cmd, env=allocator_env(allocator), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, timeout=timeout)
+    if proc.stderr:
+        sys.stderr.write(proc.stderr)
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {' '.join(cmd)} failed with exit code {proc.returncode}:\n{proc.stderr[-4000:]}")
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if not lines:
+        raise RuntimeError(f"worker {' '.join(cmd)} printed no result line:\n{proc.stdout[-4000:]}")
+    return json.loads(lines[-1][len(RESULT_PREFIX):])
+
+
+def emit_result(obj: dict) -> None:
+    """A worker's side of :func:`run_worker`."""
+    sys.stdout.write(RESULT_PREFIX + json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw Criteo text
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_SHIFTS = np.arange(28, -1, -4, dtype=np.uint32)  # most significant hex digit first
+
+
+def hex8(ids: np.ndarray) -> np.ndarray:
+    """32-bit ids as 8-digit lower-case hex byte strings (numpy ``S8``), vectorised."""
+    ids = np.asarray(ids).astype(np.uint32)
+    digits = (ids[:, None] >> _SHIFTS) & np.uint32(0xF)  # (N, 8)
+    return np.ascontiguousarray(_HEX[digits]).view("S8").reshape(-1)
+
+
+def criteo_table(label: np.ndarray, dense: np.ndarray, sparse: np.ndarray):
+    """An Arrow table of the 40 raw Criteo columns.
+
+    Args:
+        label: (N,) 0/1.
+        dense: (N, 13) integer counts as float64, NaN where missing.
+        sparse: (N, 26) 32-bit raw ids as int64, -1 where missing.
+    """
+    import pyarrow as pa
+
+    from recsys.data.layout import DENSE_FEATURES, LABEL, SPARSE_FEATURES
+
+    columns = {LABEL: pa.array(np.asarray(label, np.int8))}
+    for j, name in enumerate(DENSE_FEATURES):
+        values = dense[:, j]
+        missing = np.isnan(values)
+        columns[name] = pa.array(np.where(missing, 0, values).astype(np.int64), mask=missing)
+    for j, name in enumerate(SPARSE_FEATURES):
+        ids = sparse[:, j]
+        columns[name] = pa.array(hex8(ids), type=pa.binary(), mask=ids < 0)
+    return pa.table(columns)
+
+
+def write_criteo_tsv(sink, label: np.ndarray, dense: np.ndarray, sparse: np.ndarray) -> None:
+    """Append rows in Criteo's raw layout (tab separated, empty = missing, no header) to ``sink``
+    (a path or a binary file object). Arguments as :func:`criteo_table`."""
+    import pyarrow.csv as pacsv
+
+    options = pacsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
+    pacsv.write_csv(criteo_table(label, dense, sparse), sink, options)
+
+
+def scramble32(feature: int, ranks: np.ndarray) -> np.ndarray:
+    """Distinct ranks → distinct pseudo-random 32-bit ids (a bijection per feature)."""
+    x = np.asarray(ranks).astype(np.uint64)
+    key = np.uint64((0x9E3779B97F4A7C15 * (feature + 1)) & 0xFFFFFFFF)
+    for _ in range(2):
+        x = (x * np.uint64(0x9E3779B1)) & np.uint64(0xFFFFFFFF)  # odd multiplier: invertible
+        x ^= x >> np.uint64(16)
+        x = (x + key) & np.uint64(0xFFFFFFFF)
+    return x.astype(np.int64)
+
+
+def synthetic_raw_rows(model, seed: int, first_block: int, rows: int, rng: np.random.Generator):
+    """Rows of recsys's synthetic generator turned back into raw Criteo values.
+
+    Dense values become counts again (``expm1`` of the log1p values); a feature's missing rate
+    is restored by blanking that share of rows among those whose value is 0 (the generator
+    writes both "missing" and "count 0" as 0). Sparse frequency ranks become scrambled 32-bit
+    ids, the generator's missing rank an empty field. Returns (label, dense, sparse) as
+    :func:`criteo_table` takes them.
+    """
+    from recsys.data.synth import BLOCK_ROWS, generate_block
+
+    parts = [generate_block(model, seed, first_block + i, min(BLOCK_ROWS, rows - i * BLOCK_ROWS))
+             for i in range(math.ceil(rows / BLOCK_ROWS))]
+    dense = np.concatenate([p[0] for p in parts]).astype(np.float64)
+    sparse = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    label = np.concatenate([p[3] for p in parts])
+
+    counts = np.rint(np.expm1(dense))
+    missing_rate = np.asarray(model.space.dense_missing, np.float64)
+    zero = counts == 0
+    zero_share = np.maximum(zero.mean(axis=0), 1e-12)
+    blank = zero & (rng.random(counts.shape) < np.minimum(1.0, missing_rate / zero_share))
+    counts[blank] = np.nan
+
+    raw = np.empty_like(sparse)
+    missing_ranks = np.asarray(model.space.missing_ranks)
+    for f in range(sparse.shape[1]):
+        raw[:, f] = np.where(sparse[:, f] == missing_ranks[f], -1, scramble32(f, sparse[:, f]))
+    return label, counts, raw
+
+
+def synthetic_criteo_tsv(rows: int, seed: int, cache_dir: str | os.PathLike, cardinality_scale: float = 1.0,
+                         chunk_rows: int = 1 << 18) -> Path:
+    """A raw Criteo-format TSV of ``rows`` synthetic Kaggle-profile rows, cached in ``cache_dir``.
+
+    The file is written to a temporary name and renamed, so a cached file is always complete.
+    """
+    from recsys.data.synth import BLOCK_ROWS, SynthConfig, build_model
+
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"criteo-kaggle-synth-r{rows}-s{seed}-c{cardinality_scale:g}-v1.tsv"
+    if path.exists():
+        return path
+    model = build_model(SynthConfig(output="unused", profile="kaggle", seed=seed, cardinality_scale=cardinality_scale))
+    rng = np.random.default_rng([seed, 7])
+    chunk_rows = max(BLOCK_ROWS, chunk_rows // BLOCK_ROWS * BLOCK_ROWS)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as sink:
+        for start in range(0, rows, chunk_rows):
+            n = min(chunk_rows, rows - start)
+            write_criteo_tsv(sink, *synthetic_raw_rows(model, seed, start // BLOCK_ROWS, n, rng))
+    os.replace(tmp, path)
+    return path
+
+
+def cached_synthetic_dataset(rows: int, seed: int, cache_dir: str | os.PathLike, cardinality_scale: float = 1.0) -> Path:
+    """A prepared synthetic Kaggle-profile dataset (``recsys.data.synth.generate``), cached."""
+    from recsys.data.synth import SynthConfig, generate
+
+    root = Path(cache_dir) / f"synth-kaggle-r{rows}-s{seed}-c{cardinality_scale:g}"
+    if (root / "meta.json").exists():  # generate() writes meta.json last
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    generate(SynthConfig(output=str(root), profile="kaggle", rows=rows, seed=seed,
+                         cardinality_scale=cardinality_scale), progress=False)
+    return root
