@@ -115,3 +115,18 @@ def write_json(path: str | os.PathLike, obj) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
     os.replace(tmp, path)
+
+
+def read_vocab_counts(root: str | os.PathLike, feature: str, num_embeddings: int) -> "np.ndarray | None":
+    """Training count of each frequency rank of ``feature`` (the OOV row counted as 0), or None
+    when the dataset has no vocabulary file for it."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    path = vocab_path(root, feature)
+    if not path.exists():
+        return None
+    counts = pq.read_table(path, columns=["count"]).column("count").to_numpy()
+    if counts.size > num_embeddings:
+        raise ValueError(f"{path}: {counts.size} vocabulary rows, but meta.json gives {feature} {num_embeddings} rows")
+    return np.concatenate([counts, np.zeros(num_embeddings - counts.size, dtype=counts.dtype)])

@@ -1,37 +1,57 @@
-"""Build the embedding module a config asks for."""
+"""Build the embedding module a config asks for, for a prepared dataset's features."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
+from recsys.data.layout import DatasetMeta, read_vocab_counts
 from recsys.embeddings.collection import EmbeddingCollection
-from recsys.embeddings.tables import TableOptimizerConfig
+from recsys.embeddings.config import compile_plan, parse_embedding_config
+from recsys.embeddings.plan import FeatureInfo
+from recsys.embeddings.tables import TableOptimizer, TableOptimizerConfig
 
-METHODS = ("full",)
+_NEEDS_COUNTS = {"md"}
 
 
-def embedding_method(cfg: Any) -> str:
-    method = cfg.get("method") if isinstance(cfg, (dict, DictConfig)) else getattr(cfg, "method", None)
-    if method not in METHODS:
-        raise ValueError(f"embedding.method={method!r} is not one of {METHODS}")
-    return method
+def dataset_features(meta: DatasetMeta, root: str | Path | None, with_counts: bool) -> list[FeatureInfo]:
+    """FeatureInfo per sparse feature; with training counts from the vocabularies if asked."""
+    return [
+        FeatureInfo(
+            name,
+            meta.num_embeddings[name],
+            read_vocab_counts(root, name, meta.num_embeddings[name]) if with_counts and root is not None else None,
+        )
+        for name in meta.sparse_features
+    ]
 
 
 def build_embedding(
     cfg: Any,
-    num_embeddings: dict[str, int],
+    meta: DatasetMeta,
+    root: str | Path | None,
     dim: int,
     optimizer: TableOptimizerConfig,
     device: torch.device | str = "cpu",
     seed: int = 0,
 ) -> EmbeddingCollection:
-    """The embedding module for ``cfg`` (a dataclass, dict or DictConfig with ``method``)."""
-    embedding_method(cfg)
-    if isinstance(cfg, DictConfig):
-        extra = set(OmegaConf.to_container(cfg)) - {"method"}
-        if extra:
-            raise ValueError(f"embedding.method=full takes no options, got {sorted(extra)}")
-    return EmbeddingCollection(num_embeddings, dim, optimizer, device=device, seed=seed)
+    """The embedding module for ``cfg`` over a prepared dataset's sparse features."""
+    setup = parse_embedding_config(cfg)
+    features = dataset_features(meta, root, with_counts=bool(setup.methods & _NEEDS_COUNTS))
+    return make_embedding(setup, features, dim, optimizer, device=device, seed=seed)
+
+
+def make_embedding(
+    cfg: Any,
+    features: list[FeatureInfo],
+    dim: int,
+    optimizer: TableOptimizerConfig,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+) -> EmbeddingCollection:
+    """The embedding module for ``cfg`` (a mapping, DictConfig or parsed setup with ``method``
+    and options) over explicitly given features."""
+    plan = compile_plan(parse_embedding_config(cfg), features, dim, TableOptimizer(optimizer.kind))
+    return EmbeddingCollection(plan, optimizer, device=device, seed=seed)

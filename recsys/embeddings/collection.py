@@ -1,55 +1,101 @@
 """The embedding module every model plugs into: KeyedJaggedTensor → KeyedTensor.
 
-:class:`EmbeddingCollection` follows torchrec's ``EmbeddingBagCollectionInterface``: it takes
-the logical sparse features (Criteo's C1..C26) as a KeyedJaggedTensor and returns one pooled
-vector per feature as a KeyedTensor. Internally it looks up the model's physical tables with
-one :class:`~recsys.embeddings.tables.TableBatchedLookup`.
+:class:`EmbeddingCollection` follows torchrec's ``EmbeddingBagCollectionInterface``. It runs a
+compiled :class:`~recsys.embeddings.plan.EmbeddingPlan`:
+
+    logical KJT ──per-feature id transform──▶ slot ids ──ONE table-batched lookup──▶ slot vectors
+        ──per-feature combiner──▶ one ``dim``-wide vector per feature (a KeyedTensor)
+
+The lookup covers every physical table of the model in a single FBGEMM call with the optimizer
+fused into its backward, whatever the methods. Slots whose combiner needs each id's row
+(compositional ``mult``, OptEmbed masks) get one bag per id; when a batch's bags are not all
+single ids, the call uses FBGEMM's variable-batch layout so those slots can have more bags.
 """
 
 from __future__ import annotations
+
+from typing import List
 
 import torch
 from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
 from recsys.embeddings.memory import MemoryReport
-from recsys.embeddings.tables import PhysicalTable, TableBatchedLookup, TableOptimizerConfig
+from recsys.embeddings.plan import EmbeddingPlan
+from recsys.embeddings.tables import TableBatchedLookup, TableOptimizerConfig
+
+
+class FeatureModule(nn.Module):
+    """One logical feature's transform and combiner, and which slots it reads."""
+
+    def __init__(self, transform: nn.Module, combiner: nn.Module, slots: List[int]) -> None:
+        super().__init__()
+        self.transform = transform
+        self.combiner = combiner
+        self.slots = slots
 
 
 class EmbeddingCollection(nn.Module):
-    """Full embedding tables, one physical table per logical feature.
+    """Runs an embedding plan.
 
     Args:
-        num_embeddings: rows per logical feature (its frequency-ranked vocabulary + OOV row).
-        dim: embedding dimension of every feature.
-        optimizer: the fused table optimizer.
+        plan: the compiled plan (see :func:`recsys.embeddings.config.compile_plan`).
+        optimizer: the table optimizer fused into the lookup's backward.
         device: where tables live and the lookup runs.
         seed: initial-weight seed.
     """
 
-    def __init__(
-        self,
-        num_embeddings: dict[str, int],
-        dim: int,
-        optimizer: TableOptimizerConfig,
-        device: torch.device | str = "cpu",
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, plan: EmbeddingPlan, optimizer: TableOptimizerConfig, device: torch.device | str = "cpu", seed: int = 0) -> None:
         super().__init__()
-        self.features = list(num_embeddings)
-        self.dim = dim
-        self.physical_tables = [PhysicalTable(f"t_{f}", n, dim) for f, n in num_embeddings.items()]
-        self.lookup = TableBatchedLookup(self.physical_tables, optimizer, device=device, seed=seed)
+        self.plan = plan
+        self.features = [f.name for f in plan.features]
+        self.dim = plan.dim
+        self.lookup = TableBatchedLookup(
+            plan.tables, optimizer, device=device, seed=seed, slot_tables=[s.table for s in plan.slots]
+        )
+        self.feature_modules = nn.ModuleList([FeatureModule(f.transform, f.combiner, f.slots) for f in plan.features])
+        self.slot_dims = [s.dim for s in plan.slots]
+        # full tables everywhere: the logical KJT already is the physical one
+        self.passthrough = all(f.method == "full" for f in plan.features) and len(plan.slots) == len(plan.features)
 
     @property
     def output_dims(self) -> list[int]:
         return [self.dim] * len(self.features)
 
     def memory(self) -> MemoryReport:
-        return MemoryReport.of(self.physical_tables, self.lookup.optimizer_config.kind)
+        return self.plan.memory(self.lookup.optimizer_config.kind)
 
     def forward(self, features: KeyedJaggedTensor) -> KeyedTensor:
         if features.keys() != self.features:
             raise KeyError(f"expected sparse features {self.features}, got {features.keys()}")
-        pooled = self.lookup(features.values(), features.offsets())  # (B, F * D)
-        return KeyedTensor(keys=self.features, length_per_key=self.output_dims, values=pooled)
+        if self.passthrough:
+            pooled = self.lookup(features.values(), features.offsets())  # (B, F * D)
+            return KeyedTensor(keys=self.features, length_per_key=self.output_dims, values=pooled)
+        return KeyedTensor(keys=self.features, length_per_key=self.output_dims, values=self._combine(features))
+
+    def _combine(self, features: KeyedJaggedTensor) -> torch.Tensor:
+        batch = features.stride()
+        lengths = features.lengths().view(len(self.features), batch)  # (F, B)
+        values = torch.split(features.values(), features.length_per_key())
+        slot_values: List[torch.Tensor] = [torch.empty(0)] * len(self.slot_dims)
+        slot_lengths: List[torch.Tensor] = [torch.empty(0)] * len(self.slot_dims)
+        for f, module in enumerate(self.feature_modules):
+            for slot, (ids, bags) in zip(module.slots, module.transform(values[f], lengths[f])):
+                slot_values[slot] = ids
+                slot_lengths[slot] = bags
+        bags_per_slot = [int(b.numel()) for b in slot_lengths]
+        all_lengths = torch.cat(slot_lengths)
+        offsets = torch.ops.fbgemm.asynchronous_complete_cumsum(all_lengths.long())
+        ids = torch.cat(slot_values).long()
+        if all(b == batch for b in bags_per_slot):
+            flat = self.lookup(ids, offsets)  # (B, Σ slot dims)
+            slot_out = list(torch.split(flat, self.slot_dims, dim=1))
+        else:
+            flat = self.lookup(ids, offsets, bags_per_slot)  # variable batch: Σ bags_s * dim_s
+            sizes = [b * d for b, d in zip(bags_per_slot, self.slot_dims)]
+            slot_out = [chunk.view(b, d) for chunk, b, d in zip(torch.split(flat, sizes), bags_per_slot, self.slot_dims)]
+        outputs = [
+            module.combiner([slot_out[s] for s in module.slots], lengths[f])
+            for f, module in enumerate(self.feature_modules)
+        ]
+        return torch.cat(outputs, dim=1)  # (B, F * D)

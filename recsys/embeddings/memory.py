@@ -22,17 +22,24 @@ class TableMemory:
 
 @dataclasses.dataclass
 class MemoryReport:
-    """Bytes per physical table and in total; what training and evaluation report."""
+    """Bytes per physical table and in total; what training and evaluation report.
+
+    ``combiner_parameters`` counts the float32 weights that combiners add beside the tables
+    (mixed-dimension projections); they are part of ``total_bytes``, so budgets and reports
+    never hide them.
+    """
 
     tables: list[TableMemory]
+    combiner_parameters: int = 0
 
     @classmethod
-    def of(cls, tables: list[PhysicalTable], optimizer: TableOptimizer) -> "MemoryReport":
+    def of(cls, tables: list[PhysicalTable], optimizer: TableOptimizer, combiner_parameters: int = 0) -> "MemoryReport":
         return cls(
             [
                 TableMemory(t.name, t.num_embeddings, t.dim, t.weight_bytes, optimizer_state_bytes(t, optimizer))
                 for t in tables
-            ]
+            ],
+            combiner_parameters,
         )
 
     @property
@@ -44,11 +51,16 @@ class MemoryReport:
         return sum(t.optimizer_bytes for t in self.tables)
 
     @property
+    def combiner_bytes(self) -> int:
+        return self.combiner_parameters * 4
+
+    @property
     def total_bytes(self) -> int:
-        return self.weight_bytes + self.optimizer_bytes
+        return self.weight_bytes + self.optimizer_bytes + self.combiner_bytes
 
     @property
     def parameters(self) -> int:
+        """Table parameters (rows x dim summed over physical tables)."""
         return sum(t.rows * t.dim for t in self.tables)
 
     def summary(self) -> dict:
@@ -57,6 +69,7 @@ class MemoryReport:
             "parameters": self.parameters,
             "weight_bytes": self.weight_bytes,
             "optimizer_bytes": self.optimizer_bytes,
+            "combiner_parameters": self.combiner_parameters,
             "total_bytes": self.total_bytes,
         }
 

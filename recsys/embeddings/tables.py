@@ -93,9 +93,13 @@ class TableBatchedLookup(nn.Module):
         optimizer: the fused table optimizer.
         device: ``cpu`` or a CUDA device.
         seed: seed of the initial weights (uniform in ±1/sqrt(num_embeddings), as DLRM does).
+        slot_tables: the table each lookup slot reads (FBGEMM's ``feature_table_map``);
+            default one slot per table. Several slots may share a table.
 
     Forward takes the KeyedJaggedTensor layout: ``values`` (N,) int64 ids and ``offsets``
-    (T*B + 1,) with tables major, and returns (B, Σ dim) float32.
+    (S*B + 1,) with slots major, and returns (B, Σ slot dim) float32. With ``bags_per_slot``
+    the slots may have different bag counts (FBGEMM's variable batch size), and the output is
+    flat: slot by slot, (bags_s, dim_s) each.
     """
 
     def __init__(
@@ -104,6 +108,7 @@ class TableBatchedLookup(nn.Module):
         optimizer: TableOptimizerConfig,
         device: torch.device | str = "cpu",
         seed: int = 0,
+        slot_tables: list[int] | None = None,
     ) -> None:
         super().__init__()
         if not tables:
@@ -125,6 +130,7 @@ class TableBatchedLookup(nn.Module):
             weight_decay=optimizer.weight_decay,
             pooling_mode=PoolingMode.SUM,
             device=device,
+            feature_table_map=slot_tables,
         )
         self.reset_parameters(seed)
 
@@ -143,5 +149,7 @@ class TableBatchedLookup(nn.Module):
     def output_dims(self) -> list[int]:
         return [t.dim for t in self.tables]
 
-    def forward(self, values: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        return self.tbe(values, offsets)  # (B, Σ dim)
+    def forward(self, values: torch.Tensor, offsets: torch.Tensor, bags_per_slot: list[int] | None = None) -> torch.Tensor:
+        if bags_per_slot is None:
+            return self.tbe(values, offsets)  # (B, Σ slot dim)
+        return self.tbe(values, offsets, batch_size_per_feature_per_rank=[[b] for b in bags_per_slot])

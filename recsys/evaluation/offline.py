@@ -58,7 +58,7 @@ def evaluate_checkpoint(cfg: EvalJobConfig, out_dir: str | Path) -> dict:
                 f"{data_path} has table sizes {meta.num_embeddings}, but the checkpoint was trained on "
                 f"{trained_on} with {trained_meta.num_embeddings}: ids would not mean the same rows"
             )
-    model = build_model(job, meta)
+    model = build_model(job, meta, data_path)
     model.load_state_dict(payload["model"])
     batches = ParquetBatches(data_path, cfg.split, cfg.batch_size, limit_batches=cfg.max_batches)
     metrics = evaluate(model, batches)

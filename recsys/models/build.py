@@ -10,10 +10,13 @@ from recsys.models.dlrm import DLRM
 from recsys.train.config import TrainJobConfig
 
 
-def build_model(cfg: TrainJobConfig, meta: DatasetMeta) -> DLRM:
+def build_model(cfg: TrainJobConfig, meta: DatasetMeta, root: str | None = None) -> DLRM:
+    """DLRM over the embedding ``cfg.embedding`` asks for; ``root`` (default ``cfg.data.path``)
+    supplies the vocabularies' frequency counts when a method needs them."""
     embedding = build_embedding(
         cfg.embedding,
-        {f: meta.num_embeddings[f] for f in meta.sparse_features},
+        meta,
+        root if root is not None else cfg.data.path,
         cfg.model.embedding_dim,
         cfg.trainer.table_optimizer,
         device=cfg.device,

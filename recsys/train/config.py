@@ -29,13 +29,6 @@ class DataConfig:
 
 
 @dataclasses.dataclass
-class EmbeddingConfig:
-    """Which embedding method maps the sparse features to vectors (``full`` tables here)."""
-
-    method: str = "full"
-
-
-@dataclasses.dataclass
 class TrainerConfig:
     """The loop: epochs, optimizers, validation, checkpoints, logging.
 
@@ -72,7 +65,9 @@ class EvalConfig:
 class TrainJobConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: DLRMConfig = dataclasses.field(default_factory=DLRMConfig)
-    embedding: Any = dataclasses.field(default_factory=EmbeddingConfig)
+    # method + its options, overrides, budget: validated by recsys.embeddings.config, which
+    # knows each method's typed spec (conf/embedding/<method>.yaml)
+    embedding: Any = dataclasses.field(default_factory=lambda: {"method": "full"})
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     device: str = "cpu"

@@ -134,7 +134,9 @@ def train(cfg: TrainJobConfig, run_dir: str | Path) -> TrainResult:
     model = build_model(cfg, meta)
     dense_opt = make_dense_optimizer(model, tcfg.dense_optimizer, tcfg.dense_lr)
     memory = model.embedding.memory().summary()
-    log.info("embedding tables: %s", memory)
+    for line in model.embedding.plan.describe():
+        log.info("embedding %s", line)
+    log.info("embedding memory: %s", memory)
     state = LoopState()
     if tcfg.resume_from:
         state = _restore(tcfg.resume_from, model, dense_opt)

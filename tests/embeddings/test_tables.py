@@ -2,8 +2,13 @@ import pytest
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from recsys.embeddings.collection import EmbeddingCollection
+from recsys.embeddings.build import make_embedding
+from recsys.embeddings.plan import FeatureInfo
 from recsys.embeddings.tables import PhysicalTable, TableBatchedLookup, TableOptimizer, TableOptimizerConfig
+
+
+def full_tables(sizes: dict, dim: int):
+    return make_embedding({"method": "full"}, [FeatureInfo(f, n) for f, n in sizes.items()], dim, TableOptimizerConfig())
 
 
 def test_physical_table_rejects_dims_fbgemm_cannot_run():
@@ -40,7 +45,7 @@ def test_fused_sgd_updates_only_the_rows_in_the_batch_exactly():
 
 
 def test_rowwise_adagrad_state_is_one_value_per_row():
-    collection = EmbeddingCollection({"C1": 11, "C2": 5}, 8, TableOptimizerConfig())
+    collection = full_tables({"C1": 11, "C2": 5}, 8)
     report = collection.memory()
     state = collection.lookup.tbe.state_dict()
     assert report.parameters == state["weights_host"].numel() == (11 + 5) * 8
@@ -49,14 +54,14 @@ def test_rowwise_adagrad_state_is_one_value_per_row():
 
 
 def test_collection_returns_one_vector_per_feature_and_checks_keys():
-    collection = EmbeddingCollection({"C1": 11, "C2": 5}, 8, TableOptimizerConfig())
+    collection = full_tables({"C1": 11, "C2": 5}, 8)
     kjt = KeyedJaggedTensor(
         keys=["C1", "C2"], values=torch.tensor([0, 10, 4, 1]), lengths=torch.ones(4, dtype=torch.int32), stride=2
     )
     out = collection(kjt)
     assert out.keys() == ["C1", "C2"]
     assert out.values().shape == (2, 16)
-    torch.testing.assert_close(out["C2"][0], collection.lookup.table_weights()["t_C2"][4])
+    torch.testing.assert_close(out["C2"][0], collection.lookup.table_weights()["C2"][4])
     wrong = KeyedJaggedTensor(keys=["C2", "C1"], values=torch.tensor([0, 1, 2, 3]), lengths=torch.ones(4, dtype=torch.int32))
     with pytest.raises(KeyError, match="expected sparse features"):
         collection(wrong)

@@ -2,9 +2,14 @@ import pytest
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from recsys.embeddings.collection import EmbeddingCollection
+from recsys.embeddings.build import make_embedding
+from recsys.embeddings.plan import FeatureInfo
 from recsys.embeddings.tables import TableOptimizerConfig
 from recsys.models.dlrm import DLRM, DLRMConfig, DotInteraction
+
+
+def full_tables(sizes: dict, dim: int):
+    return make_embedding({"method": "full"}, [FeatureInfo(f, n) for f, n in sizes.items()], dim, TableOptimizerConfig())
 
 
 def test_dot_interaction_matches_naive_pairwise_products():
@@ -27,7 +32,7 @@ def test_config_rejects_mismatched_layers():
 
 def test_dlrm_forward_and_backward_shapes():
     features = {f"C{i}": 20 for i in range(1, 4)}
-    model = DLRM(EmbeddingCollection(features, 8, TableOptimizerConfig()), 13, DLRMConfig(8, [16, 8], [16, 1]))
+    model = DLRM(full_tables(features, 8), 13, DLRMConfig(8, [16, 8], [16, 1]))
     kjt = KeyedJaggedTensor(
         keys=list(features), values=torch.randint(0, 20, (3 * 5,)), lengths=torch.ones(15, dtype=torch.int32), stride=5
     )
@@ -41,4 +46,4 @@ def test_dlrm_forward_and_backward_shapes():
 
 def test_dlrm_rejects_embedding_of_other_dim():
     with pytest.raises(ValueError, match="DLRM expects 16"):
-        DLRM(EmbeddingCollection({"C1": 5}, 8, TableOptimizerConfig()), 13, DLRMConfig())
+        DLRM(full_tables({"C1": 5}, 8), 13, DLRMConfig())

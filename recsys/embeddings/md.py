@@ -1,0 +1,159 @@
+"""Mixed-dimension embeddings (Ginart et al., ISIT 2021).
+
+Popular ids get wide vectors, rare ids narrow ones: a block of ids with popularity p gets
+dimension d = λ·p^α, with α in [0, 1] the temperature (α = 0: every block at the base
+dimension; larger α: steeper decay), and λ set so the most popular block gets ``base_dim``.
+Each block's vectors are projected to the model's common dimension by a learned
+(d_block × dim) matrix, and the projected vectors summed.
+
+Two variants:
+- ``per_table`` (the DLRM reference code's ``md_solver``): one block per table, popularity
+  1/n (every row of a small table is seen more often), so d_t = base_dim·(n_min / n_t)^α.
+- ``blocks`` (the paper's frequency-sorted blocks): ids are frequency ranks, so a table splits
+  into ``num_blocks`` contiguous rank ranges with geometric boundaries; a block's popularity is
+  the mean training count of its ids (from the vocabulary; without counts, the Zipf density
+  1/(rank+1) is assumed).
+
+Dimensions are rounded to FBGEMM's multiple of 4. A block whose rule gives less than 2 rounds
+to 0: it gets no table and its ids contribute a zero vector, the limit of the α rule, which is
+what lets a 16-wide model reach 1/16 of its table bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from typing import Optional
+
+import numpy as np
+
+from recsys.embeddings.combiners import ProjectedSum
+from recsys.embeddings.plan import FeatureInfo, FeaturePlan, PlanBuilder
+from recsys.embeddings.tables import FBGEMM_DIM_MULTIPLE, PhysicalTable
+from recsys.embeddings.transforms import FrequencyBlocks
+
+
+class MDVariant(str, enum.Enum):
+    blocks = "blocks"
+    per_table = "per_table"
+
+
+@dataclasses.dataclass
+class MDSpec:
+    """Args:
+    alpha: temperature of the power rule d ∝ p^α.
+    base_dim: dimension of the most popular block (default: the model's dimension).
+    variant: ``blocks`` (frequency blocks inside each table) or ``per_table``.
+    num_blocks: frequency blocks per table (``blocks`` variant).
+    """
+
+    method: str = "md"
+    alpha: float = 0.3
+    base_dim: Optional[int] = None
+    variant: MDVariant = MDVariant.blocks
+    num_blocks: int = 8
+
+    def __post_init__(self) -> None:
+        self.variant = MDVariant(self.variant)
+        if self.alpha < 0:
+            raise ValueError(f"embedding.alpha must be >= 0, got {self.alpha}")
+        if self.num_blocks < 1:
+            raise ValueError(f"embedding.num_blocks must be >= 1, got {self.num_blocks}")
+
+
+def alpha_power_rule(popularity: np.ndarray, alpha: float, base_dim: int) -> np.ndarray:
+    """d = λ·p^α with λ chosen so the most popular entry gets ``base_dim`` (unrounded)."""
+    popularity = np.asarray(popularity, dtype=np.float64)
+    return base_dim * (popularity / popularity.max()) ** alpha
+
+
+def round_dims(dims: np.ndarray, base_dim: int) -> np.ndarray:
+    """Nearest multiple of FBGEMM's 4, at most ``base_dim``; below 2 becomes 0 (no table)."""
+    q = FBGEMM_DIM_MULTIPLE
+    return np.minimum(base_dim, np.round(np.asarray(dims) / q).astype(np.int64) * q)
+
+
+def block_boundaries(n: int, num_blocks: int) -> list[int]:
+    """Geometric rank boundaries [0, n^(1/K), n^(2/K), ..., n], deduplicated."""
+    edges = [0] + [min(n, math.ceil(n ** (i / num_blocks))) for i in range(1, num_blocks)] + [n]
+    return sorted(set(edges))
+
+
+def block_popularity(info: FeatureInfo, boundaries: list[int]) -> np.ndarray:
+    """Mean training count per id of each block (Zipf density when counts are unknown)."""
+    starts, ends = np.array(boundaries[:-1]), np.array(boundaries[1:])
+    if info.counts is not None:
+        cumulative = np.concatenate([[0.0], np.cumsum(np.asarray(info.counts, dtype=np.float64))])
+        mass = cumulative[ends] - cumulative[starts]
+    else:
+        harmonic = lambda k: np.log(k + 0.5) + 0.5772156649  # noqa: E731  H_k ≈ ln(k+½) + γ
+        mass = harmonic(ends) - np.where(starts > 0, harmonic(starts), 0.0)
+    # a block nobody saw still gets a tiny positive popularity, so the rule stays defined
+    return np.maximum(mass / (ends - starts), 1e-12)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureBlocks:
+    boundaries: list[int]
+    dims: list[int]
+
+
+def feature_blocks(items: list[tuple[FeatureInfo, MDSpec]], dim: int) -> list[FeatureBlocks]:
+    """Block boundaries and (rounded) dimensions of every feature, by the spec's variant."""
+    out: list[FeatureBlocks] = []
+    per_table = [(i, info) for i, (info, spec) in enumerate(items) if spec.variant == MDVariant.per_table]
+    table_dims: dict[int, int] = {}
+    if per_table:
+        spec = items[per_table[0][0]][1]
+        base = spec.base_dim or dim
+        sizes = np.array([info.num_embeddings for _, info in per_table], dtype=np.float64)
+        dims = round_dims(alpha_power_rule(1.0 / sizes, spec.alpha, base), base)
+        table_dims = {i: int(d) for (i, _), d in zip(per_table, dims)}
+    for i, (info, spec) in enumerate(items):
+        base = spec.base_dim or dim
+        if base > dim or base % FBGEMM_DIM_MULTIPLE:
+            raise ValueError(f"embedding.base_dim={base} must be a multiple of 4 and at most the model dim {dim}")
+        if spec.variant == MDVariant.per_table:
+            out.append(FeatureBlocks([0, info.num_embeddings], [table_dims[i]]))
+            continue
+        bounds = block_boundaries(info.num_embeddings, spec.num_blocks)
+        dims = round_dims(alpha_power_rule(block_popularity(info, bounds), spec.alpha, base), base)
+        out.append(FeatureBlocks(bounds, [int(d) for d in dims]))
+    return out
+
+
+def _projection_parameters(block_dims: list[int], dim: int) -> int:
+    return sum(d * dim for d in block_dims if 0 < d < dim)
+
+
+def tables(items: list[tuple[FeatureInfo, MDSpec]], dim: int) -> tuple[list[PhysicalTable], int]:
+    out, extra = [], 0
+    for (info, _), fb in zip(items, feature_blocks(items, dim)):
+        for b, d in enumerate(fb.dims):
+            if d:
+                out.append(PhysicalTable(f"{info.name}_b{b}", fb.boundaries[b + 1] - fb.boundaries[b], d))
+        extra += _projection_parameters(fb.dims, dim)
+    return out, extra
+
+
+def compile(items: list[tuple[FeatureInfo, MDSpec]], dim: int, builder: PlanBuilder) -> None:
+    for (info, _), fb in zip(items, feature_blocks(items, dim)):
+        kept = [b for b, d in enumerate(fb.dims) if d]
+        slots = [
+            builder.slot(builder.table(f"{info.name}_b{b}", fb.boundaries[b + 1] - fb.boundaries[b], fb.dims[b]))
+            for b in kept
+        ]
+        shape = ", ".join(
+            f"[{fb.boundaries[b]}, {fb.boundaries[b + 1]}) x {fb.dims[b]}" for b in range(len(fb.dims))
+        )
+        builder.feature(
+            FeaturePlan(
+                info.name,
+                "md",
+                slots,
+                FrequencyBlocks(fb.boundaries, kept),
+                ProjectedSum([fb.dims[b] for b in kept], dim),
+                f"blocks {shape}",
+            )
+        )

@@ -1,0 +1,113 @@
+"""The plan: how a model's logical features compile to lookup slots on plain physical tables.
+
+A *physical table* is rows × dim of float32 (a torchrec/FBGEMM table). A *slot* is one lookup
+into a physical table (an FBGEMM "feature"): several slots may read the same table (unified
+embedding's shared table, its probes). A *feature plan* says, for one logical feature, which
+slots it reads, the id transform that feeds them and the combiner that turns their vectors into
+one ``dim``-wide vector. Methods only ever add tables, slots and feature plans through
+:class:`PlanBuilder`; the lookup, its fused optimizer, sharding and export see plain tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+from torch import nn
+
+from recsys.embeddings.memory import MemoryReport
+from recsys.embeddings.tables import PhysicalTable, TableOptimizer
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureInfo:
+    """What a method may know about a logical feature.
+
+    Attributes:
+        name: the feature (``C1``..``C26``).
+        num_embeddings: rows of its full table (vocabulary + OOV row); ids are frequency ranks.
+        counts: optional (num_embeddings,) training-set frequency of each rank (from the
+            vocabulary files); mixed-dimension blocks use it for block popularity.
+    """
+
+    name: str
+    num_embeddings: int
+    counts: Optional[np.ndarray] = dataclasses.field(default=None, compare=False, repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Slot:
+    table: int
+    dim: int
+    per_id: bool = False
+
+
+@dataclasses.dataclass
+class FeaturePlan:
+    name: str
+    method: str
+    slots: list[int]
+    transform: nn.Module
+    combiner: nn.Module
+    description: str
+
+
+@dataclasses.dataclass
+class EmbeddingPlan:
+    """All physical tables and slots of a model, and one :class:`FeaturePlan` per logical feature."""
+
+    dim: int
+    tables: list[PhysicalTable]
+    slots: list[Slot]
+    features: list[FeaturePlan]
+
+    def memory(self, optimizer: TableOptimizer) -> MemoryReport:
+        extra = sum(p.numel() for f in self.features for p in f.combiner.parameters())
+        return MemoryReport.of(self.tables, optimizer, combiner_parameters=extra)
+
+    def describe(self) -> list[str]:
+        return [f"{f.name}: {f.method} {f.description}" for f in self.features]
+
+
+class PlanBuilder:
+    """Collects tables, slots and feature plans while methods compile their features."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.tables: list[PhysicalTable] = []
+        self.slots: list[Slot] = []
+        self._features: dict[str, FeaturePlan] = {}
+        self._by_name: dict[str, int] = {}
+
+    def table(self, name: str, rows: int, dim: int, shared: bool = False) -> int:
+        """Index of a new physical table, or of the existing one of that name when ``shared``."""
+        if name in self._by_name:
+            index = self._by_name[name]
+            existing = self.tables[index]
+            if not shared:
+                raise ValueError(f"physical table {name!r} is defined twice")
+            if (existing.num_embeddings, existing.dim) != (rows, dim):
+                raise ValueError(
+                    f"shared table {name!r} is {existing.num_embeddings} x {existing.dim}, "
+                    f"but a feature asks for {rows} x {dim}"
+                )
+            return index
+        self.tables.append(PhysicalTable(name, rows, dim))
+        self._by_name[name] = len(self.tables) - 1
+        return len(self.tables) - 1
+
+    def slot(self, table: int, per_id: bool = False) -> int:
+        self.slots.append(Slot(table, self.tables[table].dim, per_id))
+        return len(self.slots) - 1
+
+    def feature(self, plan: FeaturePlan) -> None:
+        if plan.name in self._features:
+            raise ValueError(f"feature {plan.name!r} compiled twice")
+        self._features[plan.name] = plan
+
+    def build(self, order: list[str]) -> EmbeddingPlan:
+        missing = [name for name in order if name not in self._features]
+        if missing:
+            raise ValueError(f"no plan for features {missing}")
+        return EmbeddingPlan(self.dim, self.tables, self.slots, [self._features[name] for name in order])
