@@ -65,6 +65,18 @@ class EmbeddingCollection(nn.Module):
     def memory(self) -> MemoryReport:
         return self.plan.memory(self.lookup.optimizer_config.kind)
 
+    def regularization(self) -> torch.Tensor:
+        """The methods' extra loss terms (OptEmbed's threshold regulariser); 0 for most.
+
+        A combiner that has one defines ``regularization() -> Tensor``; training adds the sum
+        to the loss.
+        """
+        total = torch.zeros(())
+        for module in self.feature_modules:
+            if hasattr(module.combiner, "regularization"):
+                total = total + module.combiner.regularization()
+        return total
+
     def forward(self, features: KeyedJaggedTensor) -> KeyedTensor:
         if features.keys() != self.features:
             raise KeyError(f"expected sparse features {self.features}, got {features.keys()}")

@@ -85,8 +85,9 @@ class MetricsLog:
 
 
 def dense_parameters(model: DLRM) -> list[torch.nn.Parameter]:
-    """Parameters the torch optimizer updates: everything but the fused tables."""
-    table_params = {id(p) for p in model.embedding.parameters()}
+    """Parameters the torch optimizer updates: everything but the fused tables (MLPs, and
+    combiner weights such as mixed-dimension projections or OptEmbed thresholds)."""
+    table_params = {id(p) for p in model.embedding.lookup.parameters()}
     return [p for p in model.parameters() if id(p) not in table_params]
 
 
@@ -179,7 +180,7 @@ def train(cfg: TrainJobConfig, run_dir: str | Path) -> TrainResult:
                 logits = model(batch.dense, batch.sparse)
                 loss = loss_fn(logits, batch.labels)
                 dense_opt.zero_grad(set_to_none=True)
-                loss.backward()  # table rows are updated inside this call (fused optimizer)
+                (loss + model.embedding.regularization()).backward()  # table rows update inside (fused optimizer)
                 dense_opt.step()
                 state.step += 1
                 state.batch_in_epoch += 1
