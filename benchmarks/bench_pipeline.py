@@ -238,7 +238,8 @@ def time_loader(root: Path, repeats: int) -> tuple[list[float], int]:
 
 
 def materialise_batches(root: Path, count: int) -> tuple[list, dict[str, int]]:
-    """``count`` training batches in memory (cycling the split if it is short), and table sizes."""
+    """``count`` training batches in memory (cycling the split if it is short), and table sizes
+    (rows per sparse feature, in feature order)."""
     from recsys.data.loader import ParquetBatches
 
     source = ParquetBatches(root, "train", BATCH_SIZE, shuffle=True, prefetch=0, drop_last=True)
@@ -251,21 +252,28 @@ def materialise_batches(root: Path, count: int) -> tuple[list, dict[str, int]]:
     return batches[:count], {f: source.meta.num_embeddings[f] for f in source.meta.sparse_features}
 
 
-def build_recsys(num_embeddings: dict[str, int]):
-    """recsys's DLRM over its fused FBGEMM tables; returns (model, dense optimizer)."""
-    from recsys.embeddings.collection import EmbeddingCollection
+def build_recsys(root: Path, num_embeddings: dict[str, int]):
+    """recsys's DLRM as ``recsys-train`` builds it (full tables, fused FBGEMM lookup); returns
+    (model, dense optimizer)."""
+    from recsys.data.layout import DatasetMeta
     from recsys.embeddings.tables import TableOptimizer, TableOptimizerConfig
-    from recsys.models.dlrm import DLRM, DLRMConfig
-    from recsys.train.config import DenseOptimizer
+    from recsys.models.build import build_model
+    from recsys.models.dlrm import DLRMConfig
+    from recsys.train.config import DenseOptimizer, TrainJobConfig
     from recsys.train.loop import make_dense_optimizer
 
-    embedding = EmbeddingCollection(num_embeddings, EMBEDDING_DIM,
-                                    TableOptimizerConfig(kind=TableOptimizer.rowwise_adagrad, lr=TABLE_LR))
-    model = DLRM(embedding, num_dense=13, config=DLRMConfig(EMBEDDING_DIM, list(BOTTOM_MLP), list(TOP_MLP)))
+    cfg = TrainJobConfig()
+    cfg.data.path = str(root)
+    cfg.model = DLRMConfig(EMBEDDING_DIM, list(BOTTOM_MLP), list(TOP_MLP))
+    cfg.trainer.table_optimizer = TableOptimizerConfig(kind=TableOptimizer.rowwise_adagrad, lr=TABLE_LR)
+    meta = DatasetMeta.load(root)
+    if dict(meta.num_embeddings) != num_embeddings:
+        raise ValueError("table sizes differ from the dataset's")
+    model = build_model(cfg, meta)
     return model, make_dense_optimizer(model, DenseOptimizer.adagrad, DENSE_LR)
 
 
-def build_torchrec(num_embeddings: dict[str, int]):
+def build_torchrec(root: Path, num_embeddings: dict[str, int]):
     """torchrec's DLRM over a FusedEmbeddingBagCollection; returns (model, dense optimizer)."""
     import torch
     from torchrec.models.dlrm import DLRM
@@ -338,7 +346,7 @@ def train_worker(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     batches, num_embeddings = materialise_batches(Path(args.data), args.warmup + args.steps)
     start = time.perf_counter()
-    model, optimizer = BUILDERS[args.model](num_embeddings)
+    model, optimizer = BUILDERS[args.model](Path(args.data), num_embeddings)
     build_seconds = time.perf_counter() - start
     roofline = Roofline(batches[:ROOFLINE_BATCHES], num_embeddings) if args.roofline else None
     measurements: list[dict] = []

@@ -7,6 +7,7 @@
   chosen malloc (tcmalloc via ``LD_PRELOAD``, or glibc), and read back the JSON it prints.
 * :func:`write_criteo_tsv` / :func:`synthetic_criteo_tsv`: raw Criteo-format text generated from
   recsys's synthetic generator, written without any per-row Python, cached by (rows, seed).
+* :func:`cached_synthetic_dataset`: a prepared synthetic dataset, cached likewise.
 """
 
 from __future__ import annotations
@@ -198,69 +199,54 @@ def write_criteo_tsv(sink, label: np.ndarray, dense: np.ndarray, sparse: np.ndar
     pacsv.write_csv(criteo_table(label, dense, sparse), sink, options)
 
 
-def scramble32(feature: int, ranks: np.ndarray) -> np.ndarray:
-    """Distinct ranks → distinct pseudo-random 32-bit ids (a bijection per feature)."""
-    x = np.asarray(ranks).astype(np.uint64)
-    key = np.uint64((0x9E3779B97F4A7C15 * (feature + 1)) & 0xFFFFFFFF)
-    for _ in range(2):
-        x = (x * np.uint64(0x9E3779B1)) & np.uint64(0xFFFFFFFF)  # odd multiplier: invertible
-        x ^= x >> np.uint64(16)
-        x = (x + key) & np.uint64(0xFFFFFFFF)
-    return x.astype(np.int64)
+def raw_rows(table, vocab_raw: list[np.ndarray], dense_missing: Sequence[float], rng: np.random.Generator):
+    """Rows of a prepared dataset (see :mod:`recsys.data.layout`) turned back into raw Criteo values.
 
-
-def synthetic_raw_rows(model, seed: int, first_block: int, rows: int, rng: np.random.Generator):
-    """Rows of recsys's synthetic generator turned back into raw Criteo values.
-
-    Dense values become counts again (``expm1`` of the log1p values); a feature's missing rate
-    is restored by blanking that share of rows among those whose value is 0 (the generator
-    writes both "missing" and "count 0" as 0). Sparse frequency ranks become scrambled 32-bit
-    ids, the generator's missing rank an empty field. Returns (label, dense, sparse) as
-    :func:`criteo_table` takes them.
+    Dense values become counts again (``expm1`` of log1p); each feature's missing rate is
+    restored by blanking that share of values among those that are 0 (a prepared dataset stores
+    both "missing" and "count 0" as 0). Sparse frequency ranks become the vocabulary's raw
+    32-bit ids (``-1``, the missing id, becomes an empty field). Returns (label, dense, sparse)
+    as :func:`criteo_table` takes them.
     """
-    from recsys.data.synth import BLOCK_ROWS, generate_block
+    from recsys.data.layout import DENSE_FEATURES, LABEL, SPARSE_FEATURES
 
-    parts = [generate_block(model, seed, first_block + i, min(BLOCK_ROWS, rows - i * BLOCK_ROWS))
-             for i in range(math.ceil(rows / BLOCK_ROWS))]
-    dense = np.concatenate([p[0] for p in parts]).astype(np.float64)
-    sparse = np.concatenate([p[1] for p in parts]).astype(np.int64)
-    label = np.concatenate([p[3] for p in parts])
-
+    label = table.column(LABEL).to_numpy()
+    dense = np.stack([table.column(f).to_numpy() for f in DENSE_FEATURES], axis=1).astype(np.float64)
     counts = np.rint(np.expm1(dense))
-    missing_rate = np.asarray(model.space.dense_missing, np.float64)
     zero = counts == 0
     zero_share = np.maximum(zero.mean(axis=0), 1e-12)
-    blank = zero & (rng.random(counts.shape) < np.minimum(1.0, missing_rate / zero_share))
-    counts[blank] = np.nan
-
-    raw = np.empty_like(sparse)
-    missing_ranks = np.asarray(model.space.missing_ranks)
-    for f in range(sparse.shape[1]):
-        raw[:, f] = np.where(sparse[:, f] == missing_ranks[f], -1, scramble32(f, sparse[:, f]))
-    return label, counts, raw
+    blank_share = np.minimum(1.0, np.asarray(dense_missing, np.float64) / zero_share)
+    counts[zero & (rng.random(counts.shape) < blank_share)] = np.nan
+    sparse = np.stack([vocab_raw[j][table.column(f).to_numpy()] for j, f in enumerate(SPARSE_FEATURES)], axis=1)
+    return label, counts, sparse
 
 
-def synthetic_criteo_tsv(rows: int, seed: int, cache_dir: str | os.PathLike, cardinality_scale: float = 1.0,
-                         chunk_rows: int = 1 << 18) -> Path:
+def synthetic_criteo_tsv(rows: int, seed: int, cache_dir: str | os.PathLike, cardinality_scale: float = 1.0) -> Path:
     """A raw Criteo-format TSV of ``rows`` synthetic Kaggle-profile rows, cached in ``cache_dir``.
 
-    The file is written to a temporary name and renamed, so a cached file is always complete.
+    The rows come from recsys's generator (:func:`cached_synthetic_dataset`), written back out
+    as raw text with :func:`raw_rows`. The file is written to a temporary name and renamed, so
+    a cached file is always complete.
     """
-    from recsys.data.synth import BLOCK_ROWS, SynthConfig, build_model
+    import pyarrow.parquet as pq
+
+    from recsys.data.layout import DENSE_FEATURES, SPARSE_FEATURES, SPLITS, list_shards, vocab_path
+    from recsys.data.synth_model import DENSE_MISSING
 
     cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"criteo-kaggle-synth-r{rows}-s{seed}-c{cardinality_scale:g}-v1.tsv"
+    path = cache_dir / f"criteo-kaggle-synth-r{rows}-s{seed}-c{cardinality_scale:g}-v2.tsv"
     if path.exists():
         return path
-    model = build_model(SynthConfig(output="unused", profile="kaggle", seed=seed, cardinality_scale=cardinality_scale))
+    root = cached_synthetic_dataset(rows, seed, cache_dir, cardinality_scale)
+    vocab_raw = [pq.read_table(vocab_path(root, f), columns=["raw"]).column("raw").to_numpy() for f in SPARSE_FEATURES]
+    dense_missing = [DENSE_MISSING[f] for f in DENSE_FEATURES]
     rng = np.random.default_rng([seed, 7])
-    chunk_rows = max(BLOCK_ROWS, chunk_rows // BLOCK_ROWS * BLOCK_ROWS)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     with open(tmp, "wb") as sink:
-        for start in range(0, rows, chunk_rows):
-            n = min(chunk_rows, rows - start)
-            write_criteo_tsv(sink, *synthetic_raw_rows(model, seed, start // BLOCK_ROWS, n, rng))
+        for split in SPLITS:
+            for shard in list_shards(root, split):
+                for batch in pq.ParquetFile(shard).iter_batches(batch_size=1 << 18):
+                    write_criteo_tsv(sink, *raw_rows(batch, vocab_raw, dense_missing, rng))
     os.replace(tmp, path)
     return path
 
@@ -269,6 +255,7 @@ def cached_synthetic_dataset(rows: int, seed: int, cache_dir: str | os.PathLike,
     """A prepared synthetic Kaggle-profile dataset (``recsys.data.synth.generate``), cached."""
     from recsys.data.synth import SynthConfig, generate
 
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
     root = Path(cache_dir) / f"synth-kaggle-r{rows}-s{seed}-c{cardinality_scale:g}"
     if (root / "meta.json").exists():  # generate() writes meta.json last
         return root
