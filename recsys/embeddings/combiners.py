@@ -7,8 +7,6 @@ which is what the papers define for multi-hot bags (for the compositional produc
 Σᵢ qᵢ ⊙ rᵢ, never (Σᵢ qᵢ) ⊙ (Σᵢ rᵢ)). Everything is TorchScript-able.
 """
 
-from __future__ import annotations
-
 from typing import List
 
 import torch

@@ -8,8 +8,6 @@ a seed. All arithmetic is on int64 tensors holding unsigned 32-bit values: produ
 past 2^63 but the low 32 bits, which are all we keep, are exact.
 """
 
-from __future__ import annotations
-
 import torch
 
 _MASK32 = 0xFFFFFFFF

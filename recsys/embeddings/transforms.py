@@ -11,8 +11,6 @@ each id's row, so a non-linear combiner (the compositional product, OptEmbed's r
 applied per id before pooling, as the papers define it.
 """
 
-from __future__ import annotations
-
 from typing import List, Tuple
 
 import torch
@@ -60,6 +58,8 @@ class MixedRadixDigits(nn.Module):
     quotient-remainder trick: ``(id // m, id % m)``. Digits are emitted most significant first.
     """
 
+    radices: List[int]
+
     def __init__(self, radices: List[int], per_id: bool) -> None:
         super().__init__()
         self.radices = radices  # least significant last
@@ -88,6 +88,8 @@ class FrequencyBlocks(nn.Module):
     dimension 0 has no table, and its ids contribute nothing.
     """
 
+    kept: List[int]
+
     def __init__(self, boundaries: List[int], kept: List[int]) -> None:
         super().__init__()
         self.register_buffer("starts", torch.tensor(boundaries[:-1], dtype=torch.int64), persistent=False)
@@ -103,7 +105,8 @@ class FrequencyBlocks(nn.Module):
         order = torch.argsort(key, stable=True)
         counts = torch.bincount(key, minlength=self.num_blocks * batch).view(self.num_blocks, batch)
         sorted_rows = rows[order]
-        per_block = torch.split(sorted_rows, counts.sum(dim=1).tolist())
+        block_sizes: List[int] = counts.sum(dim=1).tolist()
+        per_block = torch.split(sorted_rows, block_sizes)
         out: List[JaggedIds] = []
         for b in self.kept:
             out.append((per_block[b], counts[b].to(lengths.dtype)))
@@ -113,6 +116,8 @@ class FrequencyBlocks(nn.Module):
 class MultiProbeHash(nn.Module):
     """Unified embedding (Coleman et al., 2023): k probes of one feature into a shared table,
     each with its own seeded hash (the feature's seeds differ from every other feature's)."""
+
+    keys: List[int]
 
     def __init__(self, rows: int, keys: List[int]) -> None:
         super().__init__()
