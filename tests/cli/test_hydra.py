@@ -52,30 +52,49 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return proc
 
 
-def test_train_sweep_then_eval(tiny_dataset, tmp_path):
-    proc = run(
+METHODS = ["full", "hash", "qr", "md", "unified"]
+
+
+def test_sweep_over_embedding_methods_then_eval(tiny_dataset, tmp_path):
+    run(
         [
             str(BIN / "recsys-train"),
             "-m",
             f"data.path={tiny_dataset}",
             "model=tiny",
             "data.batch_size=512",
-            "trainer.dense_lr=0.01,0.03",
+            f"embedding={','.join(METHODS)}",
             "trainer.progress=false",
         ],
         tmp_path,
     )
-    runs = sorted(p for p in (tmp_path / "runs" / "sweep").glob("*/*") if p.is_dir())
-    assert [r.name for r in runs] == ["0", "1"]
-    assert "trainer.dense_lr=0.03" in (runs[1] / ".hydra" / "overrides.yaml").read_text()
-    for r in runs:
-        assert json.loads((r / "eval.json").read_text())["metrics"]["rows"] == 1024
+    runs = sorted((p for p in (tmp_path / "runs" / "sweep").glob("*/*") if p.is_dir()), key=lambda p: int(p.name))
+    assert [r.name for r in runs] == [str(i) for i in range(len(METHODS))]
+    full_bytes = None
+    for r, method in zip(runs, METHODS):
+        assert f"embedding={method}" in (r / ".hydra" / "overrides.yaml").read_text()
+        report = json.loads((r / "eval.json").read_text())
+        assert report["metrics"]["rows"] == 1024
+        full_bytes = full_bytes or report["memory"]["total_bytes"]
+        # md's default alpha keeps dim 8 for these 51-row tables: no smaller, never larger
+        assert report["memory"]["total_bytes"] <= full_bytes, method
+        if method in ("hash", "qr", "unified"):
+            assert report["memory"]["total_bytes"] < full_bytes, method
         log = (r / "train.log").read_text()
-        assert "allocator: " in log
+        assert "allocator: " in log and f"C1: {method}" in log
     out = run([str(BIN / "recsys-eval"), f"checkpoint={runs[0]}", "split=valid"], tmp_path)
     assert "report: " in out.stdout
     report = Path(out.stdout.split("report: ")[1].strip())
     assert "Evaluation on `valid`" in (tmp_path / report).read_text()
+
+
+def test_method_options_are_overridable_and_typos_are_named(tiny_dataset, tmp_path):
+    common = [str(BIN / "recsys-train"), f"data.path={tiny_dataset}", "model=tiny", "trainer.progress=false", "trainer.epochs=1"]
+    run([*common, "embedding=md", "embedding.alpha=0.2", "+embedding.overrides.C1.method=full"], tmp_path)
+    log = next((tmp_path / "runs" / "train").glob("*/train.log")).read_text()
+    assert "C1: full" in log and "C2: md" in log
+    bad = subprocess.run([*common, "embedding=qr", "+embedding.colisions=3"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "colisions" in bad.stderr
 
 
 def test_train_reports_a_missing_dataset_clearly(tmp_path):
