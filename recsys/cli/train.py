@@ -19,7 +19,10 @@ def to_job_config(cfg: DictConfig) -> TrainJobConfig:
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base=HYDRA_VERSION_BASE)
 def _app(cfg: DictConfig) -> float:
-    from recsys.train.loop import train
+    if OmegaConf.select(cfg, "embedding.method") == "optembed":
+        from recsys.train.optembed import run_stages as train  # supernet -> search -> retrain -> compaction
+    else:
+        from recsys.train.loop import train
 
     result = train(to_job_config(cfg), run_dir())
     print(f"report: {result.report}")

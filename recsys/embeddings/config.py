@@ -27,7 +27,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from recsys.embeddings import full, hash, md, qr, unified
+from recsys.embeddings import full, hash, md, optembed, qr, unified
 from recsys.embeddings.plan import EmbeddingPlan, FeatureInfo, PlanBuilder
 from recsys.embeddings.tables import PhysicalTable, TableOptimizer, optimizer_state_bytes
 
@@ -64,6 +64,7 @@ METHODS: dict[str, Method] = {
     "qr": Method(qr.QRSpec, qr.tables, qr.compile, Knob("collisions", _geometric(2, 2**24, 16, integer=True))),
     "md": Method(md.MDSpec, md.tables, md.compile, Knob("alpha", lambda: np.round(np.arange(0, 8.0001, 0.01), 4))),
     "unified": Method(unified.UnifiedSpec, unified.tables, unified.compile, Knob("compression", _geometric(0.25, 1e6, 16))),
+    "optembed": Method(optembed.OptEmbedSpec, optembed.tables, optembed.compile),
 }
 
 
