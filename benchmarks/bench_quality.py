@@ -1,0 +1,141 @@
+"""Quality yardstick: full-table DLRM vs the Bayes-optimal AUC on synthetic Criteo-Kaggle data.
+
+Generates ``--rows`` rows of Kaggle-profile synthetic data (full Kaggle cardinalities unless
+``--cardinality-scale`` says otherwise), trains the classic Kaggle DLRM (dim 16) with full
+tables for one epoch, evaluates on the test split, and compares with the generator's
+Bayes-optimal AUC and logloss of the same split (the baseline, known exactly because the
+generator knows every row's true click probability). Goal: AUC within 0.01 of Bayes-optimal.
+
+    python benchmarks/bench_quality.py --rows 4000000 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import DEFAULT_CACHE_DIR, cached_synthetic_dataset, format_table, save_result  # noqa: E402
+
+from recsys.allocator import describe_allocator, ensure_tcmalloc  # noqa: E402
+
+
+@dataclasses.dataclass
+class QualityResult:
+    rows: int
+    train_rows: int
+    test_rows: int
+    cardinality_scale: float
+    auc: float
+    logloss: float
+    normalized_entropy: float
+    calibration: float
+    bayes_auc: float
+    bayes_logloss: float
+    auc_gap: float
+    logloss_gap: float
+    train_samples_per_s: float
+    embedding_parameters: int
+    allocator: str
+    config: dict
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=4_000_000)
+    p.add_argument("--json", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cardinality-scale", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=2048)
+    p.add_argument("--model", default="kaggle", help="conf/model preset")
+    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
+    p.add_argument("overrides", nargs="*", help="Hydra-style overrides of the training job, e.g. trainer.table_optimizer.lr=0.1")
+    return p.parse_args(argv)
+
+
+def job_config(dataset: Path, args: argparse.Namespace):
+    """The training job, composed from conf/ exactly as `recsys-train` would compose it."""
+    from hydra import compose, initialize_config_dir
+
+    import recsys.cli.train as train_app  # registers the schema
+
+    with initialize_config_dir(config_dir=train_app.CONF_DIR, version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                f"model={args.model}",
+                f"data.path={dataset}",
+                f"data.batch_size={args.batch_size}",
+                "trainer.epochs=1",
+                "trainer.progress=false",
+                "trainer.tensorboard=false",
+                f"trainer.seed={args.seed}",
+                *args.overrides,
+            ],
+        )
+    return train_app.to_job_config(cfg), cfg
+
+
+def main(argv=None) -> QualityResult:
+    ensure_tcmalloc()
+    args = parse_args(argv)
+    import logging
+
+    from omegaconf import OmegaConf
+
+    from recsys.data.layout import DatasetMeta
+    from recsys.evaluation.report import load_bayes
+    from recsys.train.loop import train
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    print(describe_allocator(), flush=True)
+    dataset = cached_synthetic_dataset(args.rows, args.seed, args.cache_dir, args.cardinality_scale)
+    meta = DatasetMeta.load(dataset)
+    job, raw_cfg = job_config(dataset, args)
+    with tempfile.TemporaryDirectory(prefix="bench_quality_") as run_dir:
+        result = train(job, run_dir)
+    bayes = load_bayes(dataset, job.eval.split)
+    m = result.eval
+    out = QualityResult(
+        rows=args.rows,
+        train_rows=meta.rows["train"],
+        test_rows=m["rows"],
+        cardinality_scale=args.cardinality_scale,
+        auc=m["auc"],
+        logloss=m["logloss"],
+        normalized_entropy=m["normalized_entropy"],
+        calibration=m["calibration"],
+        bayes_auc=bayes["bayes_auc"],
+        bayes_logloss=bayes["bayes_logloss"],
+        auc_gap=bayes["bayes_auc"] - m["auc"],
+        logloss_gap=m["logloss"] - bayes["bayes_logloss"],
+        train_samples_per_s=result.train_samples_per_s,
+        embedding_parameters=result.memory["parameters"],
+        allocator=describe_allocator(),
+        config=OmegaConf.to_container(raw_cfg, resolve=True),
+    )
+    print(
+        format_table(
+            [
+                ("rows (train / test)", f"{out.train_rows:,} / {out.test_rows:,}", ""),
+                ("AUC", out.auc, f"Bayes-optimal {out.bayes_auc:.5f}, gap {out.auc_gap:+.5f} (goal <= 0.01)"),
+                ("logloss", out.logloss, f"Bayes-optimal {out.bayes_logloss:.5f}, gap {out.logloss_gap:+.5f}"),
+                ("normalized entropy", out.normalized_entropy, ""),
+                ("calibration", out.calibration, "mean prediction / positive rate"),
+                ("train samples/s", out.train_samples_per_s, ""),
+                ("embedding parameters", out.embedding_parameters, ""),
+            ],
+            title="bench_quality: full-table DLRM vs Bayes-optimal",
+        )
+    )
+    save_result(args.json, out)
+    print(f"wrote {args.json}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
