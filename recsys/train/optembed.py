@@ -111,6 +111,7 @@ def load_trained(cfg: TrainJobConfig, run_dir: Path) -> DLRM:
 
 
 def supernet_combiners(model: DLRM) -> dict[str, SupernetMask]:
+    """Each feature's combiner of a supernet model, by feature name."""
     return {name: m.combiner for name, m in zip(model.embedding.features, model.embedding.feature_modules)}
 
 
@@ -291,7 +292,8 @@ def run_stages(cfg: TrainJobConfig, run_dir: str | Path) -> OptEmbedResult:
     out = run_dir / ARTIFACTS_DIR
     out.mkdir(parents=True, exist_ok=True)
     stage = spec.stage
-    source = Path(spec.artifacts) if spec.artifacts else out
+    # a single later stage reads an earlier run's artifacts; a run from the supernet, its own
+    source = out if stage in (OptEmbedStage.all, OptEmbedStage.supernet) else Path(spec.artifacts)
     if stage in (OptEmbedStage.all, OptEmbedStage.supernet):
         supernet = run_supernet(cfg, spec, out)
         if stage is OptEmbedStage.supernet:
@@ -303,4 +305,4 @@ def run_stages(cfg: TrainJobConfig, run_dir: str | Path) -> OptEmbedResult:
             return _search_result(run_dir, out, searched)
     else:
         copy_artifacts(source, out, [MASKS_PT, MASKS_JSON, DIMS_JSON])
-    return run_retrain(cfg, spec, out, run_dir)
+    return dataclasses.replace(run_retrain(cfg, spec, out, run_dir), stage=stage.value)
