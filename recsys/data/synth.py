@@ -26,11 +26,10 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-import multiprocessing
 import os
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
@@ -94,8 +93,8 @@ class SynthConfig:
         positive_rate: target click rate; defaults to the profile's (25.62% / 3%).
         rows_per_shard: rows per Parquet file.
         chunk_rows: rows generated per step (rounded up to whole blocks of 16,384).
-        workers: processes generating chunks while the main process writes; 0 = one per
-            available CPU, 1 = everything in this process. The output does not depend on it.
+        workers: threads generating chunks while the main thread writes; 0 = one per
+            available CPU, 1 = everything in the calling thread. The output does not depend on it.
         latent_dim, bias_std, latent_std, dense_std, dense_latent_std, effect_half_frequency:
             the planted model's magnitudes (:class:`~recsys.data.synth_model.ModelMagnitudes`).
     """
@@ -158,20 +157,25 @@ def split_rows(cfg: SynthConfig) -> dict[str, int]:
     return {"train": cfg.rows - valid - test, "valid": valid, "test": test}
 
 
-def build_model(cfg: SynthConfig) -> PlantedModel:
-    """The feature space and planted model a config describes (no rows are written)."""
+def feature_space(cfg: SynthConfig) -> FeatureSpace:
+    """The feature distributions a config describes (profile, scale and cap applied)."""
     profile = _validate(cfg)
     base = profile_cardinalities(profile)
     cards = tuple(max(2, round(n * cfg.cardinality_scale)) for n in base)
     if cfg.max_cardinality is not None:
         cards = tuple(min(n, cfg.max_cardinality) for n in cards)
-    space = FeatureSpace(
+    return FeatureSpace(
         cardinalities=cards,
         exponents=profile_exponents(profile, base),
         missing=tuple(SPARSE_MISSING[f] for f in SPARSE_FEATURES),
         dense_missing=tuple(DENSE_MISSING[f] for f in DENSE_FEATURES),
         dense_shapes=tuple(DENSE_SHAPES[f] for f in DENSE_FEATURES),
     )
+
+
+def build_model(cfg: SynthConfig) -> PlantedModel:
+    """The planted model a config describes (no rows are written); takes a second or two."""
+    space = feature_space(cfg)
     magnitudes = ModelMagnitudes(
         latent_dim=cfg.latent_dim,
         bias_std=cfg.bias_std,
@@ -180,6 +184,7 @@ def build_model(cfg: SynthConfig) -> PlantedModel:
         dense_latent_std=cfg.dense_latent_std,
         effect_half_frequency=cfg.effect_half_frequency,
     )
+    profile = Profile(cfg.profile)
     rate = POSITIVE_RATES[profile] if cfg.positive_rate is None else cfg.positive_rate
     seed = cfg.seed if cfg.model_seed is None else cfg.model_seed
     return PlantedModel(space, magnitudes, rate, seed)
@@ -307,21 +312,28 @@ class SplitWriter:
 
 
 class VocabCounter:
-    """Train-split count of every rank of every sparse feature (8 bytes per id)."""
+    """Train-split count of every rank of every sparse feature (8 bytes per id).
+
+    Ranks below ``HEAD_ROWS`` (nearly all occurrences) are counted by one ``bincount`` over
+    all features; the rarer tail ranks are scatter-added.
+    """
 
     def __init__(self, cardinalities: tuple[int, ...]) -> None:
         self.counts = [np.zeros(n, np.int64) for n in cardinalities]
+        self._heads = np.minimum(cardinalities, HEAD_ROWS)  # (F,)
+        self._offsets = np.concatenate([[0], np.cumsum(self._heads)[:-1]])  # (F,)
 
     def update(self, sparse: np.ndarray) -> None:
         """sparse: (N, 26) int32 ranks."""
+        in_head = sparse < self._heads  # (N, F)
+        spill = int(self._heads.sum())  # one extra bin collects tail occurrences
+        index = np.where(in_head, self._offsets + sparse, spill)  # (N, F)
+        head_counts = np.bincount(index.ravel(), minlength=spill + 1)
         for f, counts in enumerate(self.counts):
-            column = sparse[:, f]
-            head = min(len(counts), HEAD_ROWS)  # bincount over the head, scatter-add the tail
-            if len(counts) > head:
-                tail = column[column >= head]
-                np.add.at(counts, tail, 1)
-                column = column[column < head]
-            counts[:head] += np.bincount(column, minlength=head)
+            start = self._offsets[f]
+            counts[: self._heads[f]] += head_counts[start : start + self._heads[f]]
+            if len(counts) > self._heads[f]:
+                np.add.at(counts, sparse[~in_head[:, f], f], 1)
 
     def write(self, root: Path, space: FeatureSpace, seed: int) -> None:
         vocab_path(root, SPARSE_FEATURES[0]).parent.mkdir(parents=True, exist_ok=True)
@@ -337,19 +349,15 @@ class VocabCounter:
 # ---------------------------------------------------------------- generation
 
 
-def generate_block(model: PlantedModel, seed: int, block: int, rows: int) -> tuple[np.ndarray, ...]:
-    """Rows ``[block * BLOCK_ROWS, block * BLOCK_ROWS + rows)`` of the dataset with this seed.
+def draw_block(model: PlantedModel, seed: int, block: int) -> tuple[np.ndarray, ...]:
+    """The random draws of rows ``[block * BLOCK_ROWS, (block + 1) * BLOCK_ROWS)``.
 
     Returns:
-        dense (N, 13) float32, sparse (N, 26) int32, logit (N,) float64, label (N,) int8.
+        dense (BLOCK_ROWS, 13) float32, sparse (BLOCK_ROWS, 26) int32, label uniforms (BLOCK_ROWS,).
     """
     rng = np.random.default_rng([seed, block])
     dense, sparse = model.space.sample(rng, BLOCK_ROWS)
-    u_label = rng.random(BLOCK_ROWS)
-    dense, sparse, u_label = dense[:rows], sparse[:rows], u_label[:rows]
-    logit = model.logit(dense, sparse)
-    label = (u_label < sigmoid(logit)).astype(np.int8)
-    return dense, sparse, logit, label
+    return dense, sparse, rng.random(BLOCK_ROWS)
 
 
 def _chunks(total: int, chunk_rows: int) -> list[tuple[int, int]]:
@@ -359,44 +367,37 @@ def _chunks(total: int, chunk_rows: int) -> list[tuple[int, int]]:
 
 
 def generate_chunk(model: PlantedModel, seed: int, first_block: int, rows: int) -> tuple[np.ndarray, ...]:
-    """``rows`` rows from block ``first_block`` on; arrays as in :func:`generate_block`."""
-    parts = [
-        generate_block(model, seed, first_block + i, min(BLOCK_ROWS, rows - i * BLOCK_ROWS))
-        for i in range(math.ceil(rows / BLOCK_ROWS))
-    ]
-    return tuple(np.concatenate(arrays) for arrays in zip(*parts))
+    """Rows ``[first_block * BLOCK_ROWS, first_block * BLOCK_ROWS + rows)`` of the dataset.
 
+    Draws come per block (fixing the output for any chunking); the model then runs on the
+    whole chunk, its arithmetic being row-wise.
 
-_worker_model: PlantedModel | None = None  # set in each worker process by _init_worker
-
-
-def _init_worker(model: PlantedModel) -> None:
-    global _worker_model
-    _worker_model = model
-
-
-def _worker_chunk(seed: int, first_block: int, rows: int) -> tuple[np.ndarray, ...]:
-    return generate_chunk(_worker_model, seed, first_block, rows)
+    Returns:
+        dense (N, 13) float32, sparse (N, 26) int32, logit (N,) float64, label (N,) int8.
+    """
+    blocks = [draw_block(model, seed, first_block + i) for i in range(math.ceil(rows / BLOCK_ROWS))]
+    dense, sparse, u_label = (np.concatenate(arrays)[:rows] for arrays in zip(*blocks))
+    logit = model.logit(dense, sparse)
+    return dense, sparse, logit, (u_label < sigmoid(logit)).astype(np.int8)
 
 
 def _generated(
     model: PlantedModel, seed: int, chunks: list[tuple[int, int]], workers: int
 ) -> Iterator[tuple[np.ndarray, ...]]:
-    """Generated chunks in order; with ``workers > 1`` they come from a process pool.
+    """Generated chunks in order; with ``workers > 1`` they come from a thread pool.
 
-    At most ``2 * workers`` chunks are in flight, which bounds memory. The pool uses
-    ``spawn`` (no fork of a process that may hold Arrow threads); each worker receives the
-    model once.
+    Threads suffice: numpy releases the GIL inside its array operations, and so does Arrow
+    while the main thread writes Parquet. At most ``2 * workers`` chunks are in flight,
+    which bounds memory.
     """
     if workers <= 1 or len(chunks) <= 1:
         for first_block, rows in chunks:
             yield generate_chunk(model, seed, first_block, rows)
         return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, context, _init_worker, (model,)) as pool:
+    with ThreadPoolExecutor(workers, thread_name_prefix="recsys-synth") as pool:
         pending: collections.deque[Future] = collections.deque()
         for first_block, rows in chunks:
-            pending.append(pool.submit(_worker_chunk, seed, first_block, rows))
+            pending.append(pool.submit(generate_chunk, model, seed, first_block, rows))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().result()
         while pending:

@@ -26,13 +26,16 @@ from recsys.data.synth import (
     BayesAccumulator,
     SynthConfig,
     build_model,
+    feature_space,
     generate,
     split_rows,
 )
+from recsys.data import synth_model
 from recsys.data.synth_model import (
     DENSE_MISSING,
     DENSE_SHAPES,
     KAGGLE_CARDINALITIES,
+    PlantedModel,
     SPARSE_MISSING,
     hashed_normals,
     scrambled_ids,
@@ -41,7 +44,7 @@ from recsys.data.synth_model import (
 from recsys.evaluation.metrics import auc
 
 SMALL = dict(profile="kaggle", rows=60_000, cardinality_scale=1e-3, rows_per_shard=25_000,
-             chunk_rows=16_384, valid_fraction=0.1, test_fraction=0.1)  # fmt: skip
+             chunk_rows=16_384, valid_fraction=0.1, test_fraction=0.1, workers=1)  # fmt: skip
 
 
 def read_split(root: Path, split: str):
@@ -56,6 +59,11 @@ def read_split(root: Path, split: str):
 def small(tmp_path_factory) -> tuple[SynthConfig, Path, dict]:
     cfg = SynthConfig(output=str(tmp_path_factory.mktemp("synth") / "a"), **SMALL)
     return cfg, Path(cfg.output), generate(cfg, progress=False)
+
+
+@pytest.fixture(scope="module")
+def small_model(small) -> PlantedModel:
+    return build_model(small[0])
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -89,11 +97,11 @@ def test_layout_schema_and_meta(small):
     assert (sparse < np.array([cards[f] for f in SPARSE_FEATURES])).all()
 
 
-def test_vocab_counts_train_ranks(small):
+def test_vocab_counts_train_ranks(small, small_model):
     _, root, _ = small
     meta = DatasetMeta.load(root)
     _, _, sparse = read_split(root, "train")
-    model = build_model(small[0])
+    model = small_model
     for f, name in enumerate(SPARSE_FEATURES):
         table = pq.read_table(vocab_path(root, name))
         assert table.schema == VOCAB_SCHEMA
@@ -109,9 +117,9 @@ def test_vocab_counts_train_ranks(small):
             assert missing.size == 0
 
 
-def test_same_config_is_byte_identical_for_any_chunk_size(small, tmp_path):
+def test_same_config_is_byte_identical_for_any_chunk_size_and_workers(small, tmp_path):
     cfg, root, _ = small
-    again = dataclasses.replace(cfg, output=str(tmp_path / "b"), chunk_rows=50_000)
+    again = dataclasses.replace(cfg, output=str(tmp_path / "b"), chunk_rows=40_000, workers=2)
     generate(again, progress=False)
     assert _files(root) == _files(Path(again.output))
     other = dataclasses.replace(cfg, output=str(tmp_path / "c"), seed=1)
@@ -119,10 +127,10 @@ def test_same_config_is_byte_identical_for_any_chunk_size(small, tmp_path):
     assert read_split(root, "valid")[2].tobytes() != read_split(Path(other.output), "valid")[2].tobytes()
 
 
-def test_ranks_follow_zipf_and_missing_rates(small):
+def test_ranks_follow_zipf_and_missing_rates(small, small_model):
     cfg, root, _ = small
     _, dense, sparse = read_split(root, "train")
-    space = build_model(cfg).space
+    space = small_model.space
     c1 = np.bincount(sparse[:, 0])
     assert c1[0] / len(sparse) > 0.45  # C1's top value: ~50% on Criteo
     assert c1[:10].sum() / len(sparse) > 0.85  # top 10 values: ~91%
@@ -143,8 +151,8 @@ def test_ranks_follow_zipf_and_missing_rates(small):
 
 @pytest.mark.parametrize("profile, rate", [("kaggle", 0.2562), ("terabyte", 0.03)])
 def test_positive_rate_and_bayes_auc(profile, rate, tmp_path):
-    cfg = SynthConfig(output=str(tmp_path / profile), profile=profile, rows=150_000,
-                      cardinality_scale=1e-3, valid_fraction=0.2, test_fraction=0.0)  # fmt: skip
+    cfg = SynthConfig(output=str(tmp_path / profile), profile=profile, rows=100_000,
+                      cardinality_scale=1e-3, valid_fraction=0.3, test_fraction=0.0)  # fmt: skip
     summary = generate(cfg, progress=False)
     assert abs(summary["train"]["positive_rate"] - rate) < 0.1 * rate
     assert 0.76 < summary["valid"]["bayes_auc"] < 0.9
@@ -152,10 +160,10 @@ def test_positive_rate_and_bayes_auc(profile, rate, tmp_path):
     assert json.loads((Path(cfg.output) / "bayes.json").read_text())["valid"] == summary["valid"]
 
 
-def test_bayes_figures_equal_recomputation_from_shards(small):
+def test_bayes_figures_equal_recomputation_from_shards(small, small_model):
     cfg, root, summary = small
     label, dense, sparse = read_split(root, "valid")
-    p = build_model(cfg).probability(dense, sparse)
+    p = small_model.probability(dense, sparse)
     assert summary["valid"]["bayes_auc"] == pytest.approx(auc(p, label), abs=1e-12)
     logloss = -np.mean(np.where(label == 1, np.log(p), np.log1p(-p)))
     assert summary["valid"]["bayes_logloss"] == pytest.approx(logloss, rel=1e-9)
@@ -176,8 +184,8 @@ def test_streaming_auc_matches_exact():
     assert a["bayes_logloss"] == pytest.approx(b["bayes_logloss"], rel=1e-12)
 
 
-def test_effects_decay_with_rank(small):
-    model = build_model(small[0])
+def test_effects_decay_with_rank(small_model):
+    model = small_model
     c3 = SPARSE_FEATURES.index("C3")
     scale = model.effect_scale(c3, np.array([0, 100, 10_000]))
     assert scale[0] > 0.99 and scale[0] > scale[1] > scale[2]
@@ -203,6 +211,7 @@ def test_hash_helpers():
         (dict(max_cardinality=1), "max_cardinality"),
         (dict(output="???"), "output"),
         (dict(positive_rate=1.5), "positive_rate"),
+        (dict(workers=-1), "workers"),
     ],
 )
 def test_invalid_configs_are_rejected(change, message, tmp_path):
@@ -214,3 +223,26 @@ def test_invalid_configs_are_rejected(change, message, tmp_path):
 def test_refuses_non_empty_output(small):
     with pytest.raises(FileExistsError):
         generate(small[0], progress=False)
+
+
+def test_head_cache_is_only_an_optimisation(small, small_model, monkeypatch):
+    """Ids beyond the cached head are hashed on the fly and get the very same parameters."""
+    cfg, root, _ = small
+    _, dense, sparse = read_split(root, "valid")
+    cached = small_model.logit(dense, sparse)
+    monkeypatch.setattr(synth_model, "HEAD_ROWS", 4)
+    hashed = build_model(cfg)
+    assert (sparse >= 4).any()
+    np.testing.assert_array_equal(hashed.logit(dense, sparse), cached)
+
+
+def test_sampler_matches_distribution_of_a_10m_id_feature():
+    space = feature_space(SynthConfig(output="unused", profile="kaggle"))
+    c3 = SPARSE_FEATURES.index("C3")
+    u = np.random.default_rng(1).random((200_000, len(SPARSE_FEATURES)))
+    ranks = space.sparse_ranks(u)[:, c3]
+    assert ranks.max() < space.cardinalities[c3] == KAGGLE_CARDINALITIES[c3]
+    head = space.rank_probability(c3, np.arange(1000))
+    for lo, hi in [(0, 1), (1, 10), (10, 1000)]:
+        assert abs((ranks >= lo).mean() - (ranks >= hi).mean() - head[lo:hi].sum()) < 0.005
+    assert abs((ranks == space.missing_ranks[c3]).mean() - SPARSE_MISSING["C3"]) < 0.003
