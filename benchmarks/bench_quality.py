@@ -19,7 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import DEFAULT_CACHE_DIR, cached_synthetic_dataset, format_table, save_result  # noqa: E402
+from common import (  # noqa: E402
+    DEFAULT_CACHE_DIR,
+    cached_synthetic_dataset,
+    compose_train_job,
+    format_table,
+    save_result,
+)
 
 from recsys.allocator import describe_allocator, ensure_tcmalloc  # noqa: E402
 
@@ -57,27 +63,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def job_config(dataset: Path, args: argparse.Namespace):
-    """The training job, composed from conf/ exactly as `recsys-train` would compose it."""
-    from hydra import compose, initialize_config_dir
-
-    import recsys.cli.train as train_app  # registers the schema
-
-    with initialize_config_dir(config_dir=train_app.CONF_DIR, version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                f"model={args.model}",
-                f"data.path={dataset}",
-                f"data.batch_size={args.batch_size}",
-                "trainer.epochs=1",
-                "trainer.progress=false",
-                "trainer.tensorboard=false",
-                f"trainer.seed={args.seed}",
-                *args.overrides,
-            ],
-        )
-    return train_app.to_job_config(cfg), cfg
+def job_overrides(dataset: Path, args: argparse.Namespace) -> list[str]:
+    return [
+        f"model={args.model}",
+        f"data.path={dataset}",
+        f"data.batch_size={args.batch_size}",
+        "trainer.epochs=1",
+        "trainer.progress=false",
+        "trainer.tensorboard=false",
+        f"trainer.seed={args.seed}",
+        *args.overrides,
+    ]
 
 
 def main(argv=None) -> QualityResult:
@@ -95,7 +91,7 @@ def main(argv=None) -> QualityResult:
     print(describe_allocator(), flush=True)
     dataset = cached_synthetic_dataset(args.rows, args.seed, args.cache_dir, args.cardinality_scale)
     meta = DatasetMeta.load(dataset)
-    job, raw_cfg = job_config(dataset, args)
+    job, raw_cfg = compose_train_job(job_overrides(dataset, args))
     with tempfile.TemporaryDirectory(prefix="bench_quality_") as run_dir:
         result = train(job, run_dir)
     bayes = load_bayes(dataset, job.eval.split)

@@ -263,3 +263,21 @@ def cached_synthetic_dataset(rows: int, seed: int, cache_dir: str | os.PathLike,
     generate(SynthConfig(output=str(root), profile="kaggle", rows=rows, seed=seed,
                          cardinality_scale=cardinality_scale), progress=False)
     return root
+
+
+# ---------------------------------------------------------------------------------------------
+# Training jobs
+
+
+def compose_train_job(overrides: Sequence[str]):
+    """A training job composed from ``conf/`` exactly as ``recsys-train`` composes it.
+
+    Returns (TrainJobConfig, the composed DictConfig) so results can record the config.
+    """
+    from hydra import compose, initialize_config_dir
+
+    import recsys.cli.train as train_app  # registers the schema
+
+    with initialize_config_dir(config_dir=train_app.CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides))
+    return train_app.to_job_config(cfg), cfg

@@ -187,4 +187,6 @@ def compile_plan(setup: EmbeddingSetup, features: list[FeatureInfo], dim: int, o
     builder = PlanBuilder(dim)
     for method, items in _grouped(setup, features).items():
         METHODS[method].compile(items, dim, builder)
-    return builder.build([f.name for f in features])
+    plan = builder.build([f.name for f in features])
+    plan.default_spec = setup.default
+    return plan

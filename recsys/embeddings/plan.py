@@ -61,6 +61,8 @@ class EmbeddingPlan:
     tables: list[PhysicalTable]
     slots: list[Slot]
     features: list[FeaturePlan]
+    # the default method's spec as compiled (after a budget set its size knob)
+    default_spec: Optional[object] = None
 
     def memory(self, optimizer: TableOptimizer) -> MemoryReport:
         extra = sum(p.numel() for f in self.features for p in f.combiner.parameters())

@@ -52,6 +52,7 @@ class TrainResult:
     final_loss: float
     eval: dict
     memory: dict
+    embedding: dict  # the default method's spec as trained (a budget's chosen size included)
     report: str
 
 
@@ -135,6 +136,7 @@ def train(cfg: TrainJobConfig, run_dir: str | Path) -> TrainResult:
     model = build_model(cfg, meta)
     dense_opt = make_dense_optimizer(model, tcfg.dense_optimizer, tcfg.dense_lr)
     memory = model.embedding.memory().summary()
+    embedding_spec = dataclasses.asdict(model.embedding.plan.default_spec)
     for line in model.embedding.plan.describe():
         log.info("embedding %s", line)
     log.info("embedding memory: %s", memory)
@@ -226,7 +228,10 @@ def train(cfg: TrainJobConfig, run_dir: str | Path) -> TrainResult:
         dataset=cfg.data.path,
         bayes=bayes,
         memory=memory,
-        extra={"train": {"steps": state.step, "samples": state.samples, "samples_per_s": rate}},
+        extra={
+            "embedding": embedding_spec,
+            "train": {"steps": state.step, "samples": state.samples, "samples_per_s": rate},
+        },
     )
     log.info(
         "%s: AUC %.5f logloss %.5f NE %.4f%s",
@@ -246,6 +251,7 @@ def train(cfg: TrainJobConfig, run_dir: str | Path) -> TrainResult:
         final_loss=loss_value,
         eval=result_metrics.to_dict(),
         memory=memory,
+        embedding=embedding_spec,
         report=str(md_path),
     )
 
