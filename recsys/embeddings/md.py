@@ -141,7 +141,11 @@ def compile(items: list[tuple[FeatureInfo, MDSpec]], dim: int, builder: PlanBuil
     for (info, _), fb in zip(items, feature_blocks(items, dim)):
         kept = [b for b, d in enumerate(fb.dims) if d]
         slots = [
-            builder.slot(builder.table(f"{info.name}_b{b}", fb.boundaries[b + 1] - fb.boundaries[b], fb.dims[b]))
+            builder.slot(
+                builder.table(
+                    f"{info.name}_b{b}", fb.boundaries[b + 1] - fb.boundaries[b], fb.dims[b], init_rows=info.num_embeddings
+                )
+            )
             for b in kept
         ]
         shape = ", ".join(

@@ -82,7 +82,7 @@ class PlanBuilder:
         self._features: dict[str, FeaturePlan] = {}
         self._by_name: dict[str, int] = {}
 
-    def table(self, name: str, rows: int, dim: int, shared: bool = False) -> int:
+    def table(self, name: str, rows: int, dim: int, shared: bool = False, init_rows: Optional[int] = None) -> int:
         """Index of a new physical table, or of the existing one of that name when ``shared``."""
         if name in self._by_name:
             index = self._by_name[name]
@@ -95,7 +95,7 @@ class PlanBuilder:
                     f"but a feature asks for {rows} x {dim}"
                 )
             return index
-        self.tables.append(PhysicalTable(name, rows, dim))
+        self.tables.append(PhysicalTable(name, rows, dim, init_rows))
         self._by_name[name] = len(self.tables) - 1
         return len(self.tables) - 1
 

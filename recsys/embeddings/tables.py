@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+from typing import Optional
 
 import torch
 from fbgemm_gpu.split_embedding_configs import EmbOptimType
@@ -53,11 +54,18 @@ class TableOptimizerConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PhysicalTable:
-    """One plain table: ``num_embeddings`` rows of ``dim`` float32 values."""
+    """One plain table: ``num_embeddings`` rows of ``dim`` float32 values.
+
+    ``init_rows`` sets the initial weights' range, uniform in ±1/sqrt(init_rows) (DLRM's rule
+    with the table's own rows by default). A table that holds part of a logical feature
+    (a mixed-dimension block) uses the feature's rows, so splitting a table changes no
+    initial vector's scale.
+    """
 
     name: str
     num_embeddings: int
     dim: int
+    init_rows: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.num_embeddings <= 0:
@@ -138,7 +146,7 @@ class TableBatchedLookup(nn.Module):
     def reset_parameters(self, seed: int) -> None:
         gen = torch.Generator().manual_seed(seed)
         for table, weight in zip(self.tables, self.tbe.split_embedding_weights()):
-            bound = 1.0 / math.sqrt(table.num_embeddings)
+            bound = 1.0 / math.sqrt(table.init_rows or table.num_embeddings)
             weight.copy_(torch.empty(weight.shape).uniform_(-bound, bound, generator=gen))
 
     def table_weights(self) -> dict[str, torch.Tensor]:
