@@ -15,8 +15,9 @@ scrambled 32-bit raw id (-1 for the missing id) and the rank's count in the trai
 (on a finite sample, counts of neighbouring tail ranks can be out of order).
 
 Rows are i.i.d. and generated in blocks of ``BLOCK_ROWS`` rows, block ``b`` from its own
-random stream ``(seed, b)``, so the output is byte-identical for any ``chunk_rows`` and a
-bigger ``rows`` extends the same row sequence. Splits are contiguous: the first rows are
+random stream ``(seed, b)``, so the output is byte-identical for any ``chunk_rows`` or
+``workers`` and a bigger ``rows`` extends the same row sequence. (Identical on one platform:
+numpy's ``pow``/``exp`` may round differently on another CPU or libm, moving a rare rank.) Splits are contiguous: the first rows are
 train, then valid, then test. Memory is bounded by ``chunk_rows`` plus the vocabulary counts
 (8 bytes per id) and the valid/test click probabilities kept for their exact AUC.
 """
@@ -40,13 +41,12 @@ from tqdm import tqdm
 
 from recsys.data.layout import (
     DENSE_FEATURES,
-    LABEL,
     SPARSE_FEATURES,
     SPLITS,
+    VOCAB_SCHEMA,
     DatasetMeta,
     shard_path,
     shard_schema,
-    VOCAB_SCHEMA,
     split_dir,
     vocab_path,
     write_json,
@@ -404,6 +404,12 @@ def _generated(
             yield pending.popleft().result()
 
 
+def _available_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):  # respects taskset / container CPU sets (Linux)
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def generate(cfg: SynthConfig, progress: bool = True) -> dict:
     """Write a synthetic dataset to ``cfg.output``; return the summary written to ``bayes.json``.
 
@@ -425,7 +431,7 @@ def generate(cfg: SynthConfig, progress: bool = True) -> dict:
     bounds = np.cumsum([0] + [rows[s] for s in SPLITS])  # split s holds rows [bounds[i], bounds[i+1])
 
     chunks = _chunks(cfg.rows, cfg.chunk_rows)
-    workers = cfg.workers or len(os.sched_getaffinity(0))
+    workers = cfg.workers or _available_cpus()
     generated = _generated(model, cfg.seed, chunks, workers)
     if progress:
         generated = tqdm(generated, total=len(chunks), desc="recsys-synth", unit="chunk")
