@@ -14,6 +14,7 @@ single ids, the call uses FBGEMM's variable-batch layout so those slots can have
 
 from __future__ import annotations
 
+import itertools
 from typing import List
 
 import torch
@@ -22,7 +23,9 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
 from recsys.embeddings.memory import MemoryReport
 from recsys.embeddings.plan import EmbeddingPlan
+from recsys.embeddings.combiners import Single
 from recsys.embeddings.tables import TableBatchedLookup, TableOptimizerConfig
+from recsys.embeddings.transforms import Identity
 
 
 class FeatureModule(nn.Module):
@@ -55,8 +58,12 @@ class EmbeddingCollection(nn.Module):
         )
         self.feature_modules = nn.ModuleList([FeatureModule(f.transform, f.combiner, f.slots) for f in plan.features])
         self.slot_dims = [s.dim for s in plan.slots]
-        # full tables everywhere: the logical KJT already is the physical one
-        self.passthrough = all(f.method == "full" for f in plan.features) and len(plan.slots) == len(plan.features)
+        self.columns = _feature_columns(plan)  # each feature's [start, end) in the lookup output
+        in_order = [s for f in plan.features for s in f.slots] == list(range(len(plan.slots)))
+        # the lookup output already is the answer when every combiner keeps its slots as they are
+        self.identity_output = in_order and all(isinstance(f.combiner, Single) for f in plan.features)
+        # and the logical KJT already is the physical one when, besides, every transform is the identity
+        self.passthrough = self.identity_output and all(isinstance(f.transform, Identity) for f in plan.features)
 
     @property
     def output_dims(self) -> list[int]:
@@ -101,13 +108,25 @@ class EmbeddingCollection(nn.Module):
         ids = torch.cat(slot_values).long()
         if all(b == batch for b in bags_per_slot):
             flat = self.lookup(ids, offsets)  # (B, Σ slot dims)
-            slot_out = list(torch.split(flat, self.slot_dims, dim=1))
+            if self.identity_output:
+                return flat
+            per_feature = [flat[:, start:end] for start, end in self.columns]  # views, no copies
         else:
             flat = self.lookup(ids, offsets, bags_per_slot)  # variable batch: Σ bags_s * dim_s
             sizes = [b * d for b, d in zip(bags_per_slot, self.slot_dims)]
             slot_out = [chunk.view(b, d) for chunk, b, d in zip(torch.split(flat, sizes), bags_per_slot, self.slot_dims)]
-        outputs = [
-            module.combiner([slot_out[s] for s in module.slots], lengths[f])
-            for f, module in enumerate(self.feature_modules)
-        ]
+            per_feature = [torch.cat([slot_out[s] for s in module.slots], dim=1) for module in self.feature_modules]
+        outputs = [module.combiner(per_feature[f], lengths[f]) for f, module in enumerate(self.feature_modules)]
         return torch.cat(outputs, dim=1)  # (B, F * D)
+
+
+def _feature_columns(plan: EmbeddingPlan) -> list[tuple[int, int]]:
+    """Each feature's column range in the lookup output; its slots must be consecutive."""
+    starts = list(itertools.accumulate((slot.dim for slot in plan.slots), initial=0))
+    columns = []
+    for feature in plan.features:
+        first = feature.slots[0] if feature.slots else 0
+        if feature.slots != list(range(first, first + len(feature.slots))):
+            raise ValueError(f"feature {feature.name}: its slots {feature.slots} are not consecutive")
+        columns.append((starts[first], starts[first + len(feature.slots)]))
+    return columns

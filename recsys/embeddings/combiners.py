@@ -1,10 +1,11 @@
 """Combiners: a logical feature's looked-up slot vectors → one ``dim``-wide vector per bag.
 
-Each combiner takes the slot outputs of one feature, in slot order, each ``(rows, d_slot)``,
-and the feature's bag ``lengths`` (B,). For pooled slots ``rows`` = B (the lookup already
-summed each bag); for per-id slots ``rows`` = N ids and the combiner pools after combining,
-which is what the papers define for multi-hot bags (for the compositional product:
-Σᵢ qᵢ ⊙ rᵢ, never (Σᵢ qᵢ) ⊙ (Σᵢ rᵢ)). Everything is TorchScript-able.
+A combiner takes ``x`` (R, Σ slot dims): the feature's slot vectors side by side, in slot
+order (a view of the lookup's output when possible: no copies), and the feature's bag
+``lengths`` (B,). For pooled slots R = B (the lookup already summed each bag); for per-id
+slots R = N ids and the combiner pools after combining, which is what the papers define for
+multi-hot bags (for the compositional product: Σᵢ qᵢ ⊙ rᵢ, never (Σᵢ qᵢ) ⊙ (Σᵢ rᵢ)).
+Everything is TorchScript-able.
 """
 
 from typing import List
@@ -14,65 +15,74 @@ from torch import nn
 
 
 def pool_per_id(rows: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Sum per-id rows (N, d) into their bags: (B, d)."""
+    """Sum per-id rows (N, d) into their bags: (B, d). Single-hot bags are already pooled."""
     batch = lengths.numel()
+    if rows.shape[0] == batch and bool((lengths == 1).all()):
+        return rows
     bag = torch.repeat_interleave(torch.arange(batch, device=rows.device), lengths.long(), output_size=rows.shape[0])
     return torch.zeros(batch, rows.shape[1], dtype=rows.dtype, device=rows.device).index_add_(0, bag, rows)
 
 
 class Single(nn.Module):
-    """One slot that already has the feature's dimension (full, hashing trick)."""
+    """The slots side by side already are the vector (full tables, hashing trick, and the
+    ``concat`` of compositional partitions or unified embedding's probes)."""
 
-    def forward(self, slots: List[torch.Tensor], lengths: torch.Tensor) -> torch.Tensor:
-        return slots[0]
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return x
 
 
 class Sum(nn.Module):
-    """Element-wise sum of the slots (compositional ``add``; pooling commutes with it)."""
+    """Element-wise sum of k slots (compositional ``add``; pooling commutes with it)."""
 
-    def forward(self, slots: List[torch.Tensor], lengths: torch.Tensor) -> torch.Tensor:
-        out = slots[0]
-        for s in slots[1:]:
-            out = out + s
-        return out
+    def __init__(self, parts: int) -> None:
+        super().__init__()
+        self.parts = parts
 
-
-class Concat(nn.Module):
-    """Concatenation of the slots (compositional ``concat``, unified embedding's probes)."""
-
-    def forward(self, slots: List[torch.Tensor], lengths: torch.Tensor) -> torch.Tensor:
-        return torch.cat(slots, dim=1)
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], self.parts, -1).sum(dim=1)
 
 
 class Product(nn.Module):
-    """Element-wise product per id, then pooled (compositional ``mult``; slots are per-id)."""
+    """Element-wise product of k per-id slots, then pooled (compositional ``mult``)."""
 
-    def forward(self, slots: List[torch.Tensor], lengths: torch.Tensor) -> torch.Tensor:
-        out = slots[0]
-        for s in slots[1:]:
-            out = out * s
+    def __init__(self, parts: int) -> None:
+        super().__init__()
+        self.parts = parts
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        parts = x.view(x.shape[0], self.parts, -1)  # (N, k, d)
+        out = parts[:, 0]
+        for i in range(1, self.parts):
+            out = out * parts[:, i]
         return pool_per_id(out, lengths)
 
 
 class ProjectedSum(nn.Module):
     """Mixed-dimension blocks: each block's vectors projected to the common dim, then summed.
 
-    A block already at the common dim needs no projection; its entry in ``projected`` is False.
-    Blocks of dimension 0 hold no slot: their ids contribute nothing (the α rule gave them
-    less than half a FBGEMM dim group).
+    Blocks come in frequency order, so their dims never grow: the first ``full`` blocks are at
+    the common dim and are added unprojected; the narrower rest, side by side (B, Σ d_b), go
+    through ONE matmul with their projections stacked, (Σ d_b, dim) = Σ_b e_b P_b. Blocks of
+    dimension 0 hold no slot: their ids contribute nothing (the α rule gave them less than
+    half a FBGEMM dim group).
     """
 
     def __init__(self, block_dims: List[int], dim: int) -> None:
         super().__init__()
+        if any(a < b for a, b in zip(block_dims, block_dims[1:])):
+            raise ValueError(f"mixed-dimension block dims must not grow with rank, got {block_dims}")
         self.dim = dim
-        self.projections = nn.ModuleList(
-            [nn.Identity() if d == dim else nn.Linear(d, dim, bias=False) for d in block_dims]
-        )
+        self.full = sum(1 for d in block_dims if d == dim)
+        narrow = block_dims[self.full :]
+        # each block's projection starts as nn.Linear(d_b, dim) would: U(±1/sqrt(d_b))
+        bounds = torch.tensor([d**-0.5 for d in narrow for _ in range(d)]).view(-1, 1)
+        self.projection = nn.Parameter((torch.rand(sum(narrow), dim) * 2 - 1) * bounds)  # (Σ d_b, dim)
 
-    def forward(self, slots: List[torch.Tensor], lengths: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros(lengths.numel(), self.dim, device=lengths.device)
-        for i, projection in enumerate(self.projections):
-            out = out + projection(slots[i])
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        split = self.full * self.dim
+        out = x[:, :split].reshape(x.shape[0], self.full, self.dim).sum(dim=1)  # (B, dim)
+        if self.projection.shape[0] > 0:
+            out = out + x[:, split:] @ self.projection
         return out
 
 
@@ -84,6 +94,5 @@ class ZeroPad(nn.Module):
         super().__init__()
         self.dim = dim
 
-    def forward(self, slots: List[torch.Tensor], lengths: torch.Tensor) -> torch.Tensor:
-        x = slots[0]
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.pad(x, (0, self.dim - x.shape[1]))

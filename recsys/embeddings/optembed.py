@@ -286,8 +286,8 @@ class SupernetMask(nn.Module):
     def regularization(self) -> torch.Tensor:
         return threshold_penalty(self.threshold, self.reg_weight)
 
-    def forward(self, slots: List[torch.Tensor], lengths: torch.Tensor) -> torch.Tensor:
-        rows = slots[0]  # (N, D): one row per id
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        rows = x  # (N, D): one row per id
         pooled = pool_per_id(rows * self.row_mask(rows).unsqueeze(1), lengths)  # (B, D)
         if self.training:
             dims = self.sample_dims(lengths.numel(), rows.device)
@@ -304,8 +304,8 @@ class TruncatePad(nn.Module):
         self.kept_dim = kept_dim
         self.dim = dim
 
-    def forward(self, slots: List[torch.Tensor], lengths: torch.Tensor) -> torch.Tensor:
-        x = slots[0][:, : self.kept_dim]  # (B, d_f)
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x = x[:, : self.kept_dim]  # (B, d_f)
         return torch.nn.functional.pad(x, (0, self.dim - self.kept_dim))  # (B, D)
 
 

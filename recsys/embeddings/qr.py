@@ -20,7 +20,7 @@ import dataclasses
 import enum
 import math
 
-from recsys.embeddings.combiners import Concat, Product, Sum
+from recsys.embeddings.combiners import Product, Single, Sum
 from recsys.embeddings.full import add_full_table
 from recsys.embeddings.plan import FeatureInfo, FeaturePlan, PlanBuilder
 from recsys.embeddings.tables import FBGEMM_DIM_MULTIPLE, PhysicalTable
@@ -89,7 +89,11 @@ def tables(items: list[tuple[FeatureInfo, QRSpec]], dim: int) -> tuple[list[Phys
     return out, 0
 
 
-_COMBINERS = {QROperation.mult: Product, QROperation.add: Sum, QROperation.concat: Concat}
+def combiner(spec: QRSpec):
+    """Product or sum of the k partitions' vectors; for ``concat`` they already sit side by side."""
+    if spec.operation == QROperation.concat:
+        return Single()
+    return (Product if spec.operation == QROperation.mult else Sum)(spec.partitions)
 
 
 def compile(items: list[tuple[FeatureInfo, QRSpec]], dim: int, builder: PlanBuilder) -> None:
@@ -105,5 +109,5 @@ def compile(items: list[tuple[FeatureInfo, QRSpec]], dim: int, builder: PlanBuil
         transform = MixedRadixDigits([spec.collisions] * (spec.partitions - 1), per_id=per_id)
         shape = " + ".join(f"{rows} x {d}" for rows in sizes)
         builder.feature(
-            FeaturePlan(info.name, "qr", slots, transform, _COMBINERS[spec.operation](), f"{n} ids -> {shape} ({spec.operation.value})")
+            FeaturePlan(info.name, "qr", slots, transform, combiner(spec), f"{n} ids -> {shape} ({spec.operation.value})")
         )

@@ -13,7 +13,7 @@ import dataclasses
 import math
 from typing import Optional
 
-from recsys.embeddings.combiners import Concat, Single
+from recsys.embeddings.combiners import Single
 from recsys.embeddings.hash import feature_seed_key
 from recsys.embeddings.plan import FeatureInfo, FeaturePlan, PlanBuilder
 from recsys.embeddings.tables import FBGEMM_DIM_MULTIPLE, PhysicalTable
@@ -83,8 +83,7 @@ def compile(items: list[tuple[FeatureInfo, UnifiedSpec]], dim: int, builder: Pla
         for info, spec in members:
             slots = [builder.slot(table) for _ in range(spec.probes)]
             keys = [feature_seed_key(spec.seed, info.name, p) for p in range(spec.probes)]
-            combiner = Single() if spec.probes == 1 else Concat()
             builder.feature(
-                FeaturePlan(info.name, "unified", slots, MultiProbeHash(rows, keys), combiner,
+                FeaturePlan(info.name, "unified", slots, MultiProbeHash(rows, keys), Single(),
                             f"{info.num_embeddings} ids -> shared '{name}' {rows} x {d}, {spec.probes} probe(s)")
             )

@@ -54,7 +54,7 @@ def test_row_mask_gradients_match_a_hand_computation():
     rows = torch.tensor([[0.3, -0.2, 0.1, 0.0, 0.2, 0.1, -0.1, 0.1], [0.05, 0.05, -0.05, 0.0, 0.0, 0.1, 0.0, 0.0]])
     rows.requires_grad_(True)
     combiner = supernet(0.8).eval()  # eval: the width mask is the full dim
-    out = combiner([rows], torch.tensor([1, 1]))  # one id per bag
+    out = combiner(rows, torch.tensor([1, 1]))  # one id per bag
     norms = rows.detach().abs().sum(1)  # 1.1 (kept), 0.25 (pruned)
     assert out[0].tolist() == pytest.approx(rows[0].tolist()) and out[1].abs().sum() == 0
     g = torch.randn(2, DIM, generator=torch.Generator().manual_seed(0))
@@ -78,7 +78,7 @@ def test_regulariser_is_lambda_exp_minus_threshold_with_its_gradient():
 
 def test_pruned_ids_of_a_multi_hot_bag_contribute_nothing():
     rows = torch.tensor([[1.0] * DIM, [0.01] * DIM, [0.5] * DIM])  # norms 8, 0.08, 4
-    out = supernet(1.0).eval()([rows], torch.tensor([2, 1]))
+    out = supernet(1.0).eval()(rows, torch.tensor([2, 1]))
     assert torch.equal(out, torch.stack([rows[0], rows[2]]))
 
 
@@ -97,14 +97,14 @@ def test_training_samples_every_candidate_width_and_eval_uses_the_fixed_width(pe
     lengths = torch.ones(64, dtype=torch.int64)
     seen: set[int] = set()
     for _ in range(40):
-        batch_widths = widths(combiner([rows], lengths))
+        batch_widths = widths(combiner(rows, lengths))
         assert per_example or len(batch_widths) == 1  # one width per field per batch
         seen |= batch_widths
     assert seen == set(candidates)
     combiner.eval()
-    assert torch.equal(combiner([rows], lengths), rows)  # default: the full dim
+    assert torch.equal(combiner(rows, lengths), rows)  # default: the full dim
     combiner.eval_dim = 8
-    assert torch.equal(combiner([rows], lengths), torch.nn.functional.pad(rows[:, :8], (0, 8)))
+    assert torch.equal(combiner(rows, lengths), torch.nn.functional.pad(rows[:, :8], (0, 8)))
 
 
 def test_dim_candidates_default_to_multiples_of_four_and_are_validated():
@@ -229,12 +229,12 @@ def test_scripted_transforms_and_combiners_equal_eager():
     combiner = supernet(1.0, per_example=True).eval()
     combiner.eval_dim = 4
     scripted = torch.jit.script(combiner)
-    assert torch.equal(scripted([rows], lengths), combiner([rows], lengths))
-    assert widths(scripted([rows], lengths)) == {4}
+    assert torch.equal(scripted(rows, lengths), combiner(rows, lengths))
+    assert widths(scripted(rows, lengths)) == {4}
     outputs = []
     for module in (scripted.train(), combiner.train()):
         torch.manual_seed(5)  # the same sampled widths
-        outputs.append(module([rows], lengths))
+        outputs.append(module(rows, lengths))
     assert torch.equal(*outputs)
     pooled = torch.randn(3, DIM)
-    assert torch.equal(torch.jit.script(TruncatePad(4, DIM))([pooled], lengths), TruncatePad(4, DIM)([pooled], lengths))
+    assert torch.equal(torch.jit.script(TruncatePad(4, DIM))(pooled, lengths), TruncatePad(4, DIM)(pooled, lengths))
