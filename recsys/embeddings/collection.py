@@ -58,7 +58,9 @@ class EmbeddingCollection(nn.Module):
         )
         self.feature_modules = nn.ModuleList([FeatureModule(f.transform, f.combiner, f.slots) for f in plan.features])
         self.slot_dims = [s.dim for s in plan.slots]
-        self.columns = _feature_columns(plan)  # each feature's [start, end) in the lookup output
+        # the lookup output splits into one column block per feature (split, not slicing: the
+        # backward of one split is one concatenation, of F slices F full-size zero tensors)
+        self.column_order, self.column_widths = _feature_columns(plan)
         in_order = [s for f in plan.features for s in f.slots] == list(range(len(plan.slots)))
         # the lookup output already is the answer when every combiner keeps its slots as they are
         self.identity_output = in_order and all(isinstance(f.combiner, Single) for f in plan.features)
@@ -110,7 +112,8 @@ class EmbeddingCollection(nn.Module):
             flat = self.lookup(ids, offsets)  # (B, Σ slot dims)
             if self.identity_output:
                 return flat
-            per_feature = [flat[:, start:end] for start, end in self.columns]  # views, no copies
+            blocks = torch.split(flat, self.column_widths, dim=1)  # views, in slot order
+            per_feature = [blocks[i] for i in self.column_order]
         else:
             flat = self.lookup(ids, offsets, bags_per_slot)  # variable batch: Σ bags_s * dim_s
             sizes = [b * d for b, d in zip(bags_per_slot, self.slot_dims)]
@@ -120,13 +123,19 @@ class EmbeddingCollection(nn.Module):
         return torch.cat(outputs, dim=1)  # (B, F * D)
 
 
-def _feature_columns(plan: EmbeddingPlan) -> list[tuple[int, int]]:
-    """Each feature's column range in the lookup output; its slots must be consecutive."""
-    starts = list(itertools.accumulate((slot.dim for slot in plan.slots), initial=0))
-    columns = []
+def _feature_columns(plan: EmbeddingPlan) -> tuple[list[int], list[int]]:
+    """How the lookup output splits into per-feature column blocks.
+
+    Returns (for each feature, the index of its block; the blocks' widths in slot order).
+    A feature's slots must be consecutive.
+    """
     for feature in plan.features:
         first = feature.slots[0] if feature.slots else 0
         if feature.slots != list(range(first, first + len(feature.slots))):
             raise ValueError(f"feature {feature.name}: its slots {feature.slots} are not consecutive")
-        columns.append((starts[first], starts[first + len(feature.slots)]))
-    return columns
+    by_first_slot = sorted(range(len(plan.features)), key=lambda f: plan.features[f].slots[0] if plan.features[f].slots else -1)
+    widths = [sum(plan.slots[s].dim for s in plan.features[f].slots) for f in by_first_slot]
+    order = [0] * len(plan.features)
+    for block, f in enumerate(by_first_slot):
+        order[f] = block
+    return order, widths
