@@ -28,11 +28,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
-    DEFAULT_CACHE_DIR,
+    add_synthetic_training_args,
     cached_synthetic_dataset,
     compose_train_job,
     format_table,
     save_result,
+    synthetic_job_overrides,
 )
 
 from recsys.allocator import describe_allocator, ensure_tcmalloc  # noqa: E402
@@ -69,16 +70,9 @@ class ParetoResult:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rows", type=int, default=4_000_000)
-    p.add_argument("--json", type=Path, required=True)
+    add_synthetic_training_args(p)
     p.add_argument("--methods", default=",".join(METHODS))
-    p.add_argument("--budgets", default=",".join(f"{b:g}" for b in BUDGETS))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cardinality-scale", type=float, default=1.0)
-    p.add_argument("--batch-size", type=int, default=2048)
-    p.add_argument("--model", default="kaggle")
-    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
-    p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every training job")
+    p.add_argument("--budgets", default=",".join(f"{b:g}" for b in BUDGETS), help="fractions, e.g. 1,1/4")
     return p.parse_args(argv)
 
 
@@ -91,19 +85,9 @@ def run_point(dataset: Path, method: str, budget: float, args: argparse.Namespac
     from recsys.evaluation.report import load_bayes
     from recsys.train.loop import train
 
-    overrides = [
-        f"model={args.model}",
-        f"data.path={dataset}",
-        f"data.batch_size={args.batch_size}",
-        f"embedding={method}",
-        "trainer.epochs=1",
-        "trainer.progress=false",
-        "trainer.tensorboard=false",
-        "trainer.eval_every_steps=0",
-        "trainer.val_batches=5",
-        f"trainer.seed={args.seed}",
-        *args.overrides,
-    ]
+    overrides = synthetic_job_overrides(
+        dataset, args, f"embedding={method}", "trainer.eval_every_steps=0", "trainer.val_batches=5"
+    )
     if method != "full":
         overrides.append(f"embedding.budget={budget!r}")
     job, _ = compose_train_job(overrides)

@@ -20,11 +20,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
-    DEFAULT_CACHE_DIR,
+    add_synthetic_training_args,
     cached_synthetic_dataset,
     compose_train_job,
     format_table,
     save_result,
+    synthetic_job_overrides,
 )
 
 from recsys.allocator import describe_allocator, ensure_tcmalloc  # noqa: E402
@@ -52,28 +53,8 @@ class QualityResult:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rows", type=int, default=4_000_000)
-    p.add_argument("--json", type=Path, required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cardinality-scale", type=float, default=1.0)
-    p.add_argument("--batch-size", type=int, default=2048)
-    p.add_argument("--model", default="kaggle", help="conf/model preset")
-    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
-    p.add_argument("overrides", nargs="*", help="Hydra-style overrides of the training job, e.g. trainer.table_optimizer.lr=0.1")
+    add_synthetic_training_args(p)
     return p.parse_args(argv)
-
-
-def job_overrides(dataset: Path, args: argparse.Namespace) -> list[str]:
-    return [
-        f"model={args.model}",
-        f"data.path={dataset}",
-        f"data.batch_size={args.batch_size}",
-        "trainer.epochs=1",
-        "trainer.progress=false",
-        "trainer.tensorboard=false",
-        f"trainer.seed={args.seed}",
-        *args.overrides,
-    ]
 
 
 def main(argv=None) -> QualityResult:
@@ -91,7 +72,7 @@ def main(argv=None) -> QualityResult:
     print(describe_allocator(), flush=True)
     dataset = cached_synthetic_dataset(args.rows, args.seed, args.cache_dir, args.cardinality_scale)
     meta = DatasetMeta.load(dataset)
-    job, raw_cfg = compose_train_job(job_overrides(dataset, args))
+    job, raw_cfg = compose_train_job(synthetic_job_overrides(dataset, args))
     with tempfile.TemporaryDirectory(prefix="bench_quality_") as run_dir:
         result = train(job, run_dir)
     bayes = load_bayes(dataset, job.eval.split)

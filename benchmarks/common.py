@@ -266,7 +266,34 @@ def cached_synthetic_dataset(rows: int, seed: int, cache_dir: str | os.PathLike,
 
 
 # ---------------------------------------------------------------------------------------------
-# Training jobs
+# Training jobs on synthetic data
+
+
+def add_synthetic_training_args(parser) -> None:
+    """The options every "train on synthetic Kaggle-profile data" benchmark takes."""
+    parser.add_argument("--rows", type=int, default=4_000_000, help="synthetic rows over all splits")
+    parser.add_argument("--json", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cardinality-scale", type=float, default=1.0, help="1 = full Kaggle cardinalities")
+    parser.add_argument("--batch-size", type=int, default=2048)
+    parser.add_argument("--model", default="kaggle", help="conf/model preset")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of every training job, e.g. trainer.table_optimizer.lr=0.1")
+
+
+def synthetic_job_overrides(dataset: Path, args, *extra: str) -> list[str]:
+    """One epoch of the ``--model`` DLRM on ``dataset``, quiet, then ``extra`` and the user's overrides."""
+    return [
+        f"model={args.model}",
+        f"data.path={dataset}",
+        f"data.batch_size={args.batch_size}",
+        "trainer.epochs=1",
+        "trainer.progress=false",
+        "trainer.tensorboard=false",
+        f"trainer.seed={args.seed}",
+        *extra,
+        *args.overrides,
+    ]
 
 
 def compose_train_job(overrides: Sequence[str]):
