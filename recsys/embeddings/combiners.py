@@ -39,7 +39,7 @@ class Sum(nn.Module):
         self.parts = parts
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return x.view(x.shape[0], self.parts, -1).sum(dim=1)
+        return x.view(x.shape[0], self.parts, x.shape[1] // self.parts).sum(dim=1)
 
 
 class Product(nn.Module):
@@ -50,7 +50,7 @@ class Product(nn.Module):
         self.parts = parts
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        parts = x.view(x.shape[0], self.parts, -1)  # (N, k, d)
+        parts = x.view(x.shape[0], self.parts, x.shape[1] // self.parts)  # (N, k, d)
         out = parts[:, 0]
         for i in range(1, self.parts):
             out = out * parts[:, i]

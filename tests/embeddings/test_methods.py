@@ -225,3 +225,13 @@ def test_config_errors_name_the_key():
         compile_plan(parse_embedding_config({"method": "hash", "overrides": {"C99": {}}}), FEATURES, DIM, TableOptimizer.sgd)
     with pytest.raises(ValueError, match="multiples of 4"):
         collection({"method": "unified", "probes": 8})
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_a_feature_without_ids_in_the_batch_gives_zeros_and_trains(name):
+    emb = collection(CONFIGS[name])
+    bags = random_bags(np.random.default_rng(3), 3, 3)
+    bags["C3"] = [[], [], []]
+    out = emb(kjt(bags)).values()
+    assert torch.count_nonzero(out[:, 2 * DIM:3 * DIM]) == 0
+    out.sum().backward()  # the fused update copes with an empty slot
