@@ -50,3 +50,22 @@ def tiny_dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny_dataset")
     write_tiny_dataset(root, {"train": 4096, "valid": 1024, "test": 1024})
     return root
+
+
+@pytest.fixture
+def dataset_writer():
+    """:func:`write_tiny_dataset`, for tests that need a dataset of their own shape."""
+    return write_tiny_dataset
+
+
+@pytest.fixture
+def full_tables():
+    """Build a full-table embedding collection from {feature: rows} and a dim."""
+    from recsys.embeddings.build import make_embedding
+    from recsys.embeddings.plan import FeatureInfo
+    from recsys.embeddings.tables import TableOptimizerConfig
+
+    def build(sizes: dict, dim: int):
+        return make_embedding({"method": "full"}, [FeatureInfo(f, n) for f, n in sizes.items()], dim, TableOptimizerConfig())
+
+    return build

@@ -257,6 +257,9 @@ def train(cfg: TrainJobConfig, run_dir: str | Path) -> TrainResult:
 
 
 def _validate(cfg: TrainJobConfig, model: DLRM, metrics_log: MetricsLog, step: int) -> None:
+    if DatasetMeta.load(cfg.data.path).rows.get("valid", 0) == 0:
+        log.warning("step %d: the dataset has no validation rows; skipping validation", step)
+        return
     m = evaluate(model, _batches(cfg, "valid", train=False, limit=cfg.trainer.val_batches))
     metrics_log.write("valid", step, auc=m.auc, logloss=m.logloss, normalized_entropy=m.normalized_entropy)
     log.info("step %d valid: AUC %.5f logloss %.5f (%d rows)", step, m.auc, m.logloss, m.rows)

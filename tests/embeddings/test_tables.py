@@ -2,13 +2,7 @@ import pytest
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from recsys.embeddings.build import make_embedding
-from recsys.embeddings.plan import FeatureInfo
 from recsys.embeddings.tables import PhysicalTable, TableBatchedLookup, TableOptimizer, TableOptimizerConfig
-
-
-def full_tables(sizes: dict, dim: int):
-    return make_embedding({"method": "full"}, [FeatureInfo(f, n) for f, n in sizes.items()], dim, TableOptimizerConfig())
 
 
 def test_physical_table_rejects_dims_fbgemm_cannot_run():
@@ -44,7 +38,7 @@ def test_fused_sgd_updates_only_the_rows_in_the_batch_exactly():
     torch.testing.assert_close(after[[0, 1, 3]], before[[0, 1, 3]])
 
 
-def test_rowwise_adagrad_state_is_one_value_per_row():
+def test_rowwise_adagrad_state_is_one_value_per_row(full_tables):
     collection = full_tables({"C1": 11, "C2": 5}, 8)
     report = collection.memory()
     state = collection.lookup.tbe.state_dict()
@@ -53,7 +47,7 @@ def test_rowwise_adagrad_state_is_one_value_per_row():
     assert report.optimizer_bytes == state["momentum1_host"].numel() * 4 == (11 + 5) * 4
 
 
-def test_collection_returns_one_vector_per_feature_and_checks_keys():
+def test_collection_returns_one_vector_per_feature_and_checks_keys(full_tables):
     collection = full_tables({"C1": 11, "C2": 5}, 8)
     kjt = KeyedJaggedTensor(
         keys=["C1", "C2"], values=torch.tensor([0, 10, 4, 1]), lengths=torch.ones(4, dtype=torch.int32), stride=2

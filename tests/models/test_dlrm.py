@@ -2,14 +2,7 @@ import pytest
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from recsys.embeddings.build import make_embedding
-from recsys.embeddings.plan import FeatureInfo
-from recsys.embeddings.tables import TableOptimizerConfig
 from recsys.models.dlrm import DLRM, DLRMConfig, DotInteraction
-
-
-def full_tables(sizes: dict, dim: int):
-    return make_embedding({"method": "full"}, [FeatureInfo(f, n) for f, n in sizes.items()], dim, TableOptimizerConfig())
 
 
 def test_dot_interaction_matches_naive_pairwise_products():
@@ -30,7 +23,7 @@ def test_config_rejects_mismatched_layers():
         DLRMConfig(embedding_dim=8, bottom_mlp=[8], top_mlp=[8, 2])
 
 
-def test_dlrm_forward_and_backward_shapes():
+def test_dlrm_forward_and_backward_shapes(full_tables):
     features = {f"C{i}": 20 for i in range(1, 4)}
     model = DLRM(full_tables(features, 8), 13, DLRMConfig(8, [16, 8], [16, 1]))
     kjt = KeyedJaggedTensor(
@@ -44,6 +37,6 @@ def test_dlrm_forward_and_backward_shapes():
     assert model.top[0].in_features == 8 + 6
 
 
-def test_dlrm_rejects_embedding_of_other_dim():
+def test_dlrm_rejects_embedding_of_other_dim(full_tables):
     with pytest.raises(ValueError, match="DLRM expects 16"):
         DLRM(full_tables({"C1": 5}, 8), 13, DLRMConfig())

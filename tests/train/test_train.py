@@ -73,3 +73,11 @@ def test_fused_sgd_tables_train(tiny_dataset, tmp_path):
     result = train(cfg, tmp_path)
     assert result.memory["optimizer_bytes"] == 0
     assert result.eval["auc"] > 0.56
+
+
+def test_a_dataset_without_validation_rows_trains_and_says_so(tmp_path, caplog, dataset_writer):
+    dataset_writer(tmp_path / "data", {"train": 1024, "test": 512})
+    with caplog.at_level("WARNING"):
+        result = train(job(tmp_path / "data", epochs=1), tmp_path / "run")
+    assert result.eval["rows"] == 512
+    assert "no validation rows" in caplog.text
