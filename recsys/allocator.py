@@ -2,7 +2,9 @@
 
 On CPU, FBGEMM's table-batched lookups allocate and free large blocks every step. glibc's
 malloc hands blocks over 32 MB back to the OS on every free, so each step page-faults them
-in again; with tcmalloc the same lookups ran 2.5-4x faster on our 2-core machines. The
+in again; with tcmalloc large lookups ran 2.5-4x faster on our 2-core machines. Where no
+block crosses that size the gain is small: the Kaggle DLRM at batch 2048 trained 1.08x
+faster (benchmarks/bench_pipeline.py). The
 allocator must be chosen before the process starts, so entry points call
 :func:`ensure_tcmalloc`, which re-executes the current command with ``LD_PRELOAD`` set.
 Set ``RECSYS_ALLOCATOR=glibc`` to opt out (the pipeline benchmark measures both).
