@@ -51,8 +51,11 @@ def kjt(ids_per_feature: dict[str, list[list[int]]]) -> KeyedJaggedTensor:
                              lengths=torch.tensor(lengths, dtype=torch.int32), stride=batch)
 
 
-def random_bags(rng, batch, max_len):
-    return {name: [list(rng.integers(0, n, rng.integers(0, max_len + 1))) for _ in range(batch)] for name, n in SIZES.items()}
+def random_bags(rng, batch, max_len, single_hot=False):
+    def size():
+        return 1 if single_hot else rng.integers(0, max_len + 1)
+
+    return {name: [list(rng.integers(0, n, size())) for _ in range(batch)] for name, n in SIZES.items()}
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -87,13 +90,14 @@ def naive_feature_vector(emb, f: int, bag: list[int]) -> torch.Tensor:
     return total
 
 
+@pytest.mark.parametrize("single_hot", [False, True], ids=["multi_hot", "single_hot"])
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_multi_hot_bags_equal_a_naive_per_id_reference(name):
+def test_bags_equal_a_naive_per_id_reference(name, single_hot):
     emb = collection(CONFIGS[name])
     with torch.no_grad():
         for p in emb.feature_modules.parameters():  # make projections non-trivial
             p.normal_()
-    bags = random_bags(np.random.default_rng(1), 6, 4)
+    bags = random_bags(np.random.default_rng(1), 6, 4, single_hot)
     out = emb(kjt(bags)).values().detach()
     for f, name_f in enumerate(SIZES):
         for b, bag in enumerate(bags[name_f]):
