@@ -47,13 +47,13 @@ class Point:
     method: str
     budget: float
     bytes: int
-    full_bytes: int
     knob: str
     auc: float
     logloss: float
     bayes_auc: float
     bayes_logloss: float
     train_samples_per_s: float
+    full_bytes: int = 0  # the full-table run's bytes, set once all points are in
     speed_vs_full: float = float("nan")
 
 
@@ -77,11 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run_point(dataset: Path, method: str, budget: float, args: argparse.Namespace) -> Point:
-    from recsys.data.layout import DatasetMeta
-    from recsys.embeddings.build import dataset_features
     from recsys.embeddings.config import METHODS as KNOBS
-    from recsys.embeddings.config import full_bytes
-    from recsys.embeddings.tables import TableOptimizer
     from recsys.evaluation.report import load_bayes
     from recsys.train.loop import train
 
@@ -100,11 +96,6 @@ def run_point(dataset: Path, method: str, budget: float, args: argparse.Namespac
         method=method,
         budget=budget,
         bytes=result.memory["total_bytes"],
-        full_bytes=full_bytes(
-            dataset_features(DatasetMeta.load(dataset), None, with_counts=False),
-            job.model.embedding_dim,
-            TableOptimizer(job.trainer.table_optimizer.kind),
-        ),
         knob=knob_text,
         auc=result.eval["auc"],
         logloss=result.eval["logloss"],
@@ -174,9 +165,10 @@ def main(argv=None) -> ParetoResult:
         print(f"{method:8s} budget {budget:<8.4g} bytes {point.bytes:>14,} AUC {point.auc:.5f} "
               f"logloss {point.logloss:.5f} {point.train_samples_per_s:>8,.0f} samples/s {point.knob}", flush=True)
         gc.collect()
-    full_speed = points[0].train_samples_per_s
+    full = points[0]  # the full-table baseline runs first
     for p in points:
-        p.speed_vs_full = p.train_samples_per_s / full_speed
+        p.full_bytes = full.bytes
+        p.speed_vs_full = p.train_samples_per_s / full.train_samples_per_s
     goals = check_goals(points)
     plot_path = args.json.with_suffix(".png")
     plot(points, plot_path)

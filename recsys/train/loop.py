@@ -133,6 +133,9 @@ def train(cfg: TrainJobConfig, run_dir: str | Path) -> TrainResult:
     log.info("torch threads: %d, device: %s", torch.get_num_threads(), cfg.device)
 
     meta = DatasetMeta.load(cfg.data.path)
+    validates = meta.rows.get("valid", 0) > 0
+    if not validates:
+        log.warning("the dataset has no validation rows; training without validation")
     model = build_model(cfg, meta)
     dense_opt = make_dense_optimizer(model, tcfg.dense_optimizer, tcfg.dense_lr)
     memory = model.embedding.memory().summary()
@@ -196,7 +199,7 @@ def train(cfg: TrainJobConfig, run_dir: str | Path) -> TrainResult:
                     metrics_log.write("train", state.step, loss=loss_value, samples_per_s=rate, epoch=state.epoch)
                     bar.set_postfix(loss=f"{loss_value:.4f}", samples_per_s=f"{rate:,.0f}")
                 bar.update(1)
-                if tcfg.eval_every_steps and state.step % tcfg.eval_every_steps == 0:
+                if validates and tcfg.eval_every_steps and state.step % tcfg.eval_every_steps == 0:
                     train_seconds += time.perf_counter() - tick
                     _validate(cfg, model, metrics_log, state.step)
                     tick = time.perf_counter()
@@ -210,7 +213,7 @@ def train(cfg: TrainJobConfig, run_dir: str | Path) -> TrainResult:
             if state.step < total_steps or state.batch_in_epoch >= len(train_batches):
                 state.epoch += 1
                 state.batch_in_epoch = 0
-            if not tcfg.eval_every_steps:
+            if validates and not tcfg.eval_every_steps:
                 _validate(cfg, model, metrics_log, state.step)
         bar.close()
         checkpoint()
@@ -257,9 +260,6 @@ def train(cfg: TrainJobConfig, run_dir: str | Path) -> TrainResult:
 
 
 def _validate(cfg: TrainJobConfig, model: DLRM, metrics_log: MetricsLog, step: int) -> None:
-    if DatasetMeta.load(cfg.data.path).rows.get("valid", 0) == 0:
-        log.warning("step %d: the dataset has no validation rows; skipping validation", step)
-        return
     m = evaluate(model, _batches(cfg, "valid", train=False, limit=cfg.trainer.val_batches))
     metrics_log.write("valid", step, auc=m.auc, logloss=m.logloss, normalized_entropy=m.normalized_entropy)
     log.info("step %d valid: AUC %.5f logloss %.5f (%d rows)", step, m.auc, m.logloss, m.rows)
