@@ -77,7 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run_point(dataset: Path, method: str, budget: float, args: argparse.Namespace) -> Point:
-    from recsys.embeddings.config import METHODS as KNOBS
+    from recsys.embeddings.compiler import METHODS as KNOBS
     from recsys.evaluation.report import load_bayes
     from recsys.train.loop import train
 

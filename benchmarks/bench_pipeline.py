@@ -64,7 +64,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import os
 import platform
 import shutil
@@ -148,7 +147,8 @@ class PipelineResult:
 
 
 def recsys_ingest(tsv: Path, out: Path) -> int:
-    from recsys.data.ingest import PreprocessConfig, preprocess
+    from recsys.data.config import PreprocessConfig
+    from recsys.data.ingest import preprocess
 
     stats = preprocess(PreprocessConfig(input=str(tsv), output=str(out)), progress=False)
     return stats.rows_in
@@ -256,9 +256,9 @@ def build_recsys(root: Path, num_embeddings: dict[str, int]):
     """recsys's DLRM as ``recsys-train`` builds it (full tables, fused FBGEMM lookup); returns
     (model, dense optimizer)."""
     from recsys.data.layout import DatasetMeta
-    from recsys.embeddings.tables import TableOptimizer, TableOptimizerConfig
+    from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
     from recsys.models.build import build_model
-    from recsys.models.dlrm import DLRMConfig
+    from recsys.models.config import DLRMConfig
     from recsys.train.config import DenseOptimizer, TrainJobConfig
     from recsys.train.loop import make_dense_optimizer
 
@@ -269,7 +269,7 @@ def build_recsys(root: Path, num_embeddings: dict[str, int]):
     meta = DatasetMeta.load(root)
     if dict(meta.num_embeddings) != num_embeddings:
         raise ValueError("table sizes differ from the dataset's")
-    model = build_model(cfg, meta)
+    model = build_model(cfg.recipe(), meta)
     return model, make_dense_optimizer(model, DenseOptimizer.adagrad, DENSE_LR)
 
 

@@ -253,7 +253,8 @@ def synthetic_criteo_tsv(rows: int, seed: int, cache_dir: str | os.PathLike, car
 
 def cached_synthetic_dataset(rows: int, seed: int, cache_dir: str | os.PathLike, cardinality_scale: float = 1.0) -> Path:
     """A prepared synthetic Kaggle-profile dataset (``recsys.data.synth.generate``), cached."""
-    from recsys.data.synth import SynthConfig, generate
+    from recsys.data.config import SynthConfig
+    from recsys.data.synth import generate
 
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     root = Path(cache_dir) / f"synth-kaggle-r{rows}-s{seed}-c{cardinality_scale:g}"

@@ -63,7 +63,7 @@ def full_tables():
     """Build a full-table embedding collection from {feature: rows} and a dim."""
     from recsys.embeddings.build import make_embedding
     from recsys.embeddings.plan import FeatureInfo
-    from recsys.embeddings.tables import TableOptimizerConfig
+    from recsys.embeddings.specs import TableOptimizerConfig
 
     def build(sizes: dict, dim: int):
         return make_embedding({"method": "full"}, [FeatureInfo(f, n) for f, n in sizes.items()], dim, TableOptimizerConfig())

@@ -8,7 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recsys.allocator import ensure_tcmalloc
 from recsys.cli.common import CONF_DIR, HYDRA_VERSION_BASE, run_dir
-from recsys.evaluation.offline import EvalJobConfig
+from recsys.evaluation.config import EvalJobConfig
 
 ConfigStore.instance().store(name="eval_schema", node=EvalJobConfig)
 

@@ -7,7 +7,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from recsys.cli.common import CONF_DIR, HYDRA_VERSION_BASE
-from recsys.data.synth import SynthConfig
+from recsys.data.config import SynthConfig
 
 ConfigStore.instance().store(name="synth_schema", node=SynthConfig)
 

@@ -35,6 +35,8 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from recsys.data import raw
+from recsys.data.config import PreprocessConfig, SplitConfig
+from recsys.core.io import write_json
 from recsys.data.layout import (
     DENSE_FEATURES,
     LABEL,
@@ -45,7 +47,6 @@ from recsys.data.layout import (
     shard_schema,
     split_dir,
     vocab_path,
-    write_json,
 )
 from recsys.data.vocab import FrequencyCounter, Vocabulary
 
@@ -54,41 +55,6 @@ log = logging.getLogger("recsys.data.ingest")
 TRAIN, VALID, TEST = range(3)  # split codes, in the order of layout.SPLITS
 ROW_GROUP_ROWS = 1 << 16
 TMP_DIR = "_ingest_tmp"
-
-
-@dataclass
-class SplitConfig:
-    """How rows are divided into train/valid/test.
-
-    ``random``: each row independently, valid with probability ``valid_fraction`` and test with
-    ``test_fraction``; the draw is a hash of (seed, file, line), so it does not depend on chunking.
-    ``by_file``: files whose names match a ``valid_files`` / ``test_files`` glob go to that
-    split, all others to train (for the 1TB days, e.g. ``test_files: ["day_23*"]``).
-    """
-
-    mode: str = "random"
-    valid_fraction: float = 0.1
-    test_fraction: float = 0.1
-    seed: int = 2018
-    valid_files: list[str] = field(default_factory=list)
-    test_files: list[str] = field(default_factory=list)
-
-
-@dataclass
-class PreprocessConfig:
-    """Options of :func:`preprocess` (a Hydra structured config)."""
-
-    input: str = "???"
-    output: str = "???"
-    format: str = "auto"
-    min_count: int = 1
-    max_rows_per_feature: int | None = None
-    dense_transform: str = "log1p"
-    on_bad_row: str = "skip"
-    rows_per_shard: int = 1_000_000
-    chunk_bytes: int = 64 << 20
-    max_bad_row_examples: int = 100
-    split: SplitConfig = field(default_factory=SplitConfig)
 
 
 @dataclass

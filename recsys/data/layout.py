@@ -20,11 +20,12 @@ of a feature are always a prefix ``[0, K)`` of its table.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 
 import pyarrow as pa
+
+from recsys.core.io import read_json, write_json
 
 DENSE_FEATURES: tuple[str, ...] = tuple(f"I{i}" for i in range(1, 14))
 SPARSE_FEATURES: tuple[str, ...] = tuple(f"C{i}" for i in range(1, 27))
@@ -83,7 +84,7 @@ class DatasetMeta:
                 f"{path} not found: {root} is not a prepared dataset "
                 "(make one with recsys-preprocess or recsys-synth)"
             )
-        raw = json.loads(path.read_text())
+        raw = read_json(path)
         if raw.get("layout_version") != LAYOUT_VERSION:
             raise ValueError(
                 f"{path}: layout_version {raw.get('layout_version')!r}, this recsys reads {LAYOUT_VERSION}"
@@ -107,14 +108,6 @@ def vocab_path(root: str | os.PathLike, feature: str) -> Path:
 
 def list_shards(root: str | os.PathLike, split: str) -> list[Path]:
     return sorted(split_dir(root, split).glob("part-*.parquet"))
-
-
-def write_json(path: str | os.PathLike, obj) -> None:
-    """Write JSON atomically (a crash never leaves a half-written file)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
 
 
 def read_vocab_counts(root: str | os.PathLike, feature: str, num_embeddings: int) -> "np.ndarray | None":

@@ -32,13 +32,14 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from recsys.core.io import write_json
+from recsys.data.config import SynthConfig
 from recsys.data.layout import (
     DENSE_FEATURES,
     SPARSE_FEATURES,
@@ -49,7 +50,6 @@ from recsys.data.layout import (
     shard_schema,
     split_dir,
     vocab_path,
-    write_json,
 )
 from recsys.data.synth_model import (
     DENSE_MISSING,
@@ -67,57 +67,13 @@ from recsys.data.synth_model import (
     scrambled_ids,
     sigmoid,
 )
-from recsys.evaluation.metrics import auc as exact_auc
+from recsys.core.metrics import auc as exact_auc
 
 BLOCK_ROWS = 1 << 14  # rows per random stream; fixes the output independently of chunk_rows
 ROW_GROUP_ROWS = 1 << 17  # Parquet row group size (the loader's unit of work)
 EXACT_AUC_MAX_ROWS = 1 << 24  # valid/test splits up to this size get a sort-based exact AUC
 HISTOGRAM_BINS = 1 << 21  # logit bins of the streaming AUC (train, and larger splits)
 HISTOGRAM_RANGE = 20.0  # bins cover logits in [-20, 20]; beyond that the edge bins
-
-
-@dataclasses.dataclass
-class SynthConfig:
-    """What to generate (a Hydra structured config; see the module docstrings).
-
-    Attributes:
-        output: directory to create (must not exist or be empty).
-        profile: ``kaggle`` or ``terabyte``: cardinalities, skew and positive rate.
-        rows: total rows over all splits.
-        valid_fraction, test_fraction: shares of ``rows`` in the valid and test splits.
-        seed: random stream of the rows.
-        model_seed: the planted model and vocab ids; defaults to ``seed``. Same model_seed with
-            another seed gives fresh rows from the same world (e.g. a second test set).
-        cardinality_scale: multiplies every cardinality (at least 2 ids remain): small demo sets.
-        max_cardinality: optional cap on ids per feature.
-        positive_rate: target click rate; defaults to the profile's (25.62% / 3%).
-        rows_per_shard: rows per Parquet file.
-        chunk_rows: rows generated per step (rounded up to whole blocks of 16,384).
-        workers: threads generating chunks while the main thread writes; 0 = one per
-            available CPU, 1 = everything in the calling thread. The output does not depend on it.
-        latent_dim, bias_std, latent_std, dense_std, dense_latent_std, effect_half_frequency:
-            the planted model's magnitudes (:class:`~recsys.data.synth_model.ModelMagnitudes`).
-    """
-
-    output: str = "???"
-    profile: str = "kaggle"
-    rows: int = 1_000_000
-    valid_fraction: float = 0.05
-    test_fraction: float = 0.05
-    seed: int = 0
-    model_seed: Optional[int] = None
-    cardinality_scale: float = 1.0
-    max_cardinality: Optional[int] = None
-    positive_rate: Optional[float] = None
-    rows_per_shard: int = 1_000_000
-    chunk_rows: int = 262_144
-    workers: int = 0
-    latent_dim: int = 8
-    bias_std: float = ModelMagnitudes.bias_std
-    latent_std: float = ModelMagnitudes.latent_std
-    dense_std: float = ModelMagnitudes.dense_std
-    dense_latent_std: float = ModelMagnitudes.dense_latent_std
-    effect_half_frequency: float = ModelMagnitudes.effect_half_frequency
 
 
 def _validate(cfg: SynthConfig) -> Profile:
@@ -173,7 +129,7 @@ def feature_space(cfg: SynthConfig) -> FeatureSpace:
     )
 
 
-def build_model(cfg: SynthConfig) -> PlantedModel:
+def planted_model(cfg: SynthConfig) -> PlantedModel:
     """The planted model a config describes (no rows are written); takes a second or two."""
     space = feature_space(cfg)
     magnitudes = ModelMagnitudes(
@@ -422,7 +378,7 @@ def generate(cfg: SynthConfig, progress: bool = True) -> dict:
     root = Path(cfg.output)
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f"output {root} exists and is not empty; choose a new directory")
-    model = build_model(cfg)
+    model = planted_model(cfg)
     rows = split_rows(cfg)
     root.mkdir(parents=True, exist_ok=True)
     writers = {s: SplitWriter(root, s, cfg.rows_per_shard) for s in SPLITS}

@@ -78,6 +78,7 @@ from enum import Enum
 
 import numpy as np
 
+from recsys.data.config import ModelMagnitudes
 from recsys.data.layout import DENSE_FEATURES, SPARSE_FEATURES
 
 HEAD_ROWS = 1 << 17  # ranks per feature whose parameters are cached (the tail is hashed on demand)
@@ -301,36 +302,6 @@ class FeatureSpace:
 
 
 # ---------------------------------------------------------------- planted click model
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelMagnitudes:
-    """Sizes of the planted model's terms (see the module docstring for the formula).
-
-    Attributes:
-        latent_dim: k, size of the per-id vectors in the pairwise term.
-        bias_std: std of a full-strength id's bias.
-        latent_std: std of each coordinate of a full-strength id's vector.
-        dense_std: std of the dense linear term (over standardised dense values).
-        dense_latent_std: std of the dense-by-sparse projection ``U y`` per coordinate.
-        effect_half_frequency: id probability at which an id carries half its full effect.
-    """
-
-    latent_dim: int = 8
-    bias_std: float = 0.23
-    latent_std: float = 0.14
-    dense_std: float = 0.35
-    dense_latent_std: float = 0.3
-    effect_half_frequency: float = 1e-4
-
-    def __post_init__(self) -> None:
-        if self.latent_dim < 1:
-            raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
-        for name in ("bias_std", "latent_std", "dense_std", "dense_latent_std"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.effect_half_frequency <= 0:
-            raise ValueError(f"effect_half_frequency must be > 0, got {self.effect_half_frequency}")
 
 
 class PlantedModel:

@@ -9,9 +9,9 @@ import torch
 
 from recsys.data.layout import DatasetMeta, read_vocab_counts
 from recsys.embeddings.collection import EmbeddingCollection
-from recsys.embeddings.config import compile_plan, parse_embedding_config
+from recsys.embeddings.compiler import compile_plan, parse_embedding_config
 from recsys.embeddings.plan import FeatureInfo
-from recsys.embeddings.tables import TableOptimizer, TableOptimizerConfig
+from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
 
 _NEEDS_COUNTS = {"md"}
 

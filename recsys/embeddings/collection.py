@@ -14,7 +14,6 @@ single ids, the call uses FBGEMM's variable-batch layout so those slots can have
 
 from __future__ import annotations
 
-import itertools
 from typing import List
 
 import torch
@@ -24,7 +23,8 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 from recsys.embeddings.memory import MemoryReport
 from recsys.embeddings.plan import EmbeddingPlan
 from recsys.embeddings.combiners import Single
-from recsys.embeddings.tables import TableBatchedLookup, TableOptimizerConfig
+from recsys.embeddings.tables import TableBatchedLookup
+from recsys.embeddings.specs import TableOptimizerConfig
 from recsys.embeddings.transforms import Identity
 
 
@@ -42,7 +42,7 @@ class EmbeddingCollection(nn.Module):
     """Runs an embedding plan.
 
     Args:
-        plan: the compiled plan (see :func:`recsys.embeddings.config.compile_plan`).
+        plan: the compiled plan (see :func:`recsys.embeddings.compiler.compile_plan`).
         optimizer: the table optimizer fused into the lookup's backward.
         device: where tables live and the lookup runs.
         seed: initial-weight seed.

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 from recsys.embeddings.combiners import Single
 from recsys.embeddings.plan import FeatureInfo, PlanBuilder, FeaturePlan
-from recsys.embeddings.tables import PhysicalTable
 from recsys.embeddings.transforms import Identity
-
-
-@dataclasses.dataclass
-class FullSpec:
-    method: str = "full"
-
-
-def tables(items: list[tuple[FeatureInfo, FullSpec]], dim: int) -> tuple[list[PhysicalTable], int]:
-    return [PhysicalTable(info.name, info.num_embeddings, dim) for info, _ in items], 0
+from recsys.embeddings.specs import FullSpec
 
 
 def add_full_table(info: FeatureInfo, dim: int, builder: PlanBuilder, method: str, note: str = "") -> None:
@@ -26,6 +16,6 @@ def add_full_table(info: FeatureInfo, dim: int, builder: PlanBuilder, method: st
     builder.feature(FeaturePlan(info.name, method, [slot], Identity(), Single(), description))
 
 
-def compile(items: list[tuple[FeatureInfo, FullSpec]], dim: int, builder: PlanBuilder) -> None:
+def compile_features(items: list[tuple[FeatureInfo, FullSpec]], dim: int, builder: PlanBuilder) -> None:
     for info, _ in items:
         add_full_table(info, dim, builder, "full")

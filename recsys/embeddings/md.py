@@ -22,44 +22,14 @@ what lets a 16-wide model reach 1/16 of its table bytes.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import math
-from typing import Optional
 
 import numpy as np
 
 from recsys.embeddings.combiners import ProjectedSum
 from recsys.embeddings.plan import FeatureInfo, FeaturePlan, PlanBuilder
-from recsys.embeddings.tables import FBGEMM_DIM_MULTIPLE, PhysicalTable
+from recsys.embeddings.specs import FBGEMM_DIM_MULTIPLE, MDSpec, MDVariant
 from recsys.embeddings.transforms import FrequencyBlocks
-
-
-class MDVariant(str, enum.Enum):
-    blocks = "blocks"
-    per_table = "per_table"
-
-
-@dataclasses.dataclass
-class MDSpec:
-    """Args:
-    alpha: temperature of the power rule d ∝ p^α.
-    base_dim: dimension of the most popular block (default: the model's dimension).
-    variant: ``blocks`` (frequency blocks inside each table) or ``per_table``.
-    num_blocks: frequency blocks per table (``blocks`` variant).
-    """
-
-    method: str = "md"
-    alpha: float = 0.3
-    base_dim: Optional[int] = None
-    variant: MDVariant = MDVariant.blocks
-    num_blocks: int = 8
-
-    def __post_init__(self) -> None:
-        self.variant = MDVariant(self.variant)
-        if self.alpha < 0:
-            raise ValueError(f"embedding.alpha must be >= 0, got {self.alpha}")
-        if self.num_blocks < 1:
-            raise ValueError(f"embedding.num_blocks must be >= 1, got {self.num_blocks}")
 
 
 def alpha_power_rule(popularity: np.ndarray, alpha: float, base_dim: int) -> np.ndarray:
@@ -123,21 +93,7 @@ def feature_blocks(items: list[tuple[FeatureInfo, MDSpec]], dim: int) -> list[Fe
     return out
 
 
-def _projection_parameters(block_dims: list[int], dim: int) -> int:
-    return sum(d * dim for d in block_dims if 0 < d < dim)
-
-
-def tables(items: list[tuple[FeatureInfo, MDSpec]], dim: int) -> tuple[list[PhysicalTable], int]:
-    out, extra = [], 0
-    for (info, _), fb in zip(items, feature_blocks(items, dim)):
-        for b, d in enumerate(fb.dims):
-            if d:
-                out.append(PhysicalTable(f"{info.name}_b{b}", fb.boundaries[b + 1] - fb.boundaries[b], d))
-        extra += _projection_parameters(fb.dims, dim)
-    return out, extra
-
-
-def compile(items: list[tuple[FeatureInfo, MDSpec]], dim: int, builder: PlanBuilder) -> None:
+def compile_features(items: list[tuple[FeatureInfo, MDSpec]], dim: int, builder: PlanBuilder) -> None:
     for (info, _), fb in zip(items, feature_blocks(items, dim)):
         kept = [b for b, d in enumerate(fb.dims) if d]
         slots = [

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from recsys.embeddings.tables import PhysicalTable, TableOptimizer, optimizer_state_bytes
+from recsys.embeddings.tables import PhysicalTable, optimizer_state_bytes
+
+from recsys.embeddings.specs import TableOptimizer
 
 
 @dataclasses.dataclass
@@ -75,11 +77,3 @@ class MemoryReport:
 
     def to_dict(self) -> dict:
         return {**self.summary(), "per_table": [dataclasses.asdict(t) for t in self.tables]}
-
-
-def format_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")

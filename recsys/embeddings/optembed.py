@@ -45,20 +45,18 @@ tables, fixed masks) and the compacted network; the latter two read the stage ar
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from recsys.embeddings.collection import EmbeddingCollection
 from recsys.embeddings.combiners import ZeroPad, pool_per_id
 from recsys.embeddings.plan import FeatureInfo, FeaturePlan, PlanBuilder
-from recsys.embeddings.tables import FBGEMM_DIM_MULTIPLE, PhysicalTable
+from recsys.embeddings.specs import DimSampling, FBGEMM_DIM_MULTIPLE, OptEmbedNetwork, OptEmbedSpec
 from recsys.embeddings.transforms import RemapRows
 
 JaggedIds = Tuple[torch.Tensor, torch.Tensor]
@@ -68,122 +66,8 @@ MASKS_JSON = "masks.json"  # {feature: {rows, kept, threshold}}
 DIMS_JSON = "dims.json"  # {feature: searched dim}
 
 
-class OptEmbedStage(str, enum.Enum):
-    """What ``recsys-train embedding=optembed`` runs."""
-
-    all = "all"
-    supernet = "supernet"
-    search = "search"
-    retrain = "retrain"
-
-
-class OptEmbedNetwork(str, enum.Enum):
-    """Which network the spec compiles to (the stage runner sets it)."""
-
-    supernet = "supernet"
-    retrain = "retrain"
-    compact = "compact"
-
-
-class DimSampling(str, enum.Enum):
-    """Supernet width sampling: one d_f per field per batch, or per example (authors' code)."""
-
-    batch = "batch"
-    example = "example"
-
-
-@dataclasses.dataclass
-class OptEmbedSpec:
-    """Args:
-    stage: ``all`` (supernet → search → retrain → compaction), or one of ``supernet``,
-        ``search``, ``retrain`` (retrain includes compaction and the final report).
-    artifacts: directory of an earlier stage's outputs (``<run>/optembed``): ``search`` reads
-        its supernet and masks, ``retrain`` its masks and dims.
-    network: the network this spec compiles to; set by the stage runner.
-    threshold_init: initial per-field threshold t_f (the authors use 0: nothing pruned yet).
-    reg_weight: λ of the regulariser λ·Σ_f exp(−t_f).
-    dim_candidates: widths the supernet samples and the search picks from; multiples of 4,
-        at most the model dim (default: every multiple of 4 up to the model dim).
-    dim_sampling: ``batch`` (one width per field per batch) or ``example`` (per example).
-    population: candidates per search generation.
-    iterations: generations evaluated.
-    parents: best candidates kept as parents (elitism) each generation.
-    mutation_prob: per-field probability that a child's dim is redrawn.
-    crossover_prob: probability that a child mixes two parents (uniform crossover).
-    search_batches: validation batches each candidate is scored on (None: all).
-    search_seed: seed of the search.
-    supernet_epochs: epochs of supernet training (None: ``trainer.epochs``).
-    retrain_epochs: epochs of retraining (None: ``trainer.epochs``).
-    """
-
-    method: str = "optembed"
-    stage: OptEmbedStage = OptEmbedStage.all
-    artifacts: Optional[str] = None
-    network: OptEmbedNetwork = OptEmbedNetwork.supernet
-    threshold_init: float = 0.0
-    reg_weight: float = 3e-4
-    dim_candidates: Optional[List[int]] = None
-    dim_sampling: DimSampling = DimSampling.batch
-    population: int = 20
-    iterations: int = 10
-    parents: int = 10
-    mutation_prob: float = 0.1
-    crossover_prob: float = 0.5
-    search_batches: Optional[int] = 20
-    search_seed: int = 0
-    supernet_epochs: Optional[int] = None
-    retrain_epochs: Optional[int] = None
-
-    def __post_init__(self) -> None:
-        self.stage = OptEmbedStage(self.stage)
-        self.network = OptEmbedNetwork(self.network)
-        self.dim_sampling = DimSampling(self.dim_sampling)
-        if self.reg_weight < 0:
-            raise ValueError(f"embedding.reg_weight must be >= 0, got {self.reg_weight}")
-        if self.dim_candidates is not None:
-            self.dim_candidates = sorted(set(int(d) for d in self.dim_candidates))
-            bad = [d for d in self.dim_candidates if d <= 0 or d % FBGEMM_DIM_MULTIPLE]
-            if bad or not self.dim_candidates:
-                raise ValueError(
-                    f"embedding.dim_candidates must be positive multiples of {FBGEMM_DIM_MULTIPLE} "
-                    f"(FBGEMM table dims), got {self.dim_candidates}"
-                )
-        if self.population < 2:
-            raise ValueError(f"embedding.population must be >= 2, got {self.population}")
-        if not 1 <= self.parents <= self.population:
-            raise ValueError(f"embedding.parents must be in [1, population={self.population}], got {self.parents}")
-        if self.iterations < 1:
-            raise ValueError(f"embedding.iterations must be >= 1, got {self.iterations}")
-        for key in ("mutation_prob", "crossover_prob"):
-            if not 0.0 <= getattr(self, key) <= 1.0:
-                raise ValueError(f"embedding.{key} must be in [0, 1], got {getattr(self, key)}")
-        if self.search_batches is not None and self.search_batches < 1:
-            raise ValueError(f"embedding.search_batches must be >= 1 or null, got {self.search_batches}")
-        for key in ("supernet_epochs", "retrain_epochs"):
-            if getattr(self, key) is not None and getattr(self, key) < 1:
-                raise ValueError(f"embedding.{key} must be >= 1 or null, got {getattr(self, key)}")
-        if self.stage in (OptEmbedStage.search, OptEmbedStage.retrain) and not self.artifacts:
-            raise ValueError(f"embedding.stage={self.stage.value} needs embedding.artifacts=<an earlier run>/optembed")
-        if self.network is not OptEmbedNetwork.supernet and not self.artifacts:
-            raise ValueError(f"embedding.network={self.network.value} needs embedding.artifacts (kept rows and dims)")
-
-    def candidates(self, dim: int) -> list[int]:
-        """The dim candidates for a model of width ``dim``."""
-        if self.dim_candidates is None:
-            return default_dim_candidates(dim)
-        too_wide = [d for d in self.dim_candidates if d > dim]
-        if too_wide:
-            raise ValueError(f"embedding.dim_candidates {too_wide} exceed the model dim {dim}")
-        return list(self.dim_candidates)
-
-
 # ---------------------------------------------------------------------------------------------
 # The math: pure functions, TorchScript-able.
-
-
-def default_dim_candidates(dim: int) -> list[int]:
-    """Every multiple of FBGEMM's 4 up to ``dim``: [4, 8, ..., dim]."""
-    return list(range(FBGEMM_DIM_MULTIPLE, dim + 1, FBGEMM_DIM_MULTIPLE))
 
 
 def row_norms(rows: torch.Tensor) -> torch.Tensor:
@@ -380,11 +264,12 @@ def compact_weights(weights: torch.Tensor, keep: torch.Tensor, kept_dim: int) ->
 
 
 @torch.no_grad()
-def copy_compacted(retrained: EmbeddingCollection, compact: EmbeddingCollection, kept: dict[str, torch.Tensor], dims: dict[str, int]) -> None:
-    """Fill a compact network's tables from a retrained network's (same features)."""
-    source = retrained.lookup.table_weights()
-    for name, target in compact.lookup.table_weights().items():
-        target.copy_(compact_weights(source[name], kept[name], dims[name]))
+def copy_compacted(
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], kept: dict[str, torch.Tensor], dims: dict[str, int]
+) -> None:
+    """Fill a compact network's tables (``target``, by name) from a retrained network's."""
+    for name, weights in target.items():
+        weights.copy_(compact_weights(source[name], kept[name], dims[name]))
 
 
 def compact_rows(kept: int) -> int:
@@ -413,22 +298,6 @@ def _stage_inputs(items: list[tuple[FeatureInfo, OptEmbedSpec]], with_masks: boo
     return inputs
 
 
-def tables(items: list[tuple[FeatureInfo, OptEmbedSpec]], dim: int) -> tuple[list[PhysicalTable], int]:
-    """Physical tables of the spec's network, and the combiner parameters (one threshold per
-    field in the supernet)."""
-    inputs = _stage_inputs(items, with_masks=False)
-    out, extra = [], 0
-    for info, spec in items:
-        if spec.network is OptEmbedNetwork.compact:
-            kept, kept_dim = inputs(info, spec)
-            out.append(PhysicalTable(info.name, compact_rows(kept), kept_dim))
-        else:
-            out.append(PhysicalTable(info.name, info.num_embeddings, dim))
-            if spec.network is OptEmbedNetwork.supernet:
-                extra += 1  # the field's threshold
-    return out, extra
-
-
 def _compile_supernet(info: FeatureInfo, spec: OptEmbedSpec, dim: int, builder: PlanBuilder) -> FeaturePlan:
     candidates = spec.candidates(dim)
     slot = builder.slot(builder.table(info.name, info.num_embeddings, dim), per_id=True)
@@ -454,7 +323,7 @@ def _check_dim(info: FeatureInfo, kept_dim: int, dim: int) -> None:
         raise ValueError(f"OptEmbed searched dim {kept_dim} of {info.name} is not a multiple of 4 in (0, {dim}]")
 
 
-def compile(items: list[tuple[FeatureInfo, OptEmbedSpec]], dim: int, builder: PlanBuilder) -> None:
+def compile_features(items: list[tuple[FeatureInfo, OptEmbedSpec]], dim: int, builder: PlanBuilder) -> None:
     inputs = _stage_inputs(items, with_masks=True)
     for info, spec in items:
         if spec.network is OptEmbedNetwork.supernet:

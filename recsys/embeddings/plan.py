@@ -17,7 +17,8 @@ import numpy as np
 from torch import nn
 
 from recsys.embeddings.memory import MemoryReport
-from recsys.embeddings.tables import PhysicalTable, TableOptimizer
+from recsys.embeddings.tables import PhysicalTable
+from recsys.embeddings.specs import TableOptimizer
 
 
 @dataclasses.dataclass(frozen=True)

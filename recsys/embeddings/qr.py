@@ -16,44 +16,13 @@ and so does any table that the partitions would not make smaller.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import math
 
 from recsys.embeddings.combiners import Product, Single, Sum
 from recsys.embeddings.full import add_full_table
 from recsys.embeddings.plan import FeatureInfo, FeaturePlan, PlanBuilder
-from recsys.embeddings.tables import FBGEMM_DIM_MULTIPLE, PhysicalTable
+from recsys.embeddings.specs import FBGEMM_DIM_MULTIPLE, QROperation, QRSpec
 from recsys.embeddings.transforms import MixedRadixDigits
-
-
-class QROperation(str, enum.Enum):
-    mult = "mult"
-    add = "add"
-    concat = "concat"
-
-
-@dataclasses.dataclass
-class QRSpec:
-    """Args:
-    collisions: m, the rows of each remainder (low-digit) table.
-    operation: ``mult``, ``add`` or ``concat``.
-    partitions: k >= 2 complementary partitions.
-    threshold: tables of at most this many rows stay full.
-    """
-
-    method: str = "qr"
-    collisions: int = 4
-    operation: QROperation = QROperation.mult
-    partitions: int = 2
-    threshold: int = 0
-
-    def __post_init__(self) -> None:
-        self.operation = QROperation(self.operation)
-        if self.collisions < 2:
-            raise ValueError(f"embedding.collisions must be >= 2, got {self.collisions}")
-        if self.partitions < 2:
-            raise ValueError(f"embedding.partitions must be >= 2, got {self.partitions}")
 
 
 def partition_sizes(n: int, collisions: int, partitions: int) -> list[int]:
@@ -76,19 +45,6 @@ def stays_full(n: int, spec: QRSpec) -> bool:
     return n <= spec.threshold or sum(partition_sizes(n, spec.collisions, spec.partitions)) >= n
 
 
-def tables(items: list[tuple[FeatureInfo, QRSpec]], dim: int) -> tuple[list[PhysicalTable], int]:
-    out = []
-    for info, spec in items:
-        n = info.num_embeddings
-        if stays_full(n, spec):
-            out.append(PhysicalTable(info.name, n, dim))
-        else:
-            d = slot_dim(spec, dim)
-            sizes = partition_sizes(n, spec.collisions, spec.partitions)
-            out += [PhysicalTable(f"{info.name}_p{i}", rows, d) for i, rows in enumerate(sizes)]
-    return out, 0
-
-
 def combiner(spec: QRSpec):
     """Product or sum of the k partitions' vectors; for ``concat`` they already sit side by side."""
     if spec.operation == QROperation.concat:
@@ -96,7 +52,7 @@ def combiner(spec: QRSpec):
     return (Product if spec.operation == QROperation.mult else Sum)(spec.partitions)
 
 
-def compile(items: list[tuple[FeatureInfo, QRSpec]], dim: int, builder: PlanBuilder) -> None:
+def compile_features(items: list[tuple[FeatureInfo, QRSpec]], dim: int, builder: PlanBuilder) -> None:
     for info, spec in items:
         n = info.num_embeddings
         if stays_full(n, spec):

@@ -9,9 +9,9 @@ kernel, so the fused lookup, sharding and export serve them all alike.
 """
 
 from __future__ import annotations
+from recsys.embeddings.specs import FBGEMM_DIM_MULTIPLE, TableOptimizer, TableOptimizerConfig
 
 import dataclasses
-import enum
 import math
 from typing import Optional
 
@@ -23,34 +23,6 @@ from fbgemm_gpu.split_table_batched_embeddings_ops_training import (
     SplitTableBatchedEmbeddingBagsCodegen,
 )
 from torch import nn
-
-FBGEMM_DIM_MULTIPLE = 4
-
-
-class TableOptimizer(str, enum.Enum):
-    """Optimizers FBGEMM fuses into the lookup's backward (on CPU: these two). Members are
-    lower case because configs name them (`trainer.table_optimizer.kind=sgd`)."""
-
-    rowwise_adagrad = "rowwise_adagrad"
-    sgd = "sgd"
-
-
-@dataclasses.dataclass
-class TableOptimizerConfig:
-    """The fused optimizer of the embedding tables.
-
-    Args:
-        kind: exact row-wise Adagrad (one accumulator per row) or exact SGD.
-        lr: learning rate.
-        eps: Adagrad's epsilon.
-        weight_decay: L2 decay applied by the fused update.
-    """
-
-    kind: TableOptimizer = TableOptimizer.rowwise_adagrad
-    lr: float = 0.05
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-
 
 @dataclasses.dataclass(frozen=True)
 class PhysicalTable:

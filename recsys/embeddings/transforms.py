@@ -16,7 +16,7 @@ from typing import List, Tuple
 import torch
 from torch import nn
 
-from recsys.embeddings.hashing import hash_to_rows
+from recsys.embeddings.hash_functions import hash_to_rows
 
 JaggedIds = Tuple[torch.Tensor, torch.Tensor]
 

@@ -9,39 +9,13 @@ probe almost never collide on all. The table has ``rows`` rows, or ceil(Σ n / c
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Optional
 
 from recsys.embeddings.combiners import Single
-from recsys.embeddings.hash import feature_seed_key
+from recsys.embeddings.hashing_trick import feature_seed_key
 from recsys.embeddings.plan import FeatureInfo, FeaturePlan, PlanBuilder
-from recsys.embeddings.tables import FBGEMM_DIM_MULTIPLE, PhysicalTable
+from recsys.embeddings.specs import FBGEMM_DIM_MULTIPLE, UnifiedSpec
 from recsys.embeddings.transforms import MultiProbeHash
-
-
-@dataclasses.dataclass
-class UnifiedSpec:
-    """Args:
-    compression: shared rows = ceil(Σ n of the group / compression) (when ``rows`` is unset).
-    rows: a fixed size of the shared table instead.
-    probes: k chunks of dim/k per vector, each with its own hash.
-    seed: base seed of the per-feature, per-probe hashes.
-    group: features with the same group name share one table.
-    """
-
-    method: str = "unified"
-    compression: float = 4.0
-    rows: Optional[int] = None
-    probes: int = 1
-    seed: int = 0
-    group: str = "all"
-
-    def __post_init__(self) -> None:
-        if self.compression <= 0:
-            raise ValueError(f"embedding.compression must be > 0, got {self.compression}")
-        if self.probes < 1:
-            raise ValueError(f"embedding.probes must be >= 1, got {self.probes}")
 
 
 def chunk_dim(spec: UnifiedSpec, dim: int) -> int:
@@ -68,14 +42,7 @@ def shared_rows(members: list[tuple[FeatureInfo, UnifiedSpec]]) -> int:
     return max(1, math.ceil(sum(info.num_embeddings for info, _ in members) / spec.compression))
 
 
-def tables(items: list[tuple[FeatureInfo, UnifiedSpec]], dim: int) -> tuple[list[PhysicalTable], int]:
-    return [
-        PhysicalTable(f"unified_{name}", shared_rows(members), chunk_dim(members[0][1], dim))
-        for name, members in groups(items).items()
-    ], 0
-
-
-def compile(items: list[tuple[FeatureInfo, UnifiedSpec]], dim: int, builder: PlanBuilder) -> None:
+def compile_features(items: list[tuple[FeatureInfo, UnifiedSpec]], dim: int, builder: PlanBuilder) -> None:
     for name, members in groups(items).items():
         rows = shared_rows(members)
         d = chunk_dim(members[0][1], dim)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from recsys.data.loader import Batch
-from recsys.evaluation.metrics import CTRMetrics
+from recsys.core.metrics import CTRMetrics
 
 
 @torch.no_grad()

@@ -2,44 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
-from typing import Optional
-
-from omegaconf import OmegaConf
 
 from recsys.allocator import describe_allocator
 from recsys.data.layout import DatasetMeta
 from recsys.data.loader import ParquetBatches
 from recsys.evaluation.evaluate import evaluate
 from recsys.evaluation.report import load_bayes, write_report
-from recsys.models.build import build_model
-from recsys.train.checkpoint import load_checkpoint, resolve_checkpoint
-from recsys.train.config import TrainJobConfig
+from recsys.evaluation.config import EvalJobConfig
+from recsys.models.build import build_model, recipe_from_dict
+from recsys.core.checkpoint import load_checkpoint, resolve_checkpoint
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class EvalJobConfig:
-    """``recsys-eval``: score a checkpoint on a split.
-
-    Args:
-        checkpoint: a ``step_*.pt`` file or a training run directory (its latest checkpoint).
-        data_path: dataset to score; defaults to the one the model was trained on.
-        split: ``train``, ``valid`` or ``test``.
-    """
-
-    checkpoint: str = "???"
-    data_path: Optional[str] = None
-    split: str = "test"
-    batch_size: int = 16384
-    max_batches: Optional[int] = None
-
-
-def job_config_from_checkpoint(payload: dict) -> TrainJobConfig:
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainJobConfig), payload["config"]))
 
 
 def evaluate_checkpoint(cfg: EvalJobConfig, out_dir: str | Path) -> dict:
@@ -47,10 +22,10 @@ def evaluate_checkpoint(cfg: EvalJobConfig, out_dir: str | Path) -> dict:
     log.info(describe_allocator())
     path = resolve_checkpoint(cfg.checkpoint)
     payload = load_checkpoint(path)
-    job = job_config_from_checkpoint(payload)
-    data_path = cfg.data_path or job.data.path
+    recipe = recipe_from_dict(payload["recipe"])
+    data_path = cfg.data_path or recipe.data_path
     meta = DatasetMeta.load(data_path)
-    trained_on = job.data.path
+    trained_on = recipe.data_path
     if data_path != trained_on:
         trained_meta = DatasetMeta.load(trained_on) if Path(trained_on, "meta.json").exists() else None
         if trained_meta and trained_meta.num_embeddings != meta.num_embeddings:
@@ -58,7 +33,7 @@ def evaluate_checkpoint(cfg: EvalJobConfig, out_dir: str | Path) -> dict:
                 f"{data_path} has table sizes {meta.num_embeddings}, but the checkpoint was trained on "
                 f"{trained_on} with {trained_meta.num_embeddings}: ids would not mean the same rows"
             )
-    model = build_model(job, meta, data_path)
+    model = build_model(recipe, meta)
     model.load_state_dict(payload["model"])
     batches = ParquetBatches(data_path, cfg.split, cfg.batch_size, limit_batches=cfg.max_batches)
     metrics = evaluate(model, batches)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from recsys.data.layout import write_json
-from recsys.embeddings.memory import format_bytes
-from recsys.evaluation.metrics import CTRMetrics
+from recsys.core.io import write_json
+from recsys.core.units import format_bytes
+from recsys.core.metrics import CTRMetrics
 
 
 def load_bayes(dataset: str | Path, split: str) -> dict | None:

@@ -1,25 +1,37 @@
-"""Assemble a DLRM for a prepared dataset from a training job's config."""
+"""Assemble a DLRM for a prepared dataset from a :class:`~recsys.models.config.ModelRecipe`."""
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import torch
+from omegaconf import OmegaConf
 
 from recsys.data.layout import DatasetMeta
 from recsys.embeddings.build import build_embedding
+from recsys.models.config import ModelRecipe
 from recsys.models.dlrm import DLRM
-from recsys.train.config import TrainJobConfig
 
 
-def build_model(cfg: TrainJobConfig, meta: DatasetMeta, root: str | None = None) -> DLRM:
-    """DLRM over the embedding ``cfg.embedding`` asks for; ``root`` (default ``cfg.data.path``)
-    supplies the vocabularies' frequency counts when a method needs them."""
+def build_model(recipe: ModelRecipe, meta: DatasetMeta, device: torch.device | str = "cpu") -> DLRM:
+    """DLRM over the embedding ``recipe.embedding`` asks for, sized by ``meta``; the vocabulary
+    counts of ``recipe.data_path`` feed the methods that need them."""
     embedding = build_embedding(
-        cfg.embedding,
+        recipe.embedding,
         meta,
-        root if root is not None else cfg.data.path,
-        cfg.model.embedding_dim,
-        cfg.trainer.table_optimizer,
-        device=cfg.device,
-        seed=cfg.trainer.seed,
+        recipe.data_path,
+        recipe.model.embedding_dim,
+        recipe.table_optimizer,
+        device=device,
+        seed=recipe.seed,
     )
-    return DLRM(embedding, num_dense=len(meta.dense_features), config=cfg.model).to(torch.device(cfg.device))
+    return DLRM(embedding, num_dense=len(meta.dense_features), config=recipe.model).to(torch.device(device))
+
+
+def recipe_from_dict(raw: Mapping[str, Any]) -> ModelRecipe:
+    """A recipe from its plain-dict form (as checkpoints store it), typed and validated."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelRecipe), dict(raw)))
+
+
+def recipe_to_dict(recipe: ModelRecipe) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(recipe), enum_to_str=True)

@@ -8,32 +8,11 @@ vectors) and owns no loss, optimizer or device logic.
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-
-@dataclasses.dataclass
-class DLRMConfig:
-    """Layer sizes. ``bottom_mlp`` ends at ``embedding_dim``; ``top_mlp`` ends at 1.
-
-    The classic Kaggle setup is dim 16, bottom 512-256-64-16, top 512-256-1; the MLPerf 1TB
-    setup is dim 128, bottom 512-256-128, top 1024-1024-512-256-1.
-    """
-
-    embedding_dim: int = 16
-    bottom_mlp: list[int] = dataclasses.field(default_factory=lambda: [512, 256, 64, 16])
-    top_mlp: list[int] = dataclasses.field(default_factory=lambda: [512, 256, 1])
-
-    def __post_init__(self) -> None:
-        if not self.bottom_mlp or self.bottom_mlp[-1] != self.embedding_dim:
-            raise ValueError(
-                f"model.bottom_mlp must end at model.embedding_dim={self.embedding_dim}, got {list(self.bottom_mlp)}"
-            )
-        if not self.top_mlp or self.top_mlp[-1] != 1:
-            raise ValueError(f"model.top_mlp must end at 1 (one logit), got {list(self.top_mlp)}")
+from recsys.models.config import DLRMConfig
 
 
 def mlp(in_features: int, sizes: list[int], last_activation: bool) -> nn.Sequential:

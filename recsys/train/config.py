@@ -6,26 +6,22 @@ import dataclasses
 import enum
 from typing import Any, Optional
 
-from recsys.embeddings.tables import TableOptimizerConfig
-from recsys.models.dlrm import DLRMConfig
+from recsys.data.config import DataConfig
+from recsys.embeddings.specs import TableOptimizerConfig
+from recsys.models.config import DLRMConfig, ModelRecipe
+
+
+def job_config_dict(cfg: "TrainJobConfig") -> dict:
+    """The job config as plain data (enums as strings), as checkpoints record it."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
 
 
 class DenseOptimizer(str, enum.Enum):
     adagrad = "adagrad"
     sgd = "sgd"
     adam = "adam"
-
-
-@dataclasses.dataclass
-class DataConfig:
-    """Which prepared dataset to read and how to batch it."""
-
-    path: str = "???"
-    batch_size: int = 2048
-    eval_batch_size: int = 16384
-    shuffle: bool = True
-    shuffle_buffer_groups: int = 4
-    prefetch: int = 4
 
 
 @dataclasses.dataclass
@@ -65,9 +61,19 @@ class EvalConfig:
 class TrainJobConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: DLRMConfig = dataclasses.field(default_factory=DLRMConfig)
-    # method + its options, overrides, budget: validated by recsys.embeddings.config, which
+    # method + its options, overrides, budget: validated by recsys.embeddings.compiler, which
     # knows each method's typed spec (conf/embedding/<method>.yaml)
     embedding: Any = dataclasses.field(default_factory=lambda: {"method": "full"})
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     device: str = "cpu"
+
+    def recipe(self) -> ModelRecipe:
+        """What rebuilds this job's model (saved in every checkpoint)."""
+        return ModelRecipe(
+            model=self.model,
+            embedding=self.embedding,
+            table_optimizer=self.trainer.table_optimizer,
+            data_path=self.data.path,
+            seed=self.trainer.seed,
+        )

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from recsys.allocator import describe_allocator
@@ -24,10 +23,10 @@ from recsys.data.layout import DatasetMeta
 from recsys.data.loader import ParquetBatches
 from recsys.evaluation.evaluate import evaluate
 from recsys.evaluation.report import load_bayes, write_report
-from recsys.models.build import build_model
+from recsys.models.build import build_model, recipe_to_dict
 from recsys.models.dlrm import DLRM
-from recsys.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from recsys.train.config import DenseOptimizer, TrainJobConfig
+from recsys.core.checkpoint import checkpoint_path, load_checkpoint, make_payload, restore_rng, save_checkpoint
+from recsys.train.config import DenseOptimizer, TrainJobConfig, job_config_dict
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +135,7 @@ def train(cfg: TrainJobConfig, run_dir: str | Path) -> TrainResult:
     validates = meta.rows.get("valid", 0) > 0
     if not validates:
         log.warning("the dataset has no validation rows; training without validation")
-    model = build_model(cfg, meta)
+    model = build_model(cfg.recipe(), meta, cfg.device)
     dense_opt = make_dense_optimizer(model, tcfg.dense_optimizer, tcfg.dense_lr)
     memory = model.embedding.memory().summary()
     embedding_spec = dataclasses.asdict(model.embedding.plan.default_spec)
@@ -167,13 +166,13 @@ def train(cfg: TrainJobConfig, run_dir: str | Path) -> TrainResult:
     )
 
     def checkpoint() -> None:
-        payload = {
-            "model": model.state_dict(),
-            "dense_optimizer": dense_opt.state_dict(),
-            "state": dataclasses.asdict(state),
-            "config": OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True),
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
-        }
+        payload = make_payload(
+            model=model.state_dict(),
+            recipe=recipe_to_dict(cfg.recipe()),
+            state=dataclasses.asdict(state),
+            config=job_config_dict(cfg),
+            dense_optimizer=dense_opt.state_dict(),
+        )
         save_checkpoint(checkpoint_path(run_dir, state.step), payload, keep=tcfg.keep_checkpoints)
 
     model.train()
@@ -268,9 +267,8 @@ def _validate(cfg: TrainJobConfig, model: DLRM, metrics_log: MetricsLog, step: i
 def _restore(location: str, model: DLRM, dense_opt: torch.optim.Optimizer) -> LoopState:
     payload = load_checkpoint(location)
     model.load_state_dict(payload["model"])
+    if "dense_optimizer" not in payload:
+        raise ValueError(f"{location} is a final (compacted) model, not a training checkpoint: it cannot be resumed")
     dense_opt.load_state_dict(payload["dense_optimizer"])
-    rng = payload["rng"]
-    torch.set_rng_state(rng["torch"])
-    np.random.set_state(rng["numpy"])
-    random.setstate(rng["python"])
+    restore_rng(payload["rng"])
     return LoopState(**payload["state"])

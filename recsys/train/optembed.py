@@ -26,7 +26,6 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -35,41 +34,26 @@ from omegaconf import OmegaConf
 from recsys.data.layout import DatasetMeta
 from recsys.data.loader import Batch, ParquetBatches
 from recsys.embeddings.build import dataset_features
-from recsys.embeddings.config import parse_embedding_config, plan_bytes
-from recsys.embeddings.memory import format_bytes
-from recsys.embeddings.optembed import (
-    DIMS_JSON,
-    MASKS_JSON,
-    MASKS_PT,
-    OptEmbedNetwork,
-    OptEmbedSpec,
-    OptEmbedStage,
-    SearchResult,
-    SupernetMask,
-    compact_rows,
-    copy_compacted,
-    evolutionary_search,
-    kept_rows,
-    load_dims,
-    load_kept,
-    load_mask_summary,
-    save_dims,
-    save_masks,
-)
+from recsys.embeddings.compiler import parse_embedding_config, plan_bytes
+from recsys.core.units import format_bytes
+from recsys.embeddings.optembed import DIMS_JSON, MASKS_JSON, MASKS_PT, SearchResult, SupernetMask, compact_rows, copy_compacted, evolutionary_search, kept_rows, load_dims, load_kept, load_mask_summary, save_dims, save_masks
+from recsys.embeddings.specs import OptEmbedNetwork, OptEmbedSpec, OptEmbedStage
 from recsys.evaluation.evaluate import predict
-from recsys.embeddings.tables import TableOptimizer
-from recsys.evaluation.metrics import CTRMetrics, auc
+from recsys.embeddings.specs import TableOptimizer
+from recsys.core.metrics import CTRMetrics, auc
 from recsys.evaluation.report import load_bayes, write_report
-from recsys.models.build import build_model
+from recsys.models.build import build_model, recipe_to_dict
 from recsys.models.dlrm import DLRM
-from recsys.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from recsys.train.config import TrainJobConfig
+from recsys.core.checkpoint import checkpoint_path, load_checkpoint, make_payload, save_checkpoint
+from recsys.train.config import TrainJobConfig, job_config_dict
 from recsys.train.loop import TrainResult, train
 
 log = logging.getLogger(__name__)
 
 ARTIFACTS_DIR = "optembed"
 SEARCH_JSON = "search.json"
+# compaction renumbers rows and drops zeros: predictions may differ only by float rounding
+COMPACTION_TOLERANCE = 1e-5
 
 
 @dataclasses.dataclass
@@ -105,7 +89,7 @@ def stage_config(cfg: TrainJobConfig, network: OptEmbedNetwork, artifacts: Path,
 
 def load_trained(cfg: TrainJobConfig, run_dir: Path) -> DLRM:
     """The model of ``cfg`` with the weights of ``run_dir``'s latest checkpoint."""
-    model = build_model(cfg, DatasetMeta.load(cfg.data.path))
+    model = build_model(cfg.recipe(), DatasetMeta.load(cfg.data.path), cfg.device)
     model.load_state_dict(load_checkpoint(run_dir)["model"])
     return model
 
@@ -210,7 +194,7 @@ def run_search(cfg: TrainJobConfig, spec: OptEmbedSpec, out: Path, source: Path)
 def copy_into_compact(retrained: DLRM, compact: DLRM, artifacts: Path) -> DLRM:
     """Fill a compacted model from a retrained one: kept rows and searched dims copied into
     the small tables (zero OOV rows), every other layer copied as is."""
-    copy_compacted(retrained.embedding, compact.embedding, load_kept(artifacts), load_dims(artifacts))
+    copy_compacted(retrained.embedding.lookup.table_weights(), compact.embedding.lookup.table_weights(), load_kept(artifacts), load_dims(artifacts))
     for name, child in retrained.named_children():
         if name != "embedding":
             getattr(compact, name).load_state_dict(child.state_dict())
@@ -230,11 +214,12 @@ def embedding_bytes(cfg: TrainJobConfig) -> int:
 
 def save_compact_checkpoint(model: DLRM, cfg: TrainJobConfig, run_dir: Path, steps: int) -> Path:
     """The compacted model as the run's checkpoint (``recsys-eval checkpoint=<run_dir>``)."""
-    payload: dict[str, Any] = {
-        "model": model.state_dict(),
-        "state": {"step": steps},
-        "config": OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True),
-    }
+    payload = make_payload(
+        model=model.state_dict(),
+        recipe=recipe_to_dict(cfg.recipe()),
+        state={"step": steps},
+        config=job_config_dict(cfg),
+    )
     return save_checkpoint(checkpoint_path(run_dir, steps), payload)
 
 
@@ -244,9 +229,14 @@ def run_retrain(cfg: TrainJobConfig, spec: OptEmbedSpec, out: Path, run_dir: Pat
     retrained_result = train(sub, out / "retrain")
     retrained = load_trained(sub, out / "retrain")
     compact_cfg = stage_config(cfg, OptEmbedNetwork.compact, out)
-    compact = copy_into_compact(retrained, build_model(compact_cfg, DatasetMeta.load(cfg.data.path)), out)
+    compact = copy_into_compact(retrained, build_model(compact_cfg.recipe(), DatasetMeta.load(cfg.data.path), cfg.device), out)
     check = list(_batches(cfg, "valid", 1))
     gap = float(np.max(np.abs(predict(compact, check)[0] - predict(retrained, check)[0])))
+    if gap > COMPACTION_TOLERANCE:
+        raise RuntimeError(
+            f"optembed compaction changed predictions by up to {gap:.2e} (> {COMPACTION_TOLERANCE:.0e}) on a "
+            "validation batch: the compact model is not the retrained one"
+        )
     metrics = CTRMetrics.compute(*predict(compact, _batches(cfg, cfg.eval.split, cfg.eval.max_batches)))
     memory = compact.embedding.memory().summary()
     sizes = {"supernet": embedding_bytes(stage_config(cfg, OptEmbedNetwork.supernet, out)), "retrain": retrained_result.memory["total_bytes"], "compact": memory["total_bytes"]}

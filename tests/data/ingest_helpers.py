@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recsys.data import layout
-from recsys.data.ingest import PreprocessConfig, SplitConfig, preprocess
+from recsys.data.config import PreprocessConfig, SplitConfig
+from recsys.data.ingest import preprocess
 
 N_COLUMNS = 40
 ALL_TRAIN = SplitConfig(valid_fraction=0.0, test_fraction=0.0)

@@ -23,7 +23,8 @@ from ingest_helpers import (
 )
 
 from recsys.data import layout
-from recsys.data.ingest import BadRowError, PreprocessConfig, SplitConfig, preprocess
+from recsys.data.config import PreprocessConfig, SplitConfig
+from recsys.data.ingest import BadRowError, preprocess
 
 SAMPLE = Path(__file__).resolve().parents[2] / "datasets" / "criteo_1tb_sample_1k.tsv"
 

@@ -25,7 +25,7 @@ from recsys.data.layout import (
 from recsys.data.synth import (
     BayesAccumulator,
     SynthConfig,
-    build_model,
+    planted_model,
     feature_space,
     generate,
     split_rows,
@@ -41,7 +41,7 @@ from recsys.data.synth_model import (
     scrambled_ids,
     sigmoid,
 )
-from recsys.evaluation.metrics import auc
+from recsys.core.metrics import auc
 
 SMALL = dict(profile="kaggle", rows=60_000, cardinality_scale=1e-3, rows_per_shard=25_000,
              chunk_rows=16_384, valid_fraction=0.1, test_fraction=0.1, workers=1)  # fmt: skip
@@ -63,7 +63,7 @@ def small(tmp_path_factory) -> tuple[SynthConfig, Path, dict]:
 
 @pytest.fixture(scope="module")
 def small_model(small) -> PlantedModel:
-    return build_model(small[0])
+    return planted_model(small[0])
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -231,7 +231,7 @@ def test_head_cache_is_only_an_optimisation(small, small_model, monkeypatch):
     _, dense, sparse = read_split(root, "valid")
     cached = small_model.logit(dense, sparse)
     monkeypatch.setattr(synth_model, "HEAD_ROWS", 4)
-    hashed = build_model(cfg)
+    hashed = planted_model(cfg)
     assert (sparse >= 4).any()
     np.testing.assert_array_equal(hashed.logit(dense, sparse), cached)
 

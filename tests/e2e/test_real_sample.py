@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from recsys.data.ingest import PreprocessConfig, preprocess
+from recsys.data.config import DataConfig, PreprocessConfig
+from recsys.data.ingest import preprocess
 from recsys.evaluation.offline import EvalJobConfig, evaluate_checkpoint
-from recsys.models.dlrm import DLRMConfig
-from recsys.train.config import DataConfig, TrainerConfig, TrainJobConfig
+from recsys.models.config import DLRMConfig
+from recsys.train.config import TrainerConfig, TrainJobConfig
 from recsys.train.loop import train
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,11 +8,11 @@ from hypothesis import strategies as st
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from recsys.embeddings.build import make_embedding
-from recsys.embeddings.config import METHODS, compile_plan, parse_embedding_config, plan_bytes
+from recsys.embeddings.compiler import METHODS, compile_plan, parse_embedding_config, plan_bytes
 from recsys.embeddings.md import alpha_power_rule, block_boundaries, round_dims
 from recsys.embeddings.plan import FeatureInfo
 from recsys.embeddings.qr import partition_sizes
-from recsys.embeddings.tables import TableOptimizer, TableOptimizerConfig
+from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
 from recsys.embeddings.transforms import MixedRadixDigits
 
 SIZES = {"C1": 1000, "C2": 37, "C3": 5000, "C4": 3}

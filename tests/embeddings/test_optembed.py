@@ -7,25 +7,13 @@ import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from recsys.embeddings.build import make_embedding
-from recsys.embeddings.config import parse_embedding_config, plan_bytes
-from recsys.embeddings.optembed import (
-    DropRows,
-    PerIdRows,
-    SupernetMask,
-    TruncatePad,
-    compact_remap,
-    compact_weights,
-    copy_compacted,
-    default_dim_candidates,
-    evolutionary_search,
-    save_dims,
-    save_masks,
-    step_ste,
-    tables,
-)
+from recsys.embeddings.compiler import parse_embedding_config, plan_bytes
+from recsys.embeddings.optembed import DropRows, PerIdRows, SupernetMask, TruncatePad, compact_remap, compact_weights, copy_compacted, evolutionary_search, save_dims, save_masks, step_ste
+from recsys.embeddings.specs import default_dim_candidates
 from recsys.embeddings.plan import FeatureInfo
-from recsys.embeddings.tables import TableOptimizer, TableOptimizerConfig
-from recsys.models.dlrm import DLRM, DLRMConfig
+from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
+from recsys.models.config import DLRMConfig
+from recsys.models.dlrm import DLRM
 
 DIM = 8
 
@@ -193,7 +181,7 @@ def test_compacted_model_predicts_exactly_as_the_retrained_one(artifacts):
     optimizer = TableOptimizerConfig()
     retrained = dlrm(make_embedding(network("retrain", artifacts), FEATURES, DIM, optimizer, seed=1))
     compact = dlrm(make_embedding(network("compact", artifacts), FEATURES, DIM, optimizer, seed=2))
-    copy_compacted(retrained.embedding, compact.embedding, KEPT, DIMS)
+    copy_compacted(retrained.embedding.lookup.table_weights(), compact.embedding.lookup.table_weights(), KEPT, DIMS)
     dense = torch.rand(4, 3)
     with torch.no_grad():
         expected, got = retrained(dense, kjt()), compact(dense, kjt())
@@ -208,15 +196,14 @@ def test_accounting_equals_the_real_parameters(kind, artifacts):
     spec = parse_embedding_config(network(kind, artifacts))
     optimizer = TableOptimizerConfig(kind=TableOptimizer.rowwise_adagrad)
     embedding = make_embedding(spec, FEATURES, DIM, optimizer)
-    physical, extra = tables([(info, spec.default) for info in FEATURES], DIM)
     real = sum(w.numel() for w in embedding.lookup.table_weights().values())
     combiner = sum(p.numel() for p in embedding.parameters()) - sum(p.numel() for p in embedding.lookup.parameters())
     memory = embedding.memory()
-    assert memory.parameters == real == sum(t.num_embeddings * t.dim for t in physical)
-    assert memory.combiner_parameters == combiner == extra == (3 if kind == "supernet" else 0)
+    assert memory.parameters == real
+    assert memory.combiner_parameters == combiner == (3 if kind == "supernet" else 0)  # one threshold per field
     assert plan_bytes(spec, FEATURES, DIM, TableOptimizer.rowwise_adagrad) == memory.total_bytes
     if kind == "compact":
-        assert [(t.num_embeddings, t.dim) for t in physical] == [(7, 4), (5, 8), (1, 4)]
+        assert [(t.num_embeddings, t.dim) for t in embedding.plan.tables] == [(7, 4), (5, 8), (1, 4)]
 
 
 def test_scripted_transforms_and_combiners_equal_eager():

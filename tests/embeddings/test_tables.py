@@ -2,7 +2,9 @@ import pytest
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from recsys.embeddings.tables import PhysicalTable, TableBatchedLookup, TableOptimizer, TableOptimizerConfig
+from recsys.embeddings.tables import PhysicalTable, TableBatchedLookup
+
+from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
 
 
 def test_physical_table_rejects_dims_fbgemm_cannot_run():

@@ -2,7 +2,8 @@ import pytest
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from recsys.models.dlrm import DLRM, DLRMConfig, DotInteraction
+from recsys.models.config import DLRMConfig
+from recsys.models.dlrm import DLRM, DotInteraction
 
 
 def test_dot_interaction_matches_naive_pairwise_products():

@@ -15,8 +15,8 @@ from recsys.cli.common import CONF_DIR
 from recsys.cli.train import to_job_config
 from recsys.data.layout import DatasetMeta
 from recsys.embeddings.build import dataset_features
-from recsys.embeddings.config import parse_embedding_config, plan_bytes
-from recsys.embeddings.tables import TableOptimizer
+from recsys.embeddings.compiler import parse_embedding_config, plan_bytes
+from recsys.embeddings.specs import TableOptimizer
 from recsys.evaluation.offline import EvalJobConfig, evaluate_checkpoint
 from recsys.train.optembed import optembed_spec, run_stages
 

@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from recsys.evaluation.offline import EvalJobConfig, evaluate_checkpoint
-from recsys.models.dlrm import DLRMConfig
-from recsys.train.checkpoint import list_checkpoints, load_checkpoint
-from recsys.train.config import DataConfig, TrainerConfig, TrainJobConfig
+from recsys.models.config import DLRMConfig
+from recsys.core.checkpoint import list_checkpoints, load_checkpoint
+from recsys.data.config import DataConfig
+from recsys.train.config import TrainerConfig, TrainJobConfig
 from recsys.train.loop import train
 
 

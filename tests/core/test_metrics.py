@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recsys.evaluation.metrics import CTRMetrics, auc, entropy, logloss
+from recsys.core.metrics import CTRMetrics, auc, entropy, logloss
 
 
 def brute_force_auc(p, y):

@@ -1,4 +1,4 @@
-"""One config for every embedding method: a default method, per-feature overrides, a budget.
+"""Compile an embedding config to a plan: a default method, per-feature overrides, a budget.
 
 ``cfg.embedding`` (a Hydra node, a dict or a spec dataclass) looks like::
 
@@ -27,9 +27,9 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from recsys.embeddings import full, hash, md, optembed, qr, unified
+from recsys.embeddings import full, hashing_trick, md, optembed, qr, unified
 from recsys.embeddings.plan import EmbeddingPlan, FeatureInfo, PlanBuilder
-from recsys.embeddings.tables import PhysicalTable, TableOptimizer, optimizer_state_bytes
+from recsys.embeddings.specs import FullSpec, HashSpec, MDSpec, OptEmbedSpec, QRSpec, TableOptimizer, UnifiedSpec
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,10 @@ class Knob:
 
 @dataclasses.dataclass(frozen=True)
 class Method:
+    """A method's spec type, the function that adds its features to a plan, its budget knob."""
+
     spec: type
-    tables: Callable[[list, int], tuple[list[PhysicalTable], int]]
-    compile: Callable[[list, int, PlanBuilder], None]
+    compile_features: Callable[[list, int, PlanBuilder], None]
     knob: Optional[Knob] = None
 
 
@@ -59,12 +60,12 @@ def _geometric(lo: float, hi: float, per_octave: int, integer: bool = False) -> 
 
 
 METHODS: dict[str, Method] = {
-    "full": Method(full.FullSpec, full.tables, full.compile),
-    "hash": Method(hash.HashSpec, hash.tables, hash.compile, Knob("compression", _geometric(1, 1e6, 16))),
-    "qr": Method(qr.QRSpec, qr.tables, qr.compile, Knob("collisions", _geometric(2, 2**24, 16, integer=True))),
-    "md": Method(md.MDSpec, md.tables, md.compile, Knob("alpha", lambda: np.round(np.arange(0, 8.0001, 0.01), 4))),
-    "unified": Method(unified.UnifiedSpec, unified.tables, unified.compile, Knob("compression", _geometric(0.25, 1e6, 16))),
-    "optembed": Method(optembed.OptEmbedSpec, optembed.tables, optembed.compile),
+    "full": Method(FullSpec, full.compile_features),
+    "hash": Method(HashSpec, hashing_trick.compile_features, Knob("compression", _geometric(1, 1e6, 16))),
+    "qr": Method(QRSpec, qr.compile_features, Knob("collisions", _geometric(2, 2**24, 16, integer=True))),
+    "md": Method(MDSpec, md.compile_features, Knob("alpha", lambda: np.round(np.arange(0, 8.0001, 0.01), 4))),
+    "unified": Method(UnifiedSpec, unified.compile_features, Knob("compression", _geometric(0.25, 1e6, 16))),
+    "optembed": Method(OptEmbedSpec, optembed.compile_features),
 }
 
 
@@ -137,17 +138,26 @@ def _grouped(setup: EmbeddingSetup, features: list[FeatureInfo]) -> dict[str, li
     return groups
 
 
-def plan_bytes(setup: EmbeddingSetup, features: list[FeatureInfo], dim: int, optimizer: TableOptimizer) -> int:
-    """Exact bytes of the plan (tables, their optimizer state, combiner weights), without building it."""
-    total = 0
+def _compile(setup: EmbeddingSetup, features: list[FeatureInfo], dim: int) -> EmbeddingPlan:
+    builder = PlanBuilder(dim)
     for method, items in _grouped(setup, features).items():
-        tables, extra = METHODS[method].tables(items, dim)
-        total += sum(t.weight_bytes + optimizer_state_bytes(t, optimizer) for t in tables) + 4 * extra
-    return total
+        METHODS[method].compile_features(items, dim, builder)
+    plan = builder.build([f.name for f in features])
+    plan.default_spec = setup.default
+    return plan
+
+
+def plan_bytes(setup: EmbeddingSetup, features: list[FeatureInfo], dim: int, optimizer: TableOptimizer) -> int:
+    """Exact bytes of the plan (tables, their optimizer state, combiner weights).
+
+    Computed by compiling the plan (building no tables): the plan builder is the one place
+    that knows a method's tables, so sizes and the built model can never disagree.
+    """
+    return _compile(setup, features, dim).memory(optimizer).total_bytes
 
 
 def full_bytes(features: list[FeatureInfo], dim: int, optimizer: TableOptimizer) -> int:
-    return plan_bytes(EmbeddingSetup(full.FullSpec()), features, dim, optimizer)
+    return plan_bytes(EmbeddingSetup(FullSpec()), features, dim, optimizer)
 
 
 def solve_budget(setup: EmbeddingSetup, features: list[FeatureInfo], dim: int, optimizer: TableOptimizer) -> EmbeddingSetup:
@@ -183,10 +193,4 @@ def solve_budget(setup: EmbeddingSetup, features: list[FeatureInfo], dim: int, o
 
 def compile_plan(setup: EmbeddingSetup, features: list[FeatureInfo], dim: int, optimizer: TableOptimizer) -> EmbeddingPlan:
     """The plan for ``features``: budget solved, every method compiled, logical order kept."""
-    setup = solve_budget(setup, features, dim, optimizer)
-    builder = PlanBuilder(dim)
-    for method, items in _grouped(setup, features).items():
-        METHODS[method].compile(items, dim, builder)
-    plan = builder.build([f.name for f in features])
-    plan.default_spec = setup.default
-    return plan
+    return _compile(solve_budget(setup, features, dim, optimizer), features, dim)

@@ -1,0 +1,56 @@
+"""Typed configs of the model layer (light: no torch import).
+
+:class:`DLRMConfig` is the layer sizes; :class:`ModelRecipe` is everything that rebuilds a
+trained model's modules (layers, embedding plan, table optimizer, seed, the dataset whose
+vocabularies sized the tables). Checkpoints carry the recipe, so evaluation and export rebuild
+a model without knowing how it was trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from recsys.embeddings.specs import TableOptimizerConfig
+
+
+@dataclasses.dataclass
+class DLRMConfig:
+    """Layer sizes. ``bottom_mlp`` ends at ``embedding_dim``; ``top_mlp`` ends at 1.
+
+    The classic Kaggle setup is dim 16, bottom 512-256-64-16, top 512-256-1; the MLPerf 1TB
+    setup is dim 128, bottom 512-256-128, top 1024-1024-512-256-1.
+    """
+
+    embedding_dim: int = 16
+    bottom_mlp: list[int] = dataclasses.field(default_factory=lambda: [512, 256, 64, 16])
+    top_mlp: list[int] = dataclasses.field(default_factory=lambda: [512, 256, 1])
+
+    def __post_init__(self) -> None:
+        if not self.bottom_mlp or self.bottom_mlp[-1] != self.embedding_dim:
+            raise ValueError(
+                f"model.bottom_mlp must end at model.embedding_dim={self.embedding_dim}, got {list(self.bottom_mlp)}"
+            )
+        if not self.top_mlp or self.top_mlp[-1] != 1:
+            raise ValueError(f"model.top_mlp must end at 1 (one logit), got {list(self.top_mlp)}")
+
+
+@dataclasses.dataclass
+class ModelRecipe:
+    """What rebuilds a model's modules (see :func:`recsys.models.build.build_model`).
+
+    Args:
+        model: the DLRM's layer sizes.
+        embedding: the embedding config (method, options, overrides, budget; see
+            :mod:`recsys.embeddings.compiler`).
+        table_optimizer: the fused table optimizer (its state is part of the model's weights).
+        data_path: the prepared dataset whose vocabularies sized the tables (MD block popularity
+            reads its counts).
+        seed: initial-weight seed.
+    """
+
+    model: DLRMConfig = dataclasses.field(default_factory=DLRMConfig)
+    embedding: Any = dataclasses.field(default_factory=lambda: {"method": "full"})
+    table_optimizer: TableOptimizerConfig = dataclasses.field(default_factory=TableOptimizerConfig)
+    data_path: str = "???"
+    seed: int = 0
