@@ -3,12 +3,13 @@
 Two passes, both streaming, so a file larger than memory works:
 
 1. Read each file in chunks of whole lines (:class:`recsys.data.raw.ChunkReader`), parse and
-   validate them (:func:`recsys.data.raw.parse_chunk`), assign every good row to a split,
-   count sparse ids of the training rows (:class:`recsys.data.vocab.FrequencyCounter`) and
+   validate them (:func:`recsys.data.raw.parse_chunk`), assign every good row to a split and
    append the rows, dense already transformed and sparse still as raw int64 ids, to one
-   temporary Parquet file per split.
-2. Rank ids by training frequency into vocabularies, then re-read the temporary files, map raw
-   ids to ranks (ids not kept share the feature's OOV row) and write the final shards.
+   zstd-compressed scratch Parquet file per split.
+2. Count each feature's training ids from its scratch column alone, one feature at a time
+   (:class:`recsys.data.vocab.FrequencyCounter`), and rank them into vocabularies; then re-read
+   the scratch files, map raw ids to ranks (ids not kept share the feature's OOV row) and
+   write the final shards.
 
 Bad input never crashes the run and never disappears silently: each rejected line is counted
 by reason, the first few are kept with file, line and text in ``stats.json``, and
@@ -43,18 +44,18 @@ from recsys.data.layout import (
     SPARSE_FEATURES,
     SPLITS,
     DatasetMeta,
-    shard_path,
     shard_schema,
-    split_dir,
     vocab_path,
 )
+from recsys.data.counter_hash import mix_key, splitmix64, unit_uniforms
+from recsys.data.shards import ShardWriter
 from recsys.data.vocab import FrequencyCounter, Vocabulary
 
 log = logging.getLogger("recsys.data.ingest")
 
 TRAIN, VALID, TEST = range(3)  # split codes, in the order of layout.SPLITS
-ROW_GROUP_ROWS = 1 << 16
 TMP_DIR = "_ingest_tmp"
+SCRATCH_CODEC = "zstd"  # pass 1's scratch rows: raw int64 ids have zero high bytes and a skewed head
 
 
 @dataclass
@@ -142,11 +143,7 @@ def random_split(file_index: int, lines: np.ndarray, split: SplitConfig) -> np.n
     lines only (a CSV header is not one), so the TSV and CSV forms of a file split alike.
     """
     key = (np.uint64(file_index) << np.uint64(40)) + lines.astype(np.uint64)
-    z = key + np.uint64((split.seed * 0x9E3779B97F4A7C15) % 2**64)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    u = (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    u = unit_uniforms(splitmix64(key + mix_key(split.seed)))
     codes = np.full(len(lines), TRAIN, dtype=np.int8)
     codes[u < split.valid_fraction + split.test_fraction] = TEST
     codes[u < split.valid_fraction] = VALID
@@ -234,53 +231,6 @@ def _temp_schema() -> pa.Schema:
                      + [pa.field(f, pa.int64(), nullable=False) for f in SPARSE_FEATURES])
 
 
-class ShardWriter:
-    """Write one split as ``part-NNNNN.parquet`` files of ``rows_per_shard`` rows.
-
-    Small incoming tables are buffered so row groups hold about ``ROW_GROUP_ROWS`` rows.
-    """
-
-    def __init__(self, root: Path, split: str, rows_per_shard: int) -> None:
-        self.root, self.split, self.rows_per_shard = root, split, rows_per_shard
-        self.schema = shard_schema()
-        self._buffer: list[pa.Table] = []
-        self._buffered = 0
-        self._writer: pq.ParquetWriter | None = None
-        self._in_shard = 0
-        self.shards = 0
-        split_dir(root, split).mkdir(parents=True, exist_ok=True)
-
-    def write(self, table: pa.Table) -> None:
-        while table.num_rows:
-            room = min(self.rows_per_shard - self._in_shard - self._buffered, table.num_rows)
-            self._buffer.append(table.slice(0, room))
-            self._buffered += room
-            table = table.slice(room)
-            if self._buffered >= ROW_GROUP_ROWS or self._in_shard + self._buffered == self.rows_per_shard:
-                self._flush()
-
-    def _flush(self) -> None:
-        if not self._buffered:
-            return
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(shard_path(self.root, self.split, self.shards), self.schema, compression="zstd")
-        self._writer.write_table(pa.concat_tables(self._buffer), row_group_size=ROW_GROUP_ROWS)
-        self._in_shard += self._buffered
-        self._buffer, self._buffered = [], 0
-        if self._in_shard == self.rows_per_shard:
-            self._close_shard()
-
-    def _close_shard(self) -> None:
-        self._writer.close()
-        self._writer, self._in_shard = None, 0
-        self.shards += 1
-
-    def close(self) -> None:
-        self._flush()
-        if self._writer is not None:
-            self._close_shard()
-
-
 # ---------------------------------------------------------------------------------------------
 # The two passes
 
@@ -298,9 +248,8 @@ class _Pass1:
 
     def __init__(self, cfg: PreprocessConfig, tmp: Path, bad: BadRowLog, bar: tqdm) -> None:
         self.cfg, self.tmp, self.bad, self.bar = cfg, tmp, bad, bar
-        self.counters = {f: FrequencyCounter() for f in SPARSE_FEATURES}
         self.schema = _temp_schema()
-        self.writers = [pq.ParquetWriter(tmp / f"{s}.parquet", self.schema, compression="none", use_dictionary=False) for s in SPLITS]
+        self.writers = [pq.ParquetWriter(scratch_path(tmp, s), self.schema, compression=SCRATCH_CODEC) for s in SPLITS]
         self.background = Background()
         self.rows_in = 0
         self.header_lines = 0
@@ -375,9 +324,22 @@ class _Pass1:
                 continue
             part = table if mask.all() else table.filter(pa.array(mask))
             self.background.submit(writer.write_table, part)
-            if code == TRAIN:
-                for f in SPARSE_FEATURES:
-                    self.counters[f].add(part.column(f).to_numpy())
+
+
+def scratch_path(tmp: Path, split: str) -> Path:
+    return tmp / f"{split}.parquet"
+
+
+def count_training_ids(tmp: Path, feature: str) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, counts) of one feature over the training rows of pass 1's scratch file.
+
+    Counting one feature at a time, from its column alone, bounds the counters' memory by the
+    largest single vocabulary instead of the sum over all features.
+    """
+    counter = FrequencyCounter()
+    for batch in pq.ParquetFile(scratch_path(tmp, SPLITS[TRAIN])).iter_batches(batch_size=1 << 20, columns=[feature]):
+        counter.add(batch.column(0).to_numpy())
+    return counter.totals()
 
 
 def _pass2(cfg: PreprocessConfig, out: Path, tmp: Path, vocabs: dict[str, Vocabulary]) -> tuple[dict, dict]:
@@ -389,8 +351,8 @@ def _pass2(cfg: PreprocessConfig, out: Path, tmp: Path, vocabs: dict[str, Vocabu
     background = Background()
     try:
         for split in SPLITS:
-            writer = ShardWriter(out, split, cfg.rows_per_shard)
-            source = pq.ParquetFile(tmp / f"{split}.parquet")
+            writer = ShardWriter(out, split, cfg.rows_per_shard, schema)
+            source = pq.ParquetFile(scratch_path(tmp, split))
             rows[split] = source.metadata.num_rows
             for batch in source.iter_batches(batch_size=1 << 20):
                 columns = [batch.column(LABEL), *(batch.column(f) for f in DENSE_FEATURES)]
@@ -428,7 +390,7 @@ def preprocess(cfg: PreprocessConfig, progress: bool = True) -> IngestStats:
                   desc="ingest", disable=not progress) as bar:
             first = _Pass1(cfg, tmp, bad, bar)
             first.run(files)
-        vocabs = {f: Vocabulary.build(*first.counters[f].totals(), cfg.min_count, cfg.max_rows_per_feature)
+        vocabs = {f: Vocabulary.build(*count_training_ids(tmp, f), cfg.min_count, cfg.max_rows_per_feature)
                   for f in SPARSE_FEATURES}
         for f, vocab in vocabs.items():
             vocab.save(vocab_path(out, f))

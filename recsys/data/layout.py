@@ -70,9 +70,6 @@ class DatasetMeta:
     source: dict = dataclasses.field(default_factory=dict)
     layout_version: int = LAYOUT_VERSION
 
-    def oov_row(self, feature: str) -> int:
-        return self.num_embeddings[feature] - 1
-
     def save(self, root: str | os.PathLike) -> None:
         write_json(Path(root) / "meta.json", dataclasses.asdict(self))
 

@@ -75,7 +75,11 @@ class ParquetBatches:
         shuffle: shuffle row groups and rows (a new order each epoch via :meth:`set_epoch`).
         seed: base seed of the shuffle.
         prefetch: batches prepared ahead by the background thread (0 = synchronous).
-        skip_batches: batches to skip at the start of the first pass (exact resume).
+        drop_last: drop the last batch when it is smaller than ``batch_size``.
+        shuffle_buffer_groups: row groups whose rows are shuffled together.
+        limit_batches: stop after this many batches per epoch (``None`` = all).
+
+    To resume mid-epoch, iterate :meth:`iter_from` with the number of batches already seen.
     """
 
     def __init__(

@@ -35,20 +35,19 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from recsys.core.io import write_json
 from recsys.data.config import SynthConfig
+from recsys.data.counter_hash import mix_key
+from recsys.data.shards import ShardWriter
+from recsys.data.vocab import Vocabulary
 from recsys.data.layout import (
     DENSE_FEATURES,
     SPARSE_FEATURES,
     SPLITS,
-    VOCAB_SCHEMA,
     DatasetMeta,
-    shard_path,
     shard_schema,
-    split_dir,
     vocab_path,
 )
 from recsys.data.synth_model import (
@@ -61,7 +60,6 @@ from recsys.data.synth_model import (
     ModelMagnitudes,
     PlantedModel,
     Profile,
-    _key,
     profile_cardinalities,
     profile_exponents,
     scrambled_ids,
@@ -70,10 +68,9 @@ from recsys.data.synth_model import (
 from recsys.core.metrics import auc as exact_auc
 
 BLOCK_ROWS = 1 << 14  # rows per random stream; fixes the output independently of chunk_rows
-ROW_GROUP_ROWS = 1 << 17  # Parquet row group size (the loader's unit of work)
 EXACT_AUC_MAX_ROWS = 1 << 24  # valid/test splits up to this size get a sort-based exact AUC
 HISTOGRAM_BINS = 1 << 21  # logit bins of the streaming AUC (train, and larger splits)
-HISTOGRAM_RANGE = 20.0  # bins cover logits in [-20, 20]; beyond that the edge bins
+HISTOGRAM_RANGE = 20.0  # bins cover logits in [-20, 20]; logits beyond fall in the edge bins
 
 
 def _validate(cfg: SynthConfig) -> Profile:
@@ -216,57 +213,6 @@ def histogram_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
 # ---------------------------------------------------------------- writing
 
 
-class SplitWriter:
-    """Writes one split's rows into shards of ``rows_per_shard`` rows, row groups of fixed size.
-
-    Row group and file boundaries depend only on row positions, never on how the rows
-    arrive, so the bytes do not depend on ``chunk_rows``.
-    """
-
-    def __init__(self, root: Path, split: str, rows_per_shard: int) -> None:
-        self.root, self.split, self.rows_per_shard = root, split, rows_per_shard
-        self._schema = shard_schema()
-        self._pending: list[pa.RecordBatch] = []
-        self._pending_rows = 0
-        self._shard_rows = 0  # rows in the open shard
-        self._shard = 0
-        self._writer: pq.ParquetWriter | None = None
-        split_dir(root, split).mkdir(parents=True, exist_ok=True)
-
-    def write(self, label: np.ndarray, dense: np.ndarray, sparse: np.ndarray) -> None:
-        """label (N,) int8, dense (N, 13) float32, sparse (N, 26) int32."""
-        columns = [pa.array(label)]
-        columns += [pa.array(dense[:, j]) for j in range(dense.shape[1])]
-        columns += [pa.array(sparse[:, f]) for f in range(sparse.shape[1])]
-        batch = pa.RecordBatch.from_arrays(columns, schema=self._schema)
-        self._pending.append(batch)
-        self._pending_rows += batch.num_rows
-        while self._pending_rows >= self._next_group_rows():
-            self._flush(self._next_group_rows())
-
-    def close(self) -> None:
-        if self._pending_rows:
-            self._flush(self._pending_rows)
-        if self._writer is not None:
-            self._writer.close()
-
-    def _next_group_rows(self) -> int:
-        return min(ROW_GROUP_ROWS, self.rows_per_shard - self._shard_rows)
-
-    def _flush(self, rows: int) -> None:
-        table = pa.Table.from_batches(self._pending, schema=self._schema)
-        group, rest = table.slice(0, rows), table.slice(rows)
-        self._pending, self._pending_rows = rest.to_batches(), rest.num_rows
-        if self._writer is None:
-            path = shard_path(self.root, self.split, self._shard)
-            self._writer = pq.ParquetWriter(path, self._schema)
-        self._writer.write_table(group, row_group_size=rows)
-        self._shard_rows += rows
-        if self._shard_rows == self.rows_per_shard:
-            self._writer.close()
-            self._writer, self._shard_rows, self._shard = None, 0, self._shard + 1
-
-
 class VocabCounter:
     """Train-split count of every rank of every sparse feature (8 bytes per id).
 
@@ -294,12 +240,11 @@ class VocabCounter:
     def write(self, root: Path, space: FeatureSpace, seed: int) -> None:
         vocab_path(root, SPARSE_FEATURES[0]).parent.mkdir(parents=True, exist_ok=True)
         for f, (name, counts) in enumerate(zip(SPARSE_FEATURES, self.counts)):
-            raw = scrambled_ids(_key(seed, 4, f), np.arange(len(counts)))
+            raw = scrambled_ids(mix_key(seed, 4, f), np.arange(len(counts)))
             missing = space.missing_ranks[f]
             if missing < len(counts):
                 raw[missing] = -1
-            table = pa.table({"raw": raw, "count": counts}, schema=VOCAB_SCHEMA)
-            pq.write_table(table, vocab_path(root, name))
+            Vocabulary(raw=raw, count=counts).save(vocab_path(root, name))
 
 
 # ---------------------------------------------------------------- generation
@@ -360,6 +305,13 @@ def _generated(
             yield pending.popleft().result()
 
 
+def _table(label: np.ndarray, dense: np.ndarray, sparse: np.ndarray) -> pa.Table:
+    """label (N,) int8, dense (N, 13) float32, sparse (N, 26) int32 -> a shard table."""
+    columns = [pa.array(label), *(pa.array(dense[:, j]) for j in range(dense.shape[1]))]
+    columns += [pa.array(sparse[:, f]) for f in range(sparse.shape[1])]
+    return pa.Table.from_arrays(columns, schema=shard_schema())
+
+
 def _available_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):  # respects taskset / container CPU sets (Linux)
         return len(os.sched_getaffinity(0))
@@ -381,7 +333,7 @@ def generate(cfg: SynthConfig, progress: bool = True) -> dict:
     model = planted_model(cfg)
     rows = split_rows(cfg)
     root.mkdir(parents=True, exist_ok=True)
-    writers = {s: SplitWriter(root, s, cfg.rows_per_shard) for s in SPLITS}
+    writers = {s: ShardWriter(root, s, cfg.rows_per_shard, shard_schema()) for s in SPLITS}
     bayes = {s: BayesAccumulator(rows[s]) for s in SPLITS}
     counter = VocabCounter(model.space.cardinalities)
     bounds = np.cumsum([0] + [rows[s] for s in SPLITS])  # split s holds rows [bounds[i], bounds[i+1])
@@ -397,7 +349,7 @@ def generate(cfg: SynthConfig, progress: bool = True) -> dict:
             lo, hi = max(bounds[i] - start, 0), min(bounds[i + 1] - start, n)
             if lo >= hi:
                 continue
-            writers[split].write(label[lo:hi], dense[lo:hi], sparse[lo:hi])
+            writers[split].write(_table(label[lo:hi], dense[lo:hi], sparse[lo:hi]))
             bayes[split].update(logit[lo:hi], label[lo:hi])
             if split == "train":
                 counter.update(sparse[lo:hi])

@@ -79,6 +79,7 @@ from enum import Enum
 import numpy as np
 
 from recsys.data.config import ModelMagnitudes
+from recsys.data.counter_hash import mix_key, splitmix64
 from recsys.data.layout import DENSE_FEATURES, SPARSE_FEATURES
 
 HEAD_ROWS = 1 << 17  # ranks per feature whose parameters are cached (the tail is hashed on demand)
@@ -141,29 +142,13 @@ def profile_exponents(profile: Profile, cardinalities: tuple[int, ...]) -> tuple
 # ---------------------------------------------------------------- counter-based hashing
 
 
-def splitmix64(x: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser (Steele et al. 2014), elementwise on uint64 (wrapping)."""
-    x = x + np.uint64(0x9E3779B97F4A7C15)
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-def _key(*parts: int) -> np.uint64:
-    """A 64-bit key mixed from small non-negative integers."""
-    key = np.zeros(1, np.uint64)
-    for part in parts:
-        key = splitmix64(key ^ np.uint64(part))
-    return key[0]
-
-
 def hashed_normals(key: np.uint64, ranks: np.ndarray, count: int) -> np.ndarray:
     """``count`` standard normals per rank, a pure function of (key, rank, slot).
 
     Each 64-bit hash gives two 32-bit uniforms and Box-Muller turns them into two normals.
 
     Args:
-        key: per-feature key from :func:`_key`.
+        key: per-feature key from :func:`~recsys.data.counter_hash.mix_key`.
         ranks: (N,) non-negative integers.
     Returns:
         (N, count) float64.
@@ -319,7 +304,7 @@ class PlantedModel:
         self.space, self.magnitudes, self.seed = space, magnitudes, seed
         self.positive_rate = positive_rate
         k, n_dense = magnitudes.latent_dim, len(space.dense_shapes)
-        self._keys = [_key(seed, 1, f) for f in range(len(space.cardinalities))]
+        self._keys = [mix_key(seed, 1, f) for f in range(len(space.cardinalities))]
         self._head_sizes = np.array([min(n, HEAD_ROWS) for n in space.cardinalities], np.int64)
         self._head_offsets = np.concatenate([[0], np.cumsum(self._head_sizes)[:-1]])  # (F,)
         self._head = np.concatenate(
