@@ -19,7 +19,16 @@ def auc(p: np.ndarray, y: np.ndarray) -> float:
     p, y = np.asarray(p, dtype=np.float64), np.asarray(y, dtype=np.float64)
     _, inverse, counts = np.unique(p, return_inverse=True, return_counts=True)
     positives = np.bincount(inverse, weights=y, minlength=counts.size)  # per distinct score
-    negatives = counts - positives
+    return auc_from_counts(positives, counts - positives)
+
+
+def auc_from_counts(positives: np.ndarray, negatives: np.ndarray) -> float:
+    """AUC from label counts per score level, levels in increasing score order: the
+    Mann-Whitney statistic, pairs within one level counted as half. With one level per
+    distinct score it is exact (:func:`auc`); with score bins (a histogram) pairs in the same
+    bin count as ties. NaN when only one class is present.
+    """
+    positives, negatives = np.asarray(positives, dtype=np.float64), np.asarray(negatives, dtype=np.float64)
     n_pos, n_neg = positives.sum(), negatives.sum()
     if n_pos == 0 or n_neg == 0:
         return float("nan")

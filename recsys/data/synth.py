@@ -65,7 +65,7 @@ from recsys.data.synth_model import (
     scrambled_ids,
     sigmoid,
 )
-from recsys.core.metrics import auc as exact_auc
+from recsys.core.metrics import auc as exact_auc, auc_from_counts
 
 BLOCK_ROWS = 1 << 14  # rows per random stream; fixes the output independently of chunk_rows
 EXACT_AUC_MAX_ROWS = 1 << 24  # valid/test splits up to this size get a sort-based exact AUC
@@ -184,7 +184,7 @@ class BayesAccumulator:
         if self.exact:
             value = exact_auc(self._logits[: self.rows], self._labels[: self.rows])
         else:
-            value = histogram_auc(self._hist[1], self._hist[0])
+            value = auc_from_counts(self._hist[1], self._hist[0])
         return {
             "rows": self.rows,
             "positives": self.positives,
@@ -199,15 +199,6 @@ def histogram_bins(logit: np.ndarray) -> np.ndarray:
     """Bin index of each logit on a uniform grid over [-HISTOGRAM_RANGE, HISTOGRAM_RANGE]."""
     width = 2 * HISTOGRAM_RANGE / HISTOGRAM_BINS
     return np.clip(((logit + HISTOGRAM_RANGE) / width).astype(np.int64), 0, HISTOGRAM_BINS - 1)
-
-
-def histogram_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
-    """AUC from per-bin label counts over ordered score bins (same-bin pairs count as half)."""
-    n_pos, n_neg = positives.sum(), negatives.sum()
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    negatives_below = np.cumsum(negatives) - negatives
-    return float(np.sum(positives * (negatives_below + 0.5 * negatives)) / (n_pos * n_neg))
 
 
 # ---------------------------------------------------------------- writing

@@ -5,7 +5,9 @@ into a physical table (an FBGEMM "feature"): several slots may read the same tab
 embedding's shared table, its probes). A *feature plan* says, for one logical feature, which
 slots it reads, the id transform that feeds them and the combiner that turns their vectors into
 one ``dim``-wide vector. Methods only ever add tables, slots and feature plans through
-:class:`PlanBuilder`; the lookup, its fused optimizer, sharding and export see plain tables.
+:class:`PlanBuilder`, so the one table-batched lookup and its fused optimizer serve every
+method's tables alike. (Sharding and export are not built yet; the design is that they too
+will see only plain tables.)
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ class FeatureInfo:
 
 @dataclasses.dataclass(frozen=True)
 class Slot:
+    """One lookup into physical table ``table`` (whose width is ``dim``)."""
+
     table: int
     dim: int
-    per_id: bool = False
 
 
 @dataclasses.dataclass
@@ -100,8 +103,8 @@ class PlanBuilder:
         self._by_name[name] = len(self.tables) - 1
         return len(self.tables) - 1
 
-    def slot(self, table: int, per_id: bool = False) -> int:
-        self.slots.append(Slot(table, self.tables[table].dim, per_id))
+    def slot(self, table: int) -> int:
+        self.slots.append(Slot(table, self.tables[table].dim))
         return len(self.slots) - 1
 
     def feature(self, plan: FeaturePlan) -> None:

@@ -61,7 +61,7 @@ def compile_features(items: list[tuple[FeatureInfo, QRSpec]], dim: int, builder:
         d = slot_dim(spec, dim)
         per_id = spec.operation == QROperation.mult
         sizes = partition_sizes(n, spec.collisions, spec.partitions)
-        slots = [builder.slot(builder.table(f"{info.name}_p{i}", rows, d), per_id=per_id) for i, rows in enumerate(sizes)]
+        slots = [builder.slot(builder.table(f"{info.name}_p{i}", rows, d)) for i, rows in enumerate(sizes)]
         transform = MixedRadixDigits([spec.collisions] * (spec.partitions - 1), per_id=per_id)
         shape = " + ".join(f"{rows} x {d}" for rows in sizes)
         builder.feature(

@@ -28,10 +28,15 @@ def _bag_lengths(values: torch.Tensor, lengths: torch.Tensor, per_id: bool) -> t
 
 
 class Identity(nn.Module):
-    """Full tables: the frequency rank is the row."""
+    """The frequency rank is the row: full tables, and with ``per_id`` OptEmbed's supernet,
+    whose combiner masks each id's row before pooling."""
+
+    def __init__(self, per_id: bool = False) -> None:
+        super().__init__()
+        self.per_id = per_id
 
     def forward(self, values: torch.Tensor, lengths: torch.Tensor) -> List[JaggedIds]:
-        return [(values, lengths)]
+        return [(values, _bag_lengths(values, lengths, self.per_id))]
 
 
 class HashRows(nn.Module):

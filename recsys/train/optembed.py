@@ -36,7 +36,11 @@ from recsys.data.loader import Batch, ParquetBatches
 from recsys.embeddings.build import dataset_features
 from recsys.embeddings.compiler import parse_embedding_config, plan_bytes
 from recsys.core.units import format_bytes
-from recsys.embeddings.optembed import DIMS_JSON, MASKS_JSON, MASKS_PT, SearchResult, SupernetMask, compact_rows, copy_compacted, evolutionary_search, kept_rows, load_dims, load_kept, load_mask_summary, save_dims, save_masks
+from recsys.embeddings.evolutionary_search import SearchResult, evolutionary_search
+from recsys.embeddings.optembed_artifacts import DIMS_JSON, MASKS_JSON, MASKS_PT, load_dims, load_kept, load_mask_summary, save_dims, save_masks
+from recsys.embeddings.optembed_compaction import compact_rows, copy_compacted
+from recsys.embeddings.optembed_masks import kept_rows
+from recsys.embeddings.optembed_modules import SupernetMask
 from recsys.embeddings.specs import OptEmbedNetwork, OptEmbedSpec, OptEmbedStage
 from recsys.evaluation.evaluate import predict
 from recsys.embeddings.specs import TableOptimizer

@@ -8,7 +8,12 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from recsys.embeddings.build import make_embedding
 from recsys.embeddings.compiler import parse_embedding_config, plan_bytes
-from recsys.embeddings.optembed import DropRows, PerIdRows, SupernetMask, TruncatePad, compact_remap, compact_weights, copy_compacted, evolutionary_search, save_dims, save_masks, step_ste
+from recsys.embeddings.evolutionary_search import evolutionary_search
+from recsys.embeddings.optembed_artifacts import save_dims, save_masks
+from recsys.embeddings.optembed_compaction import compact_remap, compact_weights, copy_compacted
+from recsys.embeddings.optembed_masks import step_ste
+from recsys.embeddings.optembed_modules import DropRows, SupernetMask, TruncatePad
+from recsys.embeddings.transforms import Identity
 from recsys.embeddings.specs import default_dim_candidates
 from recsys.embeddings.plan import FeatureInfo
 from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
@@ -208,7 +213,7 @@ def test_accounting_equals_the_real_parameters(kind, artifacts):
 
 def test_scripted_transforms_and_combiners_equal_eager():
     values, lengths = torch.tensor([0, 3, 4, 9, 6]), torch.tensor([2, 0, 3])
-    for transform in (PerIdRows(), DropRows(KEPT["A"])):
+    for transform in (Identity(per_id=True), DropRows(KEPT["A"])):
         scripted = torch.jit.script(transform)
         for (a, b), (c, d) in zip(scripted(values, lengths), transform(values, lengths)):
             assert torch.equal(a, c) and torch.equal(b, d)
