@@ -4,7 +4,7 @@ SETUP_STAMP := .venv/.recsys-setup-v1
 
 .PHONY: setup test demo clean
 
-$(SETUP_STAMP): pyproject.toml scripts/setup.sh
+$(SETUP_STAMP): pyproject.toml scripts/setup.sh $(wildcard kernels/setup.py kernels/pyproject.toml kernels/recsys_kernels/*.py kernels/recsys_kernels/csrc/*.cpp)
 	bash scripts/setup.sh
 
 setup: $(SETUP_STAMP)

@@ -11,7 +11,8 @@ TORCH_VERSION=2.13.0
 FBGEMM_VERSION=1.8.0
 TORCHREC_VERSION=1.8.0
 
-if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ "$STAMP" -nt scripts/setup.sh ]; then
+if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ "$STAMP" -nt scripts/setup.sh ] \
+   && [ -z "$(find kernels -newer "$STAMP" \( -name '*.cpp' -o -name '*.py' -o -name '*.toml' \) -print -quit)" ]; then
   exit 0
 fi
 
@@ -39,5 +40,9 @@ $PIP install "torch==$TORCH_VERSION" "$FBGEMM_PKG"
 $PIP install --no-deps "torchrec==$TORCHREC_VERSION"
 $PIP install "torchmetrics==1.0.3" tensordict pyre-extensions tqdm
 $PIP install -e ".[test,plot]"
+# recsys's own C++ ops (kernels/), built against the torch just installed; without a C++
+# toolchain the package installs without them and recsys runs its pure-torch path.
+$PIP install --no-build-isolation -e kernels/
+$VENV/bin/python -c "import recsys_kernels as k; print('setup: recsys kernels', 'built' if k.available() else 'NOT built: ' + k.unavailable_reason())"
 touch "$STAMP"
 echo "setup: .venv ready (torch $TORCH_VERSION, $FBGEMM_PKG, torchrec $TORCHREC_VERSION)"

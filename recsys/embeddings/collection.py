@@ -6,8 +6,10 @@ compiled :class:`~recsys.embeddings.plan.EmbeddingPlan`:
     logical KJT ──per-feature id transform──▶ slot ids ──ONE table-batched lookup──▶ slot vectors
         ──per-feature combiner──▶ one ``dim``-wide vector per feature (a KeyedTensor)
 
-The lookup covers every physical table of the model in a single FBGEMM call with the optimizer
-fused into its backward, whatever the methods. Slots whose combiner needs each id's row
+The id transforms of all features run as one ``recsys::transform_ids`` call (``kernels/``, see
+:mod:`recsys.embeddings.fused_transforms`), or feature by feature through the plan's modules
+where the C++ kernels are not built. The lookup covers every physical table of the model in a
+single FBGEMM call with the optimizer fused into its backward, whatever the methods. Slots whose combiner needs each id's row
 (compositional ``mult``, OptEmbed masks) get one bag per id; when a batch's bags are not all
 single ids, the call uses FBGEMM's variable-batch layout so those slots can have more bags.
 """
@@ -20,6 +22,7 @@ import torch
 from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
+from recsys.embeddings.fused_transforms import fused_transforms_for
 from recsys.embeddings.memory import MemoryReport
 from recsys.embeddings.plan import EmbeddingPlan
 from recsys.embeddings.combiners import Single
@@ -46,9 +49,19 @@ class EmbeddingCollection(nn.Module):
         optimizer: the table optimizer fused into the lookup's backward.
         device: where tables live and the lookup runs.
         seed: initial-weight seed.
+        fuse_transforms: run all features' id transforms as one ``recsys::transform_ids`` call
+            (:mod:`recsys.embeddings.fused_transforms`); False runs each feature's transform
+            module (the reference; also the fallback where the C++ kernels are not built).
     """
 
-    def __init__(self, plan: EmbeddingPlan, optimizer: TableOptimizerConfig, device: torch.device | str = "cpu", seed: int = 0) -> None:
+    def __init__(
+        self,
+        plan: EmbeddingPlan,
+        optimizer: TableOptimizerConfig,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+        fuse_transforms: bool = True,
+    ) -> None:
         super().__init__()
         self.plan = plan
         self.features = [f.name for f in plan.features]
@@ -66,6 +79,8 @@ class EmbeddingCollection(nn.Module):
         self.identity_output = in_order and all(isinstance(f.combiner, Single) for f in plan.features)
         # and the logical KJT already is the physical one when, besides, every transform is the identity
         self.passthrough = self.identity_output and all(isinstance(f.transform, Identity) for f in plan.features)
+        fuse = fuse_transforms and not self.passthrough
+        self.fused_transforms = fused_transforms_for(plan) if fuse else None
 
     @property
     def output_dims(self) -> list[int]:
@@ -94,8 +109,12 @@ class EmbeddingCollection(nn.Module):
             return KeyedTensor(keys=self.features, length_per_key=self.output_dims, values=pooled)
         return KeyedTensor(keys=self.features, length_per_key=self.output_dims, values=self._combine(features))
 
-    def _combine(self, features: KeyedJaggedTensor) -> torch.Tensor:
+    def slot_ids(self, features: KeyedJaggedTensor) -> tuple[torch.Tensor, torch.Tensor, List[int]]:
+        """The physical KJT the lookup takes: ids (M,), offsets (Σ bags + 1,), bags per slot."""
         batch = features.stride()
+        if self.fused_transforms is not None:
+            slots = self.fused_transforms(features.values(), features.lengths(), batch)
+            return slots.values, slots.offsets, slots.bags_per_slot.tolist()
         lengths = features.lengths().view(len(self.features), batch)  # (F, B)
         values = torch.split(features.values(), features.length_per_key())
         slot_values: List[torch.Tensor] = [torch.empty(0)] * len(self.slot_dims)
@@ -104,10 +123,13 @@ class EmbeddingCollection(nn.Module):
             for slot, (ids, bags) in zip(module.slots, module.transform(values[f], lengths[f])):
                 slot_values[slot] = ids
                 slot_lengths[slot] = bags
-        bags_per_slot = [int(b.numel()) for b in slot_lengths]
-        all_lengths = torch.cat(slot_lengths)
-        offsets = torch.ops.fbgemm.asynchronous_complete_cumsum(all_lengths.long())
-        ids = torch.cat(slot_values).long()
+        offsets = torch.ops.fbgemm.asynchronous_complete_cumsum(torch.cat(slot_lengths).long())
+        return torch.cat(slot_values).long(), offsets, [int(b.numel()) for b in slot_lengths]
+
+    def _combine(self, features: KeyedJaggedTensor) -> torch.Tensor:
+        batch = features.stride()
+        lengths = features.lengths().view(len(self.features), batch)  # (F, B)
+        ids, offsets, bags_per_slot = self.slot_ids(features)
         if all(b == batch for b in bags_per_slot):
             flat = self.lookup(ids, offsets)  # (B, Σ slot dims)
             if self.identity_output:

@@ -1,0 +1,109 @@
+"""recsys's own operators, registered through ``torch.library`` in the ``recsys`` namespace.
+
+FBGEMM gives one table-batched lookup for all physical tables; what it has no kernel for is
+the step before it: turning every logical feature's ids into lookup-slot ids (a seeded hash,
+the digits of compositional embeddings, mixed-dimension frequency blocks, unified
+embedding's probes, OptEmbed's remap). Run one feature at a time in Python, that step costs
+more than the lookup. ``recsys::transform_ids`` does it for all features in one call.
+
+Each op has a schema (defined here, so it exists even without the C++ build), a C++ CPU
+kernel (``csrc/``, loaded from the ``_C`` extension that ``pip install --no-build-isolation
+-e kernels/`` builds), and a fake implementation for ``torch.compile``/``torch.export``. The
+pure-torch reference of every op is the per-feature modules it fuses
+(``recsys/embeddings/transforms.py``); when the extension is missing, recsys runs those and
+:func:`available` says why.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+import torch
+
+__all__ = ["SlotKind", "SLOT_PARAM_COLUMNS", "available", "unavailable_reason", "transform_ids"]
+
+_LIB = torch.library.Library("recsys", "DEF")
+_LIB.define(
+    "transform_ids(Tensor values, Tensor lengths, int batch, Tensor slot_params, Tensor aux)"
+    " -> (Tensor values, Tensor offsets, Tensor bags_per_slot, Tensor id_bags)"
+)
+
+
+class SlotKind(enum.IntEnum):
+    """How one slot's rows come from its feature's ids (``a``, ``b``: the slot's two parameters)."""
+
+    IDENTITY = 0  # row = id
+    MODULO = 1  # row = id % a
+    HASH = 2  # row = hash32(id, key=a) % b  (recsys.embeddings.hash_functions)
+    DIGIT = 3  # row = (id // a) % b, or id // a when b == 0
+    REMAP = 4  # row = aux[a + id], for ids < b
+    BLOCK = 5  # only ids in [a, b), row = id - a
+    KEEP = 6  # only ids with aux[a + id] != 0 (ids < b), row = id
+
+
+# slot_params columns: kind, feature, per_id (1: one bag per emitted id, else B pooled bags), a, b
+SLOT_PARAM_COLUMNS = 5
+
+
+@torch.library.register_fake("recsys::transform_ids")
+def _transform_ids_fake(values, lengths, batch, slot_params, aux):
+    ctx = torch.library.get_ctx()
+    ids = ctx.new_dynamic_size()  # filtering slots (blocks, kept rows) make both data-dependent
+    bag_offsets = ctx.new_dynamic_size(min=1)  # Σ bags + 1
+    long = dict(dtype=torch.int64, device=values.device)
+    return (
+        torch.empty(ids, **long),
+        torch.empty(bag_offsets, **long),
+        torch.empty(slot_params.shape[0], **long),
+        torch.empty(ids, **long),
+    )
+
+
+def transform_ids(
+    values: torch.Tensor, lengths: torch.Tensor, batch: int, slot_params: torch.Tensor, aux: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every slot's ids of a plan from a KeyedJaggedTensor's ids, in one call.
+
+    Args:
+        values: (N,) int64 ids of all features, features major (a KJT's ``values()``).
+        lengths: (F * B,) int32/int64 ids per bag, features major (a KJT's ``lengths()``).
+        batch: B.
+        slot_params: (S, 5) int64, one row per lookup slot: kind (:class:`SlotKind`), the
+            feature it reads, per_id, a, b.
+        aux: (A,) int64 maps the REMAP and KEEP slots index into (may be empty).
+
+    Returns:
+        values: (M,) int64 slot rows, slots major, then bags, then the ids' order.
+        offsets: (L + 1,) int64 bag offsets into ``values`` (L = Σ bags_per_slot).
+        bags_per_slot: (S,) int64 bags of each slot: B, or the ids it emits when per_id.
+        id_bags: (M,) int64 the bag (0..B-1) each emitted id came from.
+    """
+    return torch.ops.recsys.transform_ids(values, lengths, batch, slot_params, aux)
+
+
+def _load_extension() -> str:
+    """Load the C++ kernels; '' on success, else why not."""
+    built = sorted(Path(__file__).parent.glob("_C*.so"))
+    if not built:
+        return (
+            "the C++ extension recsys_kernels._C is not built "
+            "(run `pip install --no-build-isolation -e kernels/` after torch)"
+        )
+    try:
+        torch.ops.load_library(str(built[0]))
+    except OSError as err:
+        return f"the C++ extension {built[0].name} does not load: {err}"
+    return ""
+
+
+_UNAVAILABLE = _load_extension()
+
+
+def available() -> bool:
+    """Whether the C++ kernels are loaded (else the ops have no CPU implementation)."""
+    return not _UNAVAILABLE
+
+
+def unavailable_reason() -> str:
+    return _UNAVAILABLE

@@ -1,0 +1,23 @@
+"""Builds recsys_kernels' C++ CPU kernels against the installed torch.
+
+Install after torch, without build isolation (the extension must link the same torch):
+``pip install --no-build-isolation -e kernels/``. The extension is optional: when no C++
+toolchain is available the package still installs, and recsys runs its pure-torch path
+(``recsys_kernels.available()`` is False and says why).
+"""
+
+from setuptools import setup
+from torch.utils.cpp_extension import BuildExtension, CppExtension
+
+setup(
+    ext_modules=[
+        CppExtension(
+            "recsys_kernels._C",
+            ["recsys_kernels/csrc/transform_ids.cpp"],
+            extra_compile_args=["-O3"],
+            py_limited_api=True,
+            optional=True,
+        )
+    ],
+    cmdclass={"build_ext": BuildExtension},
+)
