@@ -30,7 +30,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from recsys.embeddings.optembed import DropRows, PerIdRows
+from recsys.embeddings.optembed_modules import DropRows
 from recsys.embeddings.plan import EmbeddingPlan
 from recsys.embeddings.transforms import (
     FrequencyBlocks,
@@ -112,9 +112,7 @@ def fold_plan(plan: EmbeddingPlan, blocks: BlockLayout = BlockLayout.padded) -> 
     for f, feature in enumerate(plan.features):
         t, slots = feature.transform, feature.slots
         if isinstance(t, Identity):
-            out.add(slots[0], K.IDENTITY, f, False)
-        elif isinstance(t, PerIdRows):
-            out.add(slots[0], K.IDENTITY, f, True)
+            out.add(slots[0], K.IDENTITY, f, t.per_id)
         elif isinstance(t, HashRows):
             if t.modulo:
                 out.add(slots[0], K.MODULO, f, False, t.rows)

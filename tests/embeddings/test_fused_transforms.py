@@ -13,10 +13,11 @@ from recsys.embeddings.build import make_embedding
 from recsys.embeddings.collection import EmbeddingCollection
 from recsys.embeddings.combiners import Single
 from recsys.embeddings.fused_transforms import BlockLayout, FusedTransforms
-from recsys.embeddings.optembed import DropRows, PerIdRows, compact_remap
+from recsys.embeddings.optembed_compaction import compact_remap
+from recsys.embeddings.optembed_modules import DropRows
 from recsys.embeddings.plan import FeatureInfo, FeaturePlan, PlanBuilder
 from recsys.embeddings.specs import TableOptimizerConfig
-from recsys.embeddings.transforms import RemapRows
+from recsys.embeddings.transforms import Identity, RemapRows
 
 pytestmark = pytest.mark.skipif(bool(fused_transforms.kernels_unavailable()), reason=fused_transforms.kernels_unavailable())
 
@@ -70,10 +71,10 @@ def optembed_plan():
     """OptEmbed's three transforms (supernet per-id rows, retraining's dropped rows, compaction)."""
     keep = torch.tensor([True, False, True, True, False, False, True, False, True, True])
     builder = PlanBuilder(DIM)
-    parts = {"C1": PerIdRows(), "C2": DropRows(keep), "C3": RemapRows(compact_remap(keep))}
+    parts = {"C1": Identity(per_id=True), "C2": DropRows(keep), "C3": RemapRows(compact_remap(keep))}
     for name, transform in parts.items():
         rows = 7 if name == "C3" else 10
-        slot = builder.slot(builder.table(name, rows, DIM), per_id=isinstance(transform, PerIdRows))
+        slot = builder.slot(builder.table(name, rows, DIM))
         builder.feature(FeaturePlan(name, "optembed", [slot], transform, Single(), ""))
     return builder.build(list(parts))
 
