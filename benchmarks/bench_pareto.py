@@ -77,7 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run_point(dataset: Path, method: str, budget: float, args: argparse.Namespace) -> Point:
-    from recsys.embeddings.compiler import METHODS as KNOBS
+    from recsys.embeddings.embedding_config import BUDGET_KNOBS
     from recsys.evaluation.report import load_bayes
     from recsys.train.loop import train
 
@@ -90,8 +90,8 @@ def run_point(dataset: Path, method: str, budget: float, args: argparse.Namespac
     with tempfile.TemporaryDirectory(prefix="bench_pareto_") as run_dir:
         result = train(job, run_dir)
     bayes = load_bayes(dataset, job.eval.split)
-    knob = KNOBS[method].knob
-    knob_text = f"{knob.field}={result.embedding[knob.field]:.4g}" if knob else ""
+    knob = BUDGET_KNOBS.get(method)
+    knob_text = f"{knob}={result.embedding[knob]:.4g}" if knob else ""
     return Point(
         method=method,
         budget=budget,

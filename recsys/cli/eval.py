@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recsys.allocator import ensure_tcmalloc
 from recsys.cli.common import CONF_DIR, HYDRA_VERSION_BASE, run_dir
+from recsys.core.logging import quiet_libraries
 from recsys.evaluation.config import EvalJobConfig
 
 ConfigStore.instance().store(name="eval_schema", node=EvalJobConfig)
@@ -17,6 +18,7 @@ ConfigStore.instance().store(name="eval_schema", node=EvalJobConfig)
 def _app(cfg: DictConfig) -> float:
     from recsys.evaluation.offline import evaluate_checkpoint
 
+    quiet_libraries()
     result = evaluate_checkpoint(OmegaConf.to_object(cfg), run_dir())
     print(f"report: {result['markdown']}")
     return result["metrics"]["auc"]

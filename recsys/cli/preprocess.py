@@ -9,6 +9,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from recsys.cli.common import CONF_DIR, HYDRA_VERSION_BASE
+from recsys.core.logging import quiet_libraries
 from recsys.data.config import PreprocessConfig
 
 ConfigStore.instance().store(name="preprocess_schema", node=PreprocessConfig)
@@ -16,6 +17,7 @@ ConfigStore.instance().store(name="preprocess_schema", node=PreprocessConfig)
 
 @hydra.main(config_path=CONF_DIR, config_name="preprocess", version_base=HYDRA_VERSION_BASE)
 def _app(cfg: DictConfig) -> None:
+    quiet_libraries()
     from recsys.data.ingest import BadRowError, preprocess
 
     job: PreprocessConfig = OmegaConf.to_object(cfg)

@@ -7,6 +7,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from recsys.cli.common import CONF_DIR, HYDRA_VERSION_BASE
+from recsys.core.logging import quiet_libraries
 from recsys.data.config import SynthConfig
 
 ConfigStore.instance().store(name="synth_schema", node=SynthConfig)
@@ -14,6 +15,7 @@ ConfigStore.instance().store(name="synth_schema", node=SynthConfig)
 
 @hydra.main(config_path=CONF_DIR, config_name="synth", version_base=HYDRA_VERSION_BASE)
 def _app(cfg: DictConfig) -> None:
+    quiet_libraries()
     from recsys.data.synth import generate
 
     job: SynthConfig = OmegaConf.to_object(cfg)

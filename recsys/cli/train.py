@@ -2,29 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import hydra
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from recsys.allocator import ensure_tcmalloc
 from recsys.cli.common import CONF_DIR, HYDRA_VERSION_BASE, run_dir
+from recsys.cli.schemas import register_train_schemas
+from recsys.core.logging import quiet_libraries
+from recsys.embeddings.embedding_config import parse_embedding_config
 from recsys.train.config import TrainJobConfig
 
-ConfigStore.instance().store(name="train_schema", node=TrainJobConfig)
+register_train_schemas()
 
 
 def to_job_config(cfg: DictConfig) -> TrainJobConfig:
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainJobConfig), cfg))
+    """The typed job of a composed config; the embedding config is checked here (every key),
+    before any work starts, and kept as plain data (as checkpoints record it)."""
+    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    job = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainJobConfig), plain))
+    parse_embedding_config(job.embedding)
+    return job
+
+
+def trainer_for(job: TrainJobConfig) -> Callable:
+    """OptEmbed's stage runner when any feature uses optembed (it refuses a model that mixes
+    optembed with other methods, naming the keys), the training loop otherwise."""
+    if "optembed" in parse_embedding_config(job.embedding).methods:
+        from recsys.train.optembed import run_stages  # supernet -> search -> retrain -> compaction
+
+        return run_stages
+    from recsys.train.loop import train
+
+    return train
 
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base=HYDRA_VERSION_BASE)
 def _app(cfg: DictConfig) -> float:
-    if OmegaConf.select(cfg, "embedding.method") == "optembed":
-        from recsys.train.optembed import run_stages as train  # supernet -> search -> retrain -> compaction
-    else:
-        from recsys.train.loop import train
-
-    result = train(to_job_config(cfg), run_dir())
+    quiet_libraries()
+    job = to_job_config(cfg)
+    result = trainer_for(job)(job, run_dir())
     print(f"report: {result.report}")
     return result.eval["auc"]
 

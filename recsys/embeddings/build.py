@@ -9,7 +9,8 @@ import torch
 
 from recsys.data.layout import DatasetMeta, read_vocab_counts
 from recsys.embeddings.collection import EmbeddingCollection
-from recsys.embeddings.compiler import compile_plan, parse_embedding_config
+from recsys.embeddings.compiler import compile_plan
+from recsys.embeddings.embedding_config import parse_embedding_config
 from recsys.embeddings.plan import FeatureInfo
 from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
 

@@ -1,14 +1,19 @@
 """Mixed-dimension embeddings (Ginart et al., ISIT 2021).
 
 Popular ids get wide vectors, rare ids narrow ones: a block of ids with popularity p gets
-dimension d = λ·p^α, with α in [0, 1] the temperature (α = 0: every block at the base
-dimension; larger α: steeper decay), and λ set so the most popular block gets ``base_dim``.
+dimension d = λ·p^α, with α ≥ 0 the temperature, and λ set so the most popular block gets
+``base_dim``. α = 0 puts every block at the base dimension; the paper uses α in [0, 1], where
+α = 1 makes a block's dimension proportional to its popularity; α > 1 makes dimensions fall
+faster than popularity, which the budget solver uses (it searches α in [0, 8]) to reach the
+smallest budgets, where most blocks round to no table at all.
 Each block's vectors are projected to the model's common dimension by a learned
 (d_block × dim) matrix, and the projected vectors summed.
 
 Two variants:
 - ``per_table`` (the DLRM reference code's ``md_solver``): one block per table, popularity
-  1/n (every row of a small table is seen more often), so d_t = base_dim·(n_min / n_t)^α.
+  1/n (every row of a small table is seen more often), so d_t = base_dim·(n_min / n_t)^α, with
+  n_min the smallest ``per_table`` table of the model and each feature's own α and base_dim
+  (per-feature overrides apply).
 - ``blocks`` (the paper's frequency-sorted blocks): ids are frequency ranks, so a table splits
   into ``num_blocks`` contiguous rank ranges with geometric boundaries; a block's popularity is
   the mean training count of its ids (from the vocabulary; without counts, the Zipf density
@@ -32,10 +37,11 @@ from recsys.embeddings.specs import FBGEMM_DIM_MULTIPLE, MDSpec, MDVariant
 from recsys.embeddings.transforms import FrequencyBlocks
 
 
-def alpha_power_rule(popularity: np.ndarray, alpha: float, base_dim: int) -> np.ndarray:
-    """d = λ·p^α with λ chosen so the most popular entry gets ``base_dim`` (unrounded)."""
+def alpha_power_rule(popularity: np.ndarray, alpha: float, base_dim: int, top: float | None = None) -> np.ndarray:
+    """d = λ·p^α with λ chosen so popularity ``top`` (default: the largest given) gets
+    ``base_dim`` (unrounded)."""
     popularity = np.asarray(popularity, dtype=np.float64)
-    return base_dim * (popularity / popularity.max()) ** alpha
+    return base_dim * (popularity / (popularity.max() if top is None else top)) ** alpha
 
 
 def round_dims(dims: np.ndarray, base_dim: int) -> np.ndarray:
@@ -72,20 +78,15 @@ class FeatureBlocks:
 def feature_blocks(items: list[tuple[FeatureInfo, MDSpec]], dim: int) -> list[FeatureBlocks]:
     """Block boundaries and (rounded) dimensions of every feature, by the spec's variant."""
     out: list[FeatureBlocks] = []
-    per_table = [(i, info) for i, (info, spec) in enumerate(items) if spec.variant == MDVariant.per_table]
-    table_dims: dict[int, int] = {}
-    if per_table:
-        spec = items[per_table[0][0]][1]
-        base = spec.base_dim or dim
-        sizes = np.array([info.num_embeddings for _, info in per_table], dtype=np.float64)
-        dims = round_dims(alpha_power_rule(1.0 / sizes, spec.alpha, base), base)
-        table_dims = {i: int(d) for (i, _), d in zip(per_table, dims)}
-    for i, (info, spec) in enumerate(items):
+    # per_table: the smallest table of the model is the most popular block, for every feature
+    n_min = min((info.num_embeddings for info, spec in items if spec.variant == MDVariant.per_table), default=None)
+    for info, spec in items:
         base = spec.base_dim or dim
         if base > dim or base % FBGEMM_DIM_MULTIPLE:
-            raise ValueError(f"embedding.base_dim={base} must be a multiple of 4 and at most the model dim {dim}")
+            raise ValueError(f"embedding.base_dim={base} ({info.name}) must be a multiple of 4 and at most the model dim {dim}")
         if spec.variant == MDVariant.per_table:
-            out.append(FeatureBlocks([0, info.num_embeddings], [table_dims[i]]))
+            d = round_dims(alpha_power_rule(np.array([1.0 / info.num_embeddings]), spec.alpha, base, top=1.0 / n_min), base)
+            out.append(FeatureBlocks([0, info.num_embeddings], [int(d[0])]))
             continue
         bounds = block_boundaries(info.num_embeddings, spec.num_blocks)
         dims = round_dims(alpha_power_rule(block_popularity(info, bounds), spec.alpha, base), base)

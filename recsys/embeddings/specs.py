@@ -112,7 +112,9 @@ class MDVariant(str, enum.Enum):
 @dataclasses.dataclass
 class MDSpec:
     """Args:
-    alpha: temperature of the power rule d ∝ p^α.
+    alpha: temperature of the power rule d ∝ p^α, α ≥ 0: 0 keeps every block at base_dim,
+        1 makes dims proportional to popularity (the paper's range is [0, 1]), larger α
+        shrinks rare blocks faster (a budget searches α in [0, 8]).
     base_dim: dimension of the most popular block (default: the model's dimension).
     variant: ``blocks`` (frequency blocks inside each table) or ``per_table``.
     num_blocks: frequency blocks per table (``blocks`` variant).

@@ -34,7 +34,8 @@ from omegaconf import OmegaConf
 from recsys.data.layout import DatasetMeta
 from recsys.data.loader import Batch, ParquetBatches
 from recsys.embeddings.build import dataset_features
-from recsys.embeddings.compiler import parse_embedding_config, plan_bytes
+from recsys.embeddings.compiler import plan_bytes
+from recsys.embeddings.embedding_config import parse_embedding_config
 from recsys.core.units import format_bytes
 from recsys.embeddings.evolutionary_search import SearchResult, evolutionary_search
 from recsys.embeddings.optembed_artifacts import DIMS_JSON, MASKS_JSON, MASKS_PT, load_dims, load_kept, load_mask_summary, save_dims, save_masks
@@ -72,12 +73,18 @@ class OptEmbedResult:
 
 
 def optembed_spec(cfg: TrainJobConfig) -> OptEmbedSpec:
-    """The run's OptEmbed spec; every feature must use OptEmbed and no budget may be set."""
+    """The run's OptEmbed spec. The stages train, search and compact the whole model, so every
+    feature must use OptEmbed: a mix is an error naming the keys that make it."""
     setup = parse_embedding_config(cfg.embedding)
-    if setup.methods != {"optembed"}:
-        raise ValueError(f"embedding.method=optembed runs its stages on every feature; overrides name {sorted(setup.methods)}")
-    if setup.budget is not None or setup.budget_bytes is not None:
-        raise ValueError("embedding.budget is not supported by optembed: its size comes from the learned thresholds and the searched dims")
+    if setup.default.method != "optembed":
+        keys = [f"embedding.overrides.{name}.method=optembed" for name, spec in setup.overrides.items() if spec.method == "optembed"]
+        raise ValueError(
+            f"{', '.join(keys)}: OptEmbed's stages (supernet, search, retrain) run on the whole model, so optembed "
+            f"cannot be one feature's method under embedding.method={setup.default.method}; use embedding=optembed"
+        )
+    others = [f"embedding.overrides.{name}.method={spec.method}" for name, spec in setup.overrides.items() if spec.method != "optembed"]
+    if others:
+        raise ValueError(f"{', '.join(others)}: embedding=optembed runs its stages on every feature; drop these overrides")
     if cfg.trainer.resume_from:
         raise ValueError("trainer.resume_from is not supported by optembed; rerun one stage with embedding.stage and embedding.artifacts")
     return setup.default
@@ -86,7 +93,9 @@ def optembed_spec(cfg: TrainJobConfig) -> OptEmbedSpec:
 def stage_config(cfg: TrainJobConfig, network: OptEmbedNetwork, artifacts: Path, epochs: int | None = None) -> TrainJobConfig:
     """``cfg`` with the embedding compiled to ``network`` from ``artifacts``, and ``epochs``."""
     node = OmegaConf.to_container(OmegaConf.create(cfg.embedding), resolve=True, enum_to_str=True)
-    embedding = {**node, "network": network.value, "artifacts": str(artifacts.resolve())}
+    embedding = {**node, "network": network.value}
+    if network is not OptEmbedNetwork.supernet:  # the supernet reads no artifacts
+        embedding["artifacts"] = str(artifacts.resolve())
     trainer = dataclasses.replace(cfg.trainer, epochs=epochs or cfg.trainer.epochs)
     return dataclasses.replace(cfg, embedding=embedding, trainer=trainer)
 

@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from recsys.cli.common import CONF_DIR
 from recsys.cli.train import to_job_config
+from recsys.embeddings.embedding_config import config_schema
+from recsys.models.config import DLRMConfig
+from recsys.train.config import TrainerConfig
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -23,8 +27,6 @@ def group_options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("group", ["data", "model", "embedding", "trainer", "experiment"])
 def test_every_option_of_every_group_composes_into_a_typed_job(group):
-    import recsys.cli.train  # noqa: F401  (registers the schema)
-
     options = group_options(group)
     assert options, f"conf/{group} is empty"
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
@@ -32,6 +34,37 @@ def test_every_option_of_every_group_composes_into_a_typed_job(group):
             cfg = compose("train", overrides=[f"+{group}={option}" if group == "experiment" else f"{group}={option}", "data.path=x"])
             job = to_job_config(cfg)
             assert job.model.bottom_mlp[-1] == job.model.embedding_dim, option
+            # the embedding node is typed by its method's schema at composition
+            assert OmegaConf.get_type(cfg.embedding) is config_schema(cfg.embedding.method), option
+
+
+def test_group_yaml_holds_only_what_differs_from_the_schema_defaults():
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        kaggle = compose("train", overrides=["model=kaggle", "data.path=x"])
+        tiny = compose("train", overrides=["model=tiny", "data.path=x"])
+    assert to_job_config(kaggle).model == DLRMConfig() and to_job_config(kaggle).trainer == TrainerConfig()
+    assert to_job_config(tiny).model == DLRMConfig(embedding_dim=8, bottom_mlp=[32, 8], top_mlp=[32, 1])
+    for path in (Path(CONF_DIR) / "embedding").glob("*.yaml"):
+        body = {k: v for k, v in OmegaConf.load(path).items() if k != "defaults"}
+        assert body == {}, f"{path.name} repeats schema defaults: {body}"
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("embedding.colisions=4", "colisions"), ("embedding.collisions=many", "embedding.collisions"), ("model.embeding_dim=8", "embeding_dim")],
+)
+def test_a_misspelt_or_mistyped_key_fails_at_composition_naming_it(override, key):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        with pytest.raises(ConfigCompositionException) as info:
+            compose("train", overrides=["embedding=qr", override, "data.path=x"])
+    assert key in f"{info.value} {info.value.__cause__}"
+
+
+def test_an_appended_unknown_embedding_key_fails_before_training_naming_it():
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["embedding=qr", "+embedding.colisions=4", "data.path=x"])
+    with pytest.raises(ValueError, match="colisions"):
+        to_job_config(cfg)
 
 
 @pytest.mark.parametrize("app", ["preprocess", "synth", "eval"])
@@ -55,6 +88,7 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 METHODS = ["full", "hash", "qr", "md", "unified"]
 
 
+@pytest.mark.slow
 def test_sweep_over_embedding_methods_then_eval(tiny_dataset, tmp_path):
     run(
         [
@@ -82,12 +116,14 @@ def test_sweep_over_embedding_methods_then_eval(tiny_dataset, tmp_path):
             assert report["memory"]["total_bytes"] < full_bytes, method
         log = (r / "train.log").read_text()
         assert "allocator: " in log and f"C1: {method}" in log
+        assert "[TBE=" not in log, "FBGEMM's INFO chatter reached the log"  # library loggers at WARNING
     out = run([str(BIN / "recsys-eval"), f"checkpoint={runs[0]}", "split=valid"], tmp_path)
     assert "report: " in out.stdout
     report = Path(out.stdout.split("report: ")[1].strip())
     assert "Evaluation on `valid`" in (tmp_path / report).read_text()
 
 
+@pytest.mark.slow
 def test_method_options_are_overridable_and_typos_are_named(tiny_dataset, tmp_path):
     common = [str(BIN / "recsys-train"), f"data.path={tiny_dataset}", "model=tiny", "trainer.progress=false", "trainer.epochs=1"]
     run([*common, "embedding=md", "embedding.alpha=0.2", "+embedding.overrides.C1.method=full"], tmp_path)
@@ -97,6 +133,7 @@ def test_method_options_are_overridable_and_typos_are_named(tiny_dataset, tmp_pa
     assert bad.returncode != 0 and "colisions" in bad.stderr
 
 
+@pytest.mark.slow
 def test_train_reports_a_missing_dataset_clearly(tmp_path):
     proc = subprocess.run(
         [str(BIN / "recsys-train"), f"data.path={tmp_path / 'nowhere'}", "model=tiny"],

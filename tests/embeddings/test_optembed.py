@@ -7,7 +7,8 @@ import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from recsys.embeddings.build import make_embedding
-from recsys.embeddings.compiler import parse_embedding_config, plan_bytes
+from recsys.embeddings.compiler import plan_bytes
+from recsys.embeddings.embedding_config import parse_embedding_config
 from recsys.embeddings.evolutionary_search import evolutionary_search
 from recsys.embeddings.optembed_artifacts import save_dims, save_masks
 from recsys.embeddings.optembed_compaction import compact_remap, compact_weights, copy_compacted

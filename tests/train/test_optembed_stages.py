@@ -12,12 +12,14 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from recsys.cli.common import CONF_DIR
-from recsys.cli.train import to_job_config
+from recsys.cli.train import to_job_config, trainer_for
 from recsys.data.layout import DatasetMeta
 from recsys.embeddings.build import dataset_features
-from recsys.embeddings.compiler import parse_embedding_config, plan_bytes
+from recsys.embeddings.compiler import plan_bytes
+from recsys.embeddings.embedding_config import parse_embedding_config
 from recsys.embeddings.specs import TableOptimizer
 from recsys.evaluation.offline import EvalJobConfig, evaluate_checkpoint
+from recsys.train.loop import train
 from recsys.train.optembed import optembed_spec, run_stages
 
 BIN = Path(sys.executable).parent
@@ -68,6 +70,7 @@ def read(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+@pytest.mark.slow
 def test_all_stages_report_the_compacted_model(all_stages, tiny_dataset):
     art = all_stages / "optembed"
     for name in ("masks.pt", "masks.json", "dims.json", "search.json", "supernet/eval.json", "retrain/eval.json"):
@@ -92,6 +95,7 @@ def test_all_stages_report_the_compacted_model(all_stages, tiny_dataset):
     assert scored["metrics"]["auc"] == pytest.approx(report["metrics"]["auc"], abs=1e-9)
 
 
+@pytest.mark.slow
 def test_one_stage_at_a_time_from_artifacts_reproduces_the_full_run(all_stages, tiny_dataset, tmp_path):
     first = all_stages / "optembed"
     searched = run_stages(job(tiny_dataset, "embedding.stage=search", f"embedding.artifacts={first}"), tmp_path / "search")
@@ -116,7 +120,21 @@ def test_supernet_stage_alone_writes_masks_and_stops(tiny_dataset, tmp_path):
 
 
 def test_budgets_and_other_methods_are_refused(tiny_dataset):
-    with pytest.raises(ValueError, match="embedding.budget is not supported by optembed"):
-        optembed_spec(job(tiny_dataset, "embedding.budget=0.5"))
-    with pytest.raises(ValueError, match="overrides name"):
+    with pytest.raises(ValueError, match="embedding.budget needs a method with a size knob"):
+        job(tiny_dataset, "embedding.budget=0.5")
+    with pytest.raises(ValueError, match=r"embedding.overrides.C3.method=full: embedding=optembed runs its stages on every feature"):
         optembed_spec(job(tiny_dataset, "+embedding.overrides.C3.method=full"))
+
+
+def test_an_optembed_override_under_another_method_runs_the_stages_and_is_refused(tiny_dataset, tmp_path):
+    # it used to train a bare supernet: the CLI dispatched on the default method only
+    def full_job(*overrides: str):
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            return to_job_config(compose("train", overrides=[f"data.path={tiny_dataset}", "model=tiny", "embedding=full", *overrides]))
+
+    mixed = full_job("+embedding.overrides.C3.method=optembed")
+    trainer = trainer_for(mixed)
+    assert trainer is run_stages
+    with pytest.raises(ValueError, match=r"embedding.overrides.C3.method=optembed: .* under embedding.method=full"):
+        trainer(mixed, tmp_path)
+    assert trainer_for(full_job()) is train
