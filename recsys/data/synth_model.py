@@ -20,7 +20,7 @@ least 10 times in 45.84M rows equals the BARS Criteo_x4 min-count-10 vocabulary 
 heavy-tailed (s ~ 1.12). Features whose every id passes the threshold (<= 30 ids) only bound
 ``s`` from above; they get ``s = 1.5``. The 1TB profile has no min-count figures; it uses the
 fit of the Kaggle calibration ``s(n) = 1 + 5.3 n^-0.26`` (capped at 2.5; 1.5 for <= 30 ids).
-Missing rates are the ones measured on 20,000 Kaggle rows (criteo_facts.md), used for both
+Missing rates are the ones measured on 20,000 Kaggle rows (docs/criteo.md), used for both
 profiles (1TB columns do not line up with Kaggle's, so for 1TB these rates are a stand-in).
 
 Dense features I1..I13 are counts ``floor(exp(mu_j + sigma_j z))`` (z standard normal), missing
@@ -95,7 +95,7 @@ class Profile(str, Enum):
     TERABYTE = "terabyte"
 
 
-# criteo_facts.md: Kaggle cardinalities without threshold, 1TB uncapped.
+# docs/criteo.md: Kaggle cardinalities without threshold, 1TB uncapped.
 KAGGLE_CARDINALITIES = (
     1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194,
     27, 14992, 5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572,
@@ -111,7 +111,7 @@ KAGGLE_EXPONENTS = (
 )  # fmt: skip
 POSITIVE_RATES = {Profile.KAGGLE: 0.2562, Profile.TERABYTE: 0.03}
 
-# Missing shares measured on 20,000 Kaggle rows (criteo_facts.md); unlisted columns ~0.
+# Missing shares measured on 20,000 Kaggle rows (docs/criteo.md); unlisted columns ~0.
 SPARSE_MISSING = dict.fromkeys(SPARSE_FEATURES, 0.0) | {
     "C6": 0.14, "C3": 0.035, "C4": 0.035, "C12": 0.035, "C16": 0.035, "C21": 0.035, "C24": 0.035,
     "C19": 0.42, "C20": 0.42, "C25": 0.42, "C26": 0.42, "C22": 0.81,
