@@ -13,6 +13,10 @@ trained in the same run, and the generator's Bayes-optimal AUC is the ceiling.
 Goals checked and printed: mixed-dimension at 1/16 within 0.002 AUC of full tables;
 compositional (QR) at least as good as the hashing trick at every budget; every compressed
 model within 15% of the full model's training samples/s.
+
+Every point is also scored with per-row predictions kept (``<cache dir>/<json stem>_runs/<method>@<budget>/eval``,
+checkpoints removed), and ``recsys-report`` writes ``<json stem>.html`` beside the JSON over all of
+them: the memory-vs-AUC Pareto front, and DeLong tests of each point against the full tables.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ import argparse
 import dataclasses
 import gc
 import logging
+import shutil
+import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -76,8 +81,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def runs_dir(args: argparse.Namespace) -> Path:
+    """Where the points' evaluated runs stay for the report (in the cache: predictions are large)."""
+    return args.cache_dir / f"{args.json.stem}_runs"
+
+
 def run_point(dataset: Path, method: str, budget: float, args: argparse.Namespace) -> Point:
     from recsys.embeddings.embedding_config import BUDGET_KNOBS
+    from recsys.evaluation.config import EvalJobConfig
+    from recsys.evaluation.offline import evaluate_checkpoint
     from recsys.evaluation.report import load_bayes
     from recsys.train.loop import train
 
@@ -87,8 +99,16 @@ def run_point(dataset: Path, method: str, budget: float, args: argparse.Namespac
     if method != "full":
         overrides.append(f"embedding.budget={budget!r}")
     job, _ = compose_train_job(overrides)
-    with tempfile.TemporaryDirectory(prefix="bench_pareto_") as run_dir:
-        result = train(job, run_dir)
+    run_dir = runs_dir(args) / f"{method}@{budget:g}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    result = train(job, run_dir)
+    # the report's per-row predictions; then drop the checkpoints (GBs at full Kaggle cardinalities)
+    evaluate_checkpoint(
+        EvalJobConfig(checkpoint=str(run_dir), split=job.eval.split, batch_size=job.data.eval_batch_size,
+                      max_batches=job.eval.max_batches, html_report=False),
+        run_dir / "eval",
+    )
+    shutil.rmtree(run_dir / "checkpoints")
     bayes = load_bayes(dataset, job.eval.split)
     knob = BUDGET_KNOBS.get(method)
     knob_text = f"{knob}={result.embedding[knob]:.4g}" if knob else ""
@@ -185,6 +205,9 @@ def main(argv=None) -> ParetoResult:
     out = ParetoResult(args.rows, meta.rows["train"], meta.rows["test"], describe_allocator(), points, goals, str(plot_path))
     save_result(args.json, out)
     print(f"wrote {args.json} and {plot_path}")
+    report = args.json.with_suffix(".html")
+    subprocess.run([sys.executable, "-m", "recsys.cli.report", f"runs={runs_dir(args)}", f"output={report}",
+                    "baseline=full@1"], check=True)
     return out
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent environment setup: .venv with the tested torch / fbgemm-gpu / torchrec trio,
-# the project (editable) and its test tools; Debian's tcmalloc where apt is usable.
+# the project (editable) and its test tools; Debian's tcmalloc and chromium (the report's
+# browser test) where apt is usable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -16,13 +17,21 @@ if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ "$STAMP" -nt scripts/
   exit 0
 fi
 
+APT_PACKAGES=()
 if [ ! -e /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 ] && [ ! -e /usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4 ]; then
+  APT_PACKAGES+=(libtcmalloc-minimal4)
+fi
+command -v chromium >/dev/null 2>&1 || APT_PACKAGES+=(chromium)
+if [ ${#APT_PACKAGES[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    echo "setup: installing libtcmalloc-minimal4 (apt)"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libtcmalloc-minimal4) >/dev/null \
-      || echo "setup: apt could not install libtcmalloc-minimal4; training will use glibc malloc (slower)"
+    echo "setup: installing ${APT_PACKAGES[*]} (apt)"
+    apt-get update -qq >/dev/null || echo "setup: apt-get update failed"
+    for pkg in "${APT_PACKAGES[@]}"; do
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null \
+        || echo "setup: apt could not install $pkg (tcmalloc: training uses glibc malloc, slower; chromium: the report's browser test is skipped)"
+    done
   else
-    echo "setup: apt not usable; training will use glibc malloc unless tcmalloc is installed"
+    echo "setup: apt not usable; missing ${APT_PACKAGES[*]} (tcmalloc: training uses glibc malloc; chromium: the browser test is skipped)"
   fi
 fi
 
@@ -39,7 +48,7 @@ $PIP install "torch==$TORCH_VERSION" "$FBGEMM_PKG"
 # then the rest of what it needs by hand.
 $PIP install --no-deps "torchrec==$TORCHREC_VERSION"
 $PIP install "torchmetrics==1.0.3" tensordict pyre-extensions tqdm
-$PIP install -e ".[test,plot]"
+$PIP install -e ".[test]"
 # recsys's own C++ ops (kernels/), built against the torch just installed; without a C++
 # toolchain the package installs without them and recsys runs its pure-torch path.
 $PIP install --no-build-isolation -e kernels/

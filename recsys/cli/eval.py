@@ -21,6 +21,8 @@ def _app(cfg: DictConfig) -> float:
     quiet_libraries()
     result = evaluate_checkpoint(OmegaConf.to_object(cfg), run_dir())
     print(f"report: {result['markdown']}")
+    if "html" in result:
+        print(f"html report: {result['html']}")
     return result["metrics"]["auc"]
 
 

@@ -8,9 +8,12 @@ from pathlib import Path
 from recsys.allocator import describe_allocator
 from recsys.data.layout import DatasetMeta
 from recsys.data.loader import ParquetBatches
-from recsys.evaluation.evaluate import evaluate
-from recsys.evaluation.report import load_bayes, write_report
+from recsys.core.metrics import CTRMetrics
+from recsys.evaluation.breakdown import feature_memory
 from recsys.evaluation.config import EvalJobConfig
+from recsys.evaluation.evaluate import predict
+from recsys.evaluation.report import load_bayes, write_report
+from recsys.evaluation.runs import write_predictions
 from recsys.models.build import build_model, recipe_from_dict
 from recsys.core.checkpoint import load_checkpoint, resolve_checkpoint
 
@@ -18,7 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_checkpoint(cfg: EvalJobConfig, out_dir: str | Path) -> dict:
-    """Score ``cfg.checkpoint`` on ``cfg.split``; write ``eval.json``/``eval.md`` into ``out_dir``."""
+    """Score ``cfg.checkpoint`` on ``cfg.split``; write ``eval.json``/``eval.md`` (and, as configured,
+    ``predictions.parquet`` and ``report.html``) into ``out_dir``."""
     log.info(describe_allocator())
     path = resolve_checkpoint(cfg.checkpoint)
     payload = load_checkpoint(path)
@@ -36,16 +40,32 @@ def evaluate_checkpoint(cfg: EvalJobConfig, out_dir: str | Path) -> dict:
     model = build_model(recipe, meta)
     model.load_state_dict(payload["model"])
     batches = ParquetBatches(data_path, cfg.split, cfg.batch_size, limit_batches=cfg.max_batches)
-    metrics = evaluate(model, batches)
-    memory = model.embedding.memory().summary()
+    probs, labels = predict(model, batches)  # split file order: batches are not shuffled
+    metrics = CTRMetrics.compute(probs, labels)
+    embedding = model.embedding
+    extra = {
+        "checkpoint": str(path.resolve()),
+        "step": payload["state"]["step"],
+        "feature_memory": feature_memory(embedding.plan, embedding.lookup.optimizer_config.kind),
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.save_predictions:
+        extra["predictions"] = write_predictions(out_dir, probs, labels)
     json_path, md_path = write_report(
-        Path(out_dir),
+        out_dir,
         metrics,
         split=cfg.split,
-        dataset=data_path,
+        dataset=str(Path(data_path).resolve()),
         bayes=load_bayes(data_path, cfg.split),
-        memory=memory,
-        extra={"checkpoint": str(path), "step": payload["state"]["step"]},
+        memory=embedding.memory().summary(),
+        extra=extra,
     )
     log.info("%s: AUC %.5f logloss %.5f NE %.4f", cfg.split, metrics.auc, metrics.logloss, metrics.normalized_entropy)
-    return {"metrics": metrics.to_dict(), "json": str(json_path), "markdown": str(md_path)}
+    result = {"metrics": metrics.to_dict(), "json": str(json_path), "markdown": str(md_path)}
+    if cfg.html_report:
+        from recsys.evaluation.report_html import build_report
+
+        result["html"] = str(out_dir / "report.html")
+        build_report([str(out_dir)], result["html"])
+    return result
