@@ -20,9 +20,9 @@ def _app(cfg: DictConfig) -> float:
 
     quiet_libraries()
     result = evaluate_checkpoint(OmegaConf.to_object(cfg), run_dir())
-    print(f"report: {result['markdown']}")
     if "html" in result:
-        print(f"html report: {result['html']}")
+        print(f"HTML report at {result['html']}")
+    print(f"report: {result['markdown']}")
     return result["metrics"]["auc"]
 
 

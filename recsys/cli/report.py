@@ -23,7 +23,7 @@ def report(cfg: ReportJobConfig) -> dict:
     from recsys.evaluation.report_html import build_report
 
     runs = [cfg.runs] if isinstance(cfg.runs, str) else [str(r) for r in cfg.runs]
-    return build_report(runs, cfg.output, cfg.baseline, cfg.title, cfg.bins)
+    return build_report(runs, cfg.output, cfg.baseline, cfg.title, cfg.bins, cfg.workers)
 
 
 @hydra.main(config_path=CONF_DIR, config_name="report", version_base=HYDRA_VERSION_BASE)

@@ -38,6 +38,9 @@ class SplitCache:
     def __init__(self) -> None:
         self._cache: dict[tuple, SplitRows | str] = {}
 
+    def clear(self) -> None:
+        self._cache.clear()
+
     def get(self, dataset: str, split: str, rows: int) -> SplitRows | str:
         """The split's rows, or a message saying why they cannot be read."""
         key = (str(Path(dataset).resolve()), split, rows)
@@ -209,11 +212,11 @@ def compare_runs(runs: list[dict], loaded: dict[str, Run], baseline: dict, reaso
 def _paired(run: Run, summary: dict, base: Run, base_summary: dict) -> dict:
     if run is base:
         return {"status": "baseline"}
-    if not (run.has_predictions and base.has_predictions):
-        who = run.name if not run.has_predictions else base.name
+    if run.labels is None or base.labels is None:
+        who = run.name if run.labels is None else base.name
         return {"status": "skipped", "reason": f"{who} has no saved predictions"}
     same = [("dataset", _resolved(summary["dataset"]), _resolved(base_summary["dataset"])),
-            ("split", summary["split"], base_summary["split"]), ("rows", run.scores.size, base.scores.size)]
+            ("split", summary["split"], base_summary["split"]), ("rows", run.labels.size, base.labels.size)]
     for what, mine, theirs in same:
         if mine != theirs:
             return {"status": "skipped", "reason": f"different {what}: {mine} vs the baseline's {theirs}"}

@@ -42,6 +42,7 @@ class ReportJobConfig:
             default: the run with the most embedding bytes.
         title: the report's title (default: says which runs).
         bins: equal-mass bins of the reliability diagram.
+        workers: processes analysing runs side by side (default: one per CPU for large runs).
     """
 
     runs: Any = "???"
@@ -49,3 +50,4 @@ class ReportJobConfig:
     baseline: Optional[str] = None
     title: Optional[str] = None
     bins: int = 20
+    workers: Optional[int] = None

@@ -13,20 +13,30 @@ from __future__ import annotations
 import html
 import logging
 import math
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+import pyarrow.parquet as pq
 
 from recsys.core.io import write_json
 from recsys.core.units import format_bytes
 from recsys.evaluation import plots
 from recsys.evaluation.analysis import SplitCache, analyze_run, build_summary, choose_baseline, compare_runs
 from recsys.evaluation.breakdown import BUCKETS, HEAD_SHARE, TORSO_SHARE
-from recsys.evaluation.runs import find_eval_dirs, load_run, run_names
+from recsys.evaluation.runs import PREDICTIONS, Run, find_eval_dirs, load_run, run_names
 
 log = logging.getLogger(__name__)
 
 
 def build_report(
-    runs: list[str], output: str | Path, baseline: str | None = None, title: str | None = None, bins: int = 20
+    runs: list[str],
+    output: str | Path,
+    baseline: str | None = None,
+    title: str | None = None,
+    bins: int = 20,
+    workers: int | None = None,
 ) -> dict:
     """Write ``output`` (HTML) and the same numbers as JSON beside it; return those numbers.
 
@@ -34,27 +44,36 @@ def build_report(
         runs: run directories, sweep directories or globs.
         baseline: name of the run the others are tested against (default: the most embedding bytes).
         bins: reliability-diagram bins.
+        workers: processes that analyse and draw runs side by side; None: one per CPU when the
+            runs hold a million scored rows or more together (below that, starting processes
+            costs more than it saves).
 
     Raises:
         ValueError: no run could be read (the message lists what was wrong with each).
     """
     output = Path(output)
     eval_dirs, problems = find_eval_dirs(list(runs))
-    loaded = {}
-    for eval_dir, name in zip(eval_dirs, run_names(eval_dirs)):
-        run, found = load_run(eval_dir, name)
+    names = run_names(eval_dirs)
+    jobs = [(d, n, bins) for d, n in zip(eval_dirs, names)]
+    if workers is None:
+        workers = (os.cpu_count() or 1) if sum(_scored_rows(d) for d in eval_dirs) >= 1_000_000 else 1
+    workers = max(1, min(workers, len(jobs)))
+    _SPLITS.clear()
+    if workers > 1:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            done = list(pool.map(_analyze_and_draw, jobs))
+    else:
+        done = [_analyze_and_draw(job) for job in jobs]
+    loaded, summaries, sections = {}, [], []
+    for summary, found, run, section in done:
         problems += found
         if run is not None:
-            loaded[name] = run
+            loaded[run.name] = run
+            summaries.append(summary)
+            sections.append(section)
     if not loaded:
         detail = "; ".join(f"{p.run}: {p.message}" for p in problems) or "no runs given"
         raise ValueError(f"nothing to report from runs={list(runs)}: {detail}")
-    splits = SplitCache()
-    summaries = []
-    for run in loaded.values():
-        summary, found = analyze_run(run, splits, bins)
-        summaries.append(summary)
-        problems += found
     comparison = None
     if len(summaries) > 1:
         base, reason = choose_baseline(summaries, baseline)
@@ -65,9 +84,30 @@ def build_report(
         log.warning("report: %s: %s", p.run, p.message)
     output.parent.mkdir(parents=True, exist_ok=True)
     write_json(output.with_suffix(".json"), _finite(report))
-    output.write_text(render(report))
+    output.write_text(render(report, sections))
     log.info("report over %d run(s): %s (numbers in %s)", len(summaries), output, output.with_suffix(".json"))
     return report
+
+
+_SPLITS = SplitCache()  # per process: a worker reads each scored split once, whatever runs it gets
+
+
+def _analyze_and_draw(job: tuple[Path, str, int]) -> tuple[dict | None, list, Run | None, str]:
+    """Load, analyse and draw one run (in a worker process or in this one). Returns its summary,
+    problems, the run stripped to what the comparison needs (labels, DeLong components) and its
+    HTML section."""
+    eval_dir, name, bins = job
+    run, problems = load_run(eval_dir, name)
+    if run is None:
+        return None, problems, None, ""
+    summary, found = analyze_run(run, _SPLITS, bins)
+    run.scores = None  # the comparison needs the labels and DeLong components only
+    return summary, problems + found, run, _run_section(summary)
+
+
+def _scored_rows(eval_dir: Path) -> int:
+    path = eval_dir / PREDICTIONS
+    return pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
 
 
 def _finite(obj):
@@ -81,8 +121,8 @@ def _finite(obj):
     return obj
 
 
-def render(report: dict) -> str:
-    """The HTML page of a report dict (as :func:`build_report` returns it)."""
+def render(report: dict, sections: list[str]) -> str:
+    """The HTML page of a report dict (as :func:`build_report` returns it) and its runs' sections."""
     body = [f"<header><h1>{_e(report['title'])}</h1><p class='meta'>generated {report['generated_utc']} UTC · "
             f"{len(report['runs'])} run(s)</p></header>"]
     if report["problems"]:
@@ -90,7 +130,7 @@ def render(report: dict) -> str:
         body.append(f"<section class='problems'><h2>What could not be reported</h2><ul>{items}</ul></section>")
     if report["comparison"]:
         body.append(_comparison(report["comparison"]))
-    body += [_run_section(r) for r in report["runs"]]
+    body += sections
     return _PAGE.format(title=_e(report["title"]), style=_STYLE, body="\n".join(body))
 
 
