@@ -8,7 +8,7 @@
 // is MurmurHash3's fmix32 on the id's two 32-bit halves, as recsys/embeddings/hash_functions.py).
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
+#include <ATen/Dispatch.h>
 #include <torch/library.h>
 
 #include <cstdint>
@@ -70,24 +70,31 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> transform_ids_cpu(
               "transform_ids: slot_params must be (S, 5), got ", slot_params_in.sizes());
   TORCH_CHECK(batch > 0 && lengths_in.numel() % batch == 0, "transform_ids: lengths (", lengths_in.numel(),
               ") is not a multiple of the batch size ", batch);
-  const at::Tensor values = values_in.to(at::kLong).contiguous();
-  const at::Tensor lengths = lengths_in.to(at::kLong).contiguous();
-  const at::Tensor params_t = slot_params_in.to(at::kLong).contiguous();
-  const at::Tensor aux_t = aux_in.to(at::kLong).contiguous();
+  // No dtype conversions: at::Tensor::to() splits a 50K-element copy over the intra-op thread
+  // pool, which cost 20x the whole op on a busy 2-core machine. Lengths are read as they come.
+  TORCH_CHECK(values_in.scalar_type() == at::kLong, "transform_ids: values must be int64, got ", values_in.scalar_type());
+  TORCH_CHECK(slot_params_in.scalar_type() == at::kLong && aux_in.scalar_type() == at::kLong,
+              "transform_ids: slot_params and aux must be int64");
+  const at::Tensor values = values_in.contiguous();
+  const at::Tensor lengths = lengths_in.contiguous();
+  const at::Tensor params_t = slot_params_in.contiguous();
+  const at::Tensor aux_t = aux_in.contiguous();
   const int64_t num_features = lengths.numel() / batch;
   const int64_t num_slots = params_t.size(0);
   const int64_t* ids = values.data_ptr<int64_t>();
-  const int64_t* len = lengths.data_ptr<int64_t>();
   const int64_t* params = params_t.data_ptr<int64_t>();
   const int64_t* aux = aux_t.data_ptr<int64_t>();
   const int64_t aux_size = aux_t.numel();
 
   // where each bag starts in `values`: (F*B + 1,)
   std::vector<int64_t> bag_start(num_features * batch + 1, 0);
-  for (int64_t i = 0; i < num_features * batch; ++i) {
-    TORCH_CHECK(len[i] >= 0, "transform_ids: negative length ", len[i], " at feature ", i / batch, ", bag ", i % batch);
-    bag_start[i + 1] = bag_start[i] + len[i];
-  }
+  AT_DISPATCH_INDEX_TYPES(lengths.scalar_type(), "transform_ids_lengths", [&] {
+    const index_t* len = lengths.data_ptr<index_t>();
+    for (int64_t i = 0; i < num_features * batch; ++i) {
+      TORCH_CHECK(len[i] >= 0, "transform_ids: negative length ", len[i], " at feature ", i / batch, ", bag ", i % batch);
+      bag_start[i + 1] = bag_start[i] + len[i];
+    }
+  });
   TORCH_CHECK(bag_start.back() == values.numel(), "transform_ids: lengths sum to ", bag_start.back(), " but there are ",
               values.numel(), " values");
   for (int64_t i = 0; i < values.numel(); ++i) {
@@ -137,26 +144,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> transform_ids_cpu(
   std::copy(slot_bags.begin(), slot_bags.end(), out_bags_per_slot.data_ptr<int64_t>());
   offsets[bag_base.back()] = id_base.back();
 
-  // pass 2: every slot writes its own ranges
-  at::parallel_for(0, num_slots, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t s = begin; s < end; ++s) {
-      const int64_t* p = params + 5 * s;
-      const int64_t f = p[1];
-      int64_t at_id = id_base[s];
-      int64_t* off = offsets + bag_base[s];
-      for (int64_t b = 0; b < batch; ++b) {
-        if (!p[2]) off[b] = at_id;
-        for (int64_t i = bag_start[f * batch + b]; i < bag_start[f * batch + b + 1]; ++i) {
-          int64_t row;
-          if (!apply(p, aux, ids[i], &row)) continue;
-          if (p[2]) off[at_id - id_base[s]] = at_id;
-          rows[at_id] = row;
-          id_bags[at_id] = b;
-          ++at_id;
-        }
+  // pass 2: fill, slot by slot. One thread: the pass is memory-bound and about
+  // 1 ms for a Kaggle batch, and an intra-op thread pool cost 15-25x that on a busy machine.
+  for (int64_t s = 0; s < num_slots; ++s) {
+    const int64_t* p = params + 5 * s;
+    const int64_t f = p[1];
+    int64_t at_id = id_base[s];
+    int64_t* off = offsets + bag_base[s];
+    for (int64_t b = 0; b < batch; ++b) {
+      if (!p[2]) off[b] = at_id;
+      for (int64_t i = bag_start[f * batch + b]; i < bag_start[f * batch + b + 1]; ++i) {
+        int64_t row;
+        if (!apply(p, aux, ids[i], &row)) continue;
+        if (p[2]) off[at_id - id_base[s]] = at_id;
+        rows[at_id] = row;
+        id_bags[at_id] = b;
+        ++at_id;
       }
     }
-  });
+  }
   return {out_values, out_offsets, out_bags_per_slot, out_id_bags};
 }
 
