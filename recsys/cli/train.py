@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import hydra
@@ -42,7 +43,13 @@ def trainer_for(job: TrainJobConfig) -> Callable:
 def _app(cfg: DictConfig) -> float:
     quiet_libraries()
     job = to_job_config(cfg)
-    result = trainer_for(job)(job, run_dir())
+    train = trainer_for(job)
+    if job.distributed.nproc > 1 and "RANK" not in os.environ:  # not under torchrun: start the ranks here
+        from recsys.train.distributed import launch
+
+        result = launch(train, job, run_dir())
+    else:
+        result = train(job, run_dir())
     print(f"report: {result.report}")
     return result.eval["auc"]
 

@@ -41,6 +41,10 @@ class Batch:
     def size(self) -> int:
         return self.labels.shape[0]
 
+    def pinned(self) -> "Batch":
+        """In page-locked memory, so copies to a GPU can be ``non_blocking``."""
+        return Batch(self.dense.pin_memory(), self.sparse.pin_memory(), self.labels.pin_memory())
+
 
 @dataclasses.dataclass
 class _Block:
@@ -78,6 +82,9 @@ class ParquetBatches:
         drop_last: drop the last batch when it is smaller than ``batch_size``.
         shuffle_buffer_groups: row groups whose rows are shuffled together.
         limit_batches: stop after this many batches per epoch (``None`` = all).
+        part: (rank, ranks): each batch is this rank's contiguous slice of the global batch
+            (rows [rank·B/ranks, (rank+1)·B/ranks)), for data-parallel ranks.
+        pin_memory: batches in page-locked memory (for ``non_blocking`` copies to a GPU).
 
     To resume mid-epoch, iterate :meth:`iter_from` with the number of batches already seen.
     """
@@ -94,6 +101,8 @@ class ParquetBatches:
         drop_last: bool = False,
         shuffle_buffer_groups: int = 4,
         limit_batches: int | None = None,
+        part: tuple[int, int] = (0, 1),
+        pin_memory: bool = False,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -109,6 +118,8 @@ class ParquetBatches:
         self.drop_last = drop_last
         self.shuffle_buffer_groups = max(1, shuffle_buffer_groups)
         self.limit_batches = limit_batches
+        self.part = part
+        self.pin_memory = pin_memory
         self.epoch = 0
         self._groups = [
             (path, group)
@@ -177,6 +188,9 @@ class ParquetBatches:
             yield self._to_batch(_Block.concat(pending))
 
     def _to_batch(self, block: _Block) -> Batch:
+        rank, ranks = self.part
+        if ranks > 1:
+            block = block.take(slice(rank * len(block) // ranks, (rank + 1) * len(block) // ranks))
         n = len(block)
         n_features = block.sparse.shape[0]
         sparse = KeyedJaggedTensor(
@@ -185,11 +199,12 @@ class ParquetBatches:
             lengths=torch.ones(n_features * n, dtype=torch.int32),
             stride=n,
         )
-        return Batch(
+        batch = Batch(
             dense=torch.from_numpy(np.ascontiguousarray(block.dense)),
             sparse=sparse,
             labels=torch.from_numpy(np.ascontiguousarray(block.labels)),
         )
+        return batch.pinned() if self.pin_memory else batch
 
 
 _DONE = object()

@@ -37,11 +37,12 @@ def build_embedding(
     optimizer: TableOptimizerConfig,
     device: torch.device | str = "cpu",
     seed: int = 0,
+    shardable: bool = False,
 ) -> EmbeddingCollection:
     """The embedding module for ``cfg`` over a prepared dataset's sparse features."""
     setup = parse_embedding_config(cfg)
     features = dataset_features(meta, root, with_counts=bool(setup.methods & _NEEDS_COUNTS))
-    return make_embedding(setup, features, dim, optimizer, device=device, seed=seed)
+    return make_embedding(setup, features, dim, optimizer, device=device, seed=seed, shardable=shardable)
 
 
 def make_embedding(
@@ -51,8 +52,10 @@ def make_embedding(
     optimizer: TableOptimizerConfig,
     device: torch.device | str = "cpu",
     seed: int = 0,
+    shardable: bool = False,
 ) -> EmbeddingCollection:
     """The embedding module for ``cfg`` (a mapping, DictConfig or parsed setup with ``method``
-    and options) over explicitly given features."""
+    and options) over explicitly given features; ``shardable`` for a sharded run (see
+    :class:`~recsys.embeddings.collection.EmbeddingCollection`)."""
     plan = compile_plan(parse_embedding_config(cfg), features, dim, TableOptimizer(optimizer.kind))
-    return EmbeddingCollection(plan, optimizer, device=device, seed=seed)
+    return EmbeddingCollection(plan, optimizer, device=device, seed=seed, shardable=shardable)

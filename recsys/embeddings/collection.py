@@ -9,7 +9,10 @@ compiled :class:`~recsys.embeddings.plan.EmbeddingPlan`:
 The id transforms of all features run as one ``recsys::transform_ids`` call (``kernels/``, see
 :mod:`recsys.embeddings.fused_transforms`), or feature by feature through the plan's modules
 where the C++ kernels are not built. The lookup covers every physical table of the model in a
-single FBGEMM call with the optimizer fused into its backward, whatever the methods. Slots whose combiner needs each id's row
+single FBGEMM call with the optimizer fused into its backward, whatever the methods. For a
+sharded run (``shardable=True``) the lookup is instead a torchrec ``EmbeddingBagCollection`` over
+the same tables (:class:`~recsys.embeddings.sharding.ShardableLookup`), which
+DistributedModelParallel shards. Slots whose combiner needs each id's row
 (compositional ``mult``, OptEmbed masks) get one bag per id; when a batch's bags are not all
 single ids, the call uses FBGEMM's variable-batch layout so those slots can have more bags.
 """
@@ -26,6 +29,7 @@ from recsys.embeddings.fused_transforms import fused_transforms_for
 from recsys.embeddings.memory import MemoryReport
 from recsys.embeddings.plan import EmbeddingPlan
 from recsys.embeddings.combiners import Single
+from recsys.embeddings.sharding import ShardableLookup
 from recsys.embeddings.tables import TableBatchedLookup
 from recsys.embeddings.specs import TableOptimizerConfig
 from recsys.embeddings.transforms import Identity
@@ -52,6 +56,8 @@ class EmbeddingCollection(nn.Module):
         fuse_transforms: run all features' id transforms as one ``recsys::transform_ids`` call
             (:mod:`recsys.embeddings.fused_transforms`); False runs each feature's transform
             module (the reference; also the fallback where the C++ kernels are not built).
+        shardable: look up through a torchrec collection that DistributedModelParallel shards
+            (its tables stay unallocated until then) instead of the direct FBGEMM call.
     """
 
     def __init__(
@@ -61,14 +67,18 @@ class EmbeddingCollection(nn.Module):
         device: torch.device | str = "cpu",
         seed: int = 0,
         fuse_transforms: bool = True,
+        shardable: bool = False,
     ) -> None:
         super().__init__()
         self.plan = plan
         self.features = [f.name for f in plan.features]
         self.dim = plan.dim
-        self.lookup = TableBatchedLookup(
-            plan.tables, optimizer, device=device, seed=seed, slot_tables=[s.table for s in plan.slots]
-        )
+slot_tables = [s.table for s in plan.slots]
+        self.lookup: nn.Module
+        if shardable:
+            self.lookup = ShardableLookup(plan.tables, optimizer, slot_tables, seed=seed)
+        else:
+            self.lookup = TableBatchedLookup(plan.tables, optimizer, device=device, seed=seed, slot_tables=slot_tables)
         self.feature_modules = nn.ModuleList([FeatureModule(f.transform, f.combiner, f.slots) for f in plan.features])
         self.slot_dims = [s.dim for s in plan.slots]
         # the lookup output splits into one column block per feature (split, not slicing: the

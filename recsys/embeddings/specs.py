@@ -15,6 +15,15 @@ from typing import List, Optional
 FBGEMM_DIM_MULTIPLE = 4
 
 
+class ShardingType(str, enum.Enum):
+    """How torchrec's DistributedModelParallel may split a physical table across ranks."""
+
+    table_wise = "table_wise"  # whole tables on one rank each
+    row_wise = "row_wise"  # row ranges on every rank
+    column_wise = "column_wise"  # column blocks on different ranks
+    table_row_wise = "table_row_wise"  # row ranges across the ranks of one host
+
+
 class TableOptimizer(str, enum.Enum):
     """Optimizers FBGEMM fuses into the lookup's backward (on CPU: these two). Members are
     lower case because configs name them (`trainer.table_optimizer.kind=sgd`)."""

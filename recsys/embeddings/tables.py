@@ -9,7 +9,6 @@ kernel, so the fused lookup, sharding and export serve them all alike.
 """
 
 from __future__ import annotations
-from recsys.embeddings.specs import FBGEMM_DIM_MULTIPLE, TableOptimizer, TableOptimizerConfig
 
 import dataclasses
 import math
@@ -23,6 +22,14 @@ from fbgemm_gpu.split_table_batched_embeddings_ops_training import (
     SplitTableBatchedEmbeddingBagsCodegen,
 )
 from torch import nn
+
+from recsys.embeddings.specs import FBGEMM_DIM_MULTIPLE, TableOptimizer, TableOptimizerConfig
+
+# rows of one initialisation block: each block has its own seeded generator, so any row range of a
+# table (a shard on another rank, a slice of a memory-mapped file) gets the same initial values
+# without drawing the rows before it
+INIT_BLOCK_ROWS = 1 << 16
+
 
 @dataclasses.dataclass(frozen=True)
 class PhysicalTable:
@@ -58,11 +65,29 @@ def optimizer_state_bytes(table: PhysicalTable, kind: TableOptimizer) -> int:
     return table.num_embeddings * 4 if kind is TableOptimizer.rowwise_adagrad else 0
 
 
+def init_rows(table: PhysicalTable, index: int, seed: int, start: int, stop: int) -> torch.Tensor:
+    """Initial weights of rows ``start:stop`` of ``table`` (the ``index``-th of its plan): uniform
+    in ±1/sqrt(init_rows or num_embeddings), DLRM's rule. (stop - start, dim) float32."""
+    bound = 1.0 / math.sqrt(table.init_rows or table.num_embeddings)
+    parts = []
+    for block in range(start // INIT_BLOCK_ROWS, (stop - 1) // INIT_BLOCK_ROWS + 1):
+        first = block * INIT_BLOCK_ROWS
+        rows = min(INIT_BLOCK_ROWS, table.num_embeddings - first)
+        gen = torch.Generator().manual_seed(hash((seed, index, block)) & 0x7FFF_FFFF_FFFF_FFFF)
+        values = torch.empty(rows, table.dim).uniform_(-bound, bound, generator=gen)
+        parts.append(values[max(start - first, 0) : stop - first])
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 _FBGEMM_OPTIM = {
     TableOptimizer.rowwise_adagrad: EmbOptimType.EXACT_ROWWISE_ADAGRAD,
     # FBGEMM refuses plain SGD on CPU; EXACT_SGD is the same update without sparse atomics.
     TableOptimizer.sgd: EmbOptimType.EXACT_SGD,
 }
+
+
+def fbgemm_optimizer(kind: TableOptimizer | str) -> EmbOptimType:
+    return _FBGEMM_OPTIM[TableOptimizer(kind)]
 
 
 class TableBatchedLookup(nn.Module):
@@ -72,7 +97,7 @@ class TableBatchedLookup(nn.Module):
         tables: the physical tables, in the order their pooled outputs are concatenated.
         optimizer: the fused table optimizer.
         device: ``cpu`` or a CUDA device.
-        seed: seed of the initial weights (uniform in ±1/sqrt(num_embeddings), as DLRM does).
+        seed: seed of the initial weights (:func:`init_rows`).
         slot_tables: the table each lookup slot reads (FBGEMM's ``feature_table_map``);
             default one slot per table. Several slots may share a table.
 
@@ -104,7 +129,7 @@ class TableBatchedLookup(nn.Module):
         compute = ComputeDevice.CUDA if on_gpu else ComputeDevice.CPU
         self.tbe = SplitTableBatchedEmbeddingBagsCodegen(
             [(t.num_embeddings, t.dim, location, compute) for t in tables],
-            optimizer=_FBGEMM_OPTIM[TableOptimizer(optimizer.kind)],
+            optimizer=fbgemm_optimizer(optimizer.kind),
             learning_rate=optimizer.lr,
             eps=optimizer.eps,
             weight_decay=optimizer.weight_decay,
@@ -116,10 +141,10 @@ class TableBatchedLookup(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self, seed: int) -> None:
-        gen = torch.Generator().manual_seed(seed)
-        for table, weight in zip(self.tables, self.tbe.split_embedding_weights()):
-            bound = 1.0 / math.sqrt(table.init_rows or table.num_embeddings)
-            weight.copy_(torch.empty(weight.shape).uniform_(-bound, bound, generator=gen))
+        for index, (table, weight) in enumerate(zip(self.tables, self.tbe.split_embedding_weights())):
+            for start in range(0, table.num_embeddings, 16 * INIT_BLOCK_ROWS):
+                stop = min(start + 16 * INIT_BLOCK_ROWS, table.num_embeddings)
+                weight[start:stop] = init_rows(table, index, seed, start, stop)
 
     def table_weights(self) -> dict[str, torch.Tensor]:
         """Views of each table's (num_embeddings, dim) weights, by table name."""

@@ -13,9 +13,10 @@ from recsys.models.config import ModelRecipe
 from recsys.models.dlrm import DLRM
 
 
-def build_model(recipe: ModelRecipe, meta: DatasetMeta, device: torch.device | str = "cpu") -> DLRM:
+def build_model(recipe: ModelRecipe, meta: DatasetMeta, device: torch.device | str = "cpu", shardable: bool = False) -> DLRM:
     """DLRM over the embedding ``recipe.embedding`` asks for, sized by ``meta``; the vocabulary
-    counts of ``recipe.data_path`` feed the methods that need them."""
+    counts of ``recipe.data_path`` feed the methods that need them. ``shardable``: tables in a
+    torchrec collection for DistributedModelParallel (see :mod:`recsys.train.distributed`)."""
     embedding = build_embedding(
         recipe.embedding,
         meta,
@@ -24,6 +25,7 @@ def build_model(recipe: ModelRecipe, meta: DatasetMeta, device: torch.device | s
         recipe.table_optimizer,
         device=device,
         seed=recipe.seed,
+        shardable=shardable,
     )
     return DLRM(embedding, num_dense=len(meta.dense_features), config=recipe.model).to(torch.device(device))
 

@@ -7,7 +7,7 @@ import enum
 from typing import Any, Optional
 
 from recsys.data.config import DataConfig
-from recsys.embeddings.specs import TableOptimizerConfig
+from recsys.embeddings.specs import ShardingType, TableOptimizerConfig
 from recsys.models.config import DLRMConfig, ModelRecipe
 
 
@@ -58,6 +58,32 @@ class EvalConfig:
 
 
 @dataclasses.dataclass
+class ShardingConfig:
+    """How a multi-process run shards the physical tables (torchrec's planner chooses within these).
+
+    ``types``: sharding types the planner may use; ``overrides``: a logical feature → the one
+    type for all of its physical tables (``+sharding.overrides.C6=row_wise``); ``rank_memory``:
+    bytes each rank may hold for tables and their optimizer state (``16GB``; default: the
+    machine's RAM, or the GPU's memory, divided among the local ranks).
+    """
+
+    types: list[ShardingType] = dataclasses.field(default_factory=lambda: list(ShardingType))
+    overrides: dict[str, ShardingType] = dataclasses.field(default_factory=dict)
+    rank_memory: Optional[str] = None
+
+
+@dataclasses.dataclass
+class DistributedConfig:
+    """Processes of a run. ``nproc`` > 1 starts that many ranks on this machine (as torchrun does);
+    under ``torchrun`` the world comes from torchrun. ``backend``: gloo (CPU) or nccl (CUDA) by
+    default; ``timeout_s`` bounds every collective, so a rank that dies makes the others fail."""
+
+    nproc: int = 1
+    backend: Optional[str] = None
+    timeout_s: int = 120
+
+
+@dataclasses.dataclass
 class TrainJobConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: DLRMConfig = dataclasses.field(default_factory=DLRMConfig)
@@ -66,6 +92,8 @@ class TrainJobConfig:
     embedding: Any = dataclasses.field(default_factory=lambda: {"method": "full"})
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
+    sharding: ShardingConfig = dataclasses.field(default_factory=ShardingConfig)
     device: str = "cpu"
 
     def recipe(self) -> ModelRecipe:

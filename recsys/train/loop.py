@@ -23,10 +23,20 @@ from recsys.data.layout import DatasetMeta
 from recsys.data.loader import ParquetBatches
 from recsys.evaluation.evaluate import evaluate
 from recsys.evaluation.report import load_bayes, write_report
-from recsys.models.build import build_model, recipe_to_dict
+from recsys.models.build import build_model, recipe_from_dict, recipe_to_dict
 from recsys.models.dlrm import DLRM
 from recsys.core.checkpoint import checkpoint_path, load_checkpoint, make_payload, restore_rng, save_checkpoint
 from recsys.train.config import DenseOptimizer, TrainJobConfig, job_config_dict
+from recsys.train.distributed import (
+    World,
+    agreed_run_dir,
+    evaluate_sharded,
+    gather_single,
+    join_world,
+    leave_world,
+    scatter_single,
+    shard_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +68,11 @@ class TrainResult:
 class MetricsLog:
     """Append-only JSONL of training records, mirrored to TensorBoard when it is installed."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool) -> None:
+    def __init__(self, run_dir: Path, tensorboard: bool, enabled: bool = True) -> None:
         self.path = run_dir / "metrics.jsonl"
-        self._file = self.path.open("a")
+        self._file = self.path.open("a") if enabled else None
         self._tb = None
-        if tensorboard:
+        if tensorboard and enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
@@ -71,6 +81,8 @@ class MetricsLog:
                 self._tb = SummaryWriter(str(run_dir / "tensorboard"))
 
     def write(self, kind: str, step: int, **values: float) -> None:
+        if self._file is None:  # a rank other than 0
+            return
         self._file.write(json.dumps({"kind": kind, "step": step, "time": time.time(), **values}) + "\n")
         self._file.flush()
         if self._tb is not None:
@@ -79,7 +91,8 @@ class MetricsLog:
                     self._tb.add_scalar(f"{kind}/{key}", value, step)
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         if self._tb is not None:
             self._tb.close()
 
@@ -107,7 +120,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _batches(cfg: TrainJobConfig, split: str, train: bool, limit: int | None = None) -> ParquetBatches:
+def resolve_device(name: str, world: World | None) -> torch.device:
+    """The run's device; ``cuda`` without a GPU is an error naming the key."""
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={name}: no CUDA device is available here (use device=cpu)")
+        if device.index is None:
+            device = torch.device("cuda", world.local_rank if world else 0)
+        torch.cuda.set_device(device)
+    return device
+
+
+def _batches(cfg: TrainJobConfig, split: str, train: bool, limit: int | None = None, world: World | None = None) -> ParquetBatches:
     return ParquetBatches(
         cfg.data.path,
         split,
@@ -117,25 +142,39 @@ def _batches(cfg: TrainJobConfig, split: str, train: bool, limit: int | None = N
         prefetch=cfg.data.prefetch,
         shuffle_buffer_groups=cfg.data.shuffle_buffer_groups,
         limit_batches=limit,
+        part=(world.rank, world.size) if world else (0, 1),
+        pin_memory=cfg.device.startswith("cuda"),
     )
 
 
 def train(cfg: TrainJobConfig, run_dir: str | Path) -> TrainResult:
     """Train a DLRM on ``cfg.data.path``, evaluate it on ``cfg.eval.split``, write the report."""
-    run_dir = Path(run_dir)
+    world = join_world(cfg)
+    try:
+        return _train(cfg, Path(run_dir), world)
+    finally:
+        leave_world()
+
+
+def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResult:
+    if world:
+        run_dir = agreed_run_dir(run_dir, world)
+    leader = world is None or world.leader
     run_dir.mkdir(parents=True, exist_ok=True)
     tcfg = cfg.trainer
     if tcfg.threads:
         torch.set_num_threads(tcfg.threads)
     seed_everything(tcfg.seed)
+    device = resolve_device(cfg.device, world)
     log.info(describe_allocator())
-    log.info("torch threads: %d, device: %s", torch.get_num_threads(), cfg.device)
+    log.info("torch threads: %d, device: %s", torch.get_num_threads(), device)
 
     meta = DatasetMeta.load(cfg.data.path)
     validates = meta.rows.get("valid", 0) > 0
     if not validates:
         log.warning("the dataset has no validation rows; training without validation")
-    model = build_model(cfg.recipe(), meta, cfg.device)
+    model = build_model(cfg.recipe(), meta, device, shardable=world is not None)
+    net = shard_model(model, cfg, world, device, run_dir) if world else model  # what a step calls
     dense_opt = make_dense_optimizer(model, tcfg.dense_optimizer, tcfg.dense_lr)
     memory = model.embedding.memory().summary()
     embedding_spec = dataclasses.asdict(model.embedding.plan.default_spec)
@@ -144,11 +183,11 @@ def train(cfg: TrainJobConfig, run_dir: str | Path) -> TrainResult:
     log.info("embedding memory: %s", memory)
     state = LoopState()
     if tcfg.resume_from:
-        state = _restore(tcfg.resume_from, model, dense_opt)
+        state = _restore(tcfg.resume_from, model, dense_opt, (meta, net) if world else None)
         log.info("resumed from %s at step %d (epoch %d, batch %d)", tcfg.resume_from, state.step, state.epoch, state.batch_in_epoch)
 
-    train_batches = _batches(cfg, "train", train=True)
-    metrics_log = MetricsLog(run_dir, tcfg.tensorboard)
+    train_batches = _batches(cfg, "train", train=True, world=world)
+    metrics_log = MetricsLog(run_dir, tcfg.tensorboard, enabled=leader)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     total_steps = len(train_batches) * tcfg.epochs
     if tcfg.max_steps is not None:
@@ -159,15 +198,20 @@ def train(cfg: TrainJobConfig, run_dir: str | Path) -> TrainResult:
     bar = tqdm(
         total=total_steps,
         initial=state.step,
-        disable=not tcfg.progress,
+        disable=not (tcfg.progress and leader),
         unit="step",
         dynamic_ncols=True,
         mininterval=0.5 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s, not a flood
     )
 
     def checkpoint() -> None:
+        if world:  # the sharded tables gathered into the one-process format on rank 0
+            single = build_model(cfg.recipe(), meta, "cpu") if leader else None
+            gather_single(model, net, single)
+            if not leader:
+                return
         payload = make_payload(
-            model=model.state_dict(),
+            model=(single if world else model).state_dict(),
             recipe=recipe_to_dict(cfg.recipe()),
             state=dataclasses.asdict(state),
             config=job_config_dict(cfg),
@@ -181,14 +225,14 @@ def train(cfg: TrainJobConfig, run_dir: str | Path) -> TrainResult:
             train_batches.set_epoch(state.epoch)
             tick = time.perf_counter()
             for batch in train_batches.iter_from(state.batch_in_epoch):
-                logits = model(batch.dense, batch.sparse)
-                loss = loss_fn(logits, batch.labels)
+                logits = net(batch.dense.to(device, non_blocking=True), batch.sparse.to(device, non_blocking=True))
+                loss = loss_fn(logits, batch.labels.to(device, non_blocking=True))
                 dense_opt.zero_grad(set_to_none=True)
                 (loss + model.embedding.regularization()).backward()  # table rows update inside (fused optimizer)
                 dense_opt.step()
                 state.step += 1
                 state.batch_in_epoch += 1
-                state.samples += batch.size
+                state.samples += batch.size * (world.size if world else 1)  # global samples
                 running.append(loss.detach())
                 if state.step % tcfg.log_every_steps == 0 or state.step == total_steps:
                     loss_value = float(torch.stack(running).mean())
@@ -200,7 +244,7 @@ def train(cfg: TrainJobConfig, run_dir: str | Path) -> TrainResult:
                 bar.update(1)
                 if validates and tcfg.eval_every_steps and state.step % tcfg.eval_every_steps == 0:
                     train_seconds += time.perf_counter() - tick
-                    _validate(cfg, model, metrics_log, state.step)
+                    _validate(cfg, net, metrics_log, state.step, world, device)
                     tick = time.perf_counter()
                 if tcfg.checkpoint_every_steps and state.step % tcfg.checkpoint_every_steps == 0:
                     train_seconds += time.perf_counter() - tick
@@ -213,28 +257,30 @@ def train(cfg: TrainJobConfig, run_dir: str | Path) -> TrainResult:
                 state.epoch += 1
                 state.batch_in_epoch = 0
             if validates and not tcfg.eval_every_steps:
-                _validate(cfg, model, metrics_log, state.step)
+                _validate(cfg, net, metrics_log, state.step, world, device)
         bar.close()
         checkpoint()
-        result_metrics = evaluate(model, _batches(cfg, cfg.eval.split, train=False, limit=cfg.eval.max_batches))
+        result_metrics = _evaluate(net, _batches(cfg, cfg.eval.split, train=False, limit=cfg.eval.max_batches, world=world), device, world)
         metrics_log.write("test", state.step, **result_metrics.to_dict())
     finally:
         metrics_log.close()
 
     rate = (state.samples - samples_at_start) / max(train_seconds, 1e-9)
     bayes = load_bayes(cfg.data.path, cfg.eval.split)
-    _, md_path = write_report(
-        run_dir,
-        result_metrics,
-        split=cfg.eval.split,
-        dataset=cfg.data.path,
-        bayes=bayes,
-        memory=memory,
-        extra={
-            "embedding": embedding_spec,
-            "train": {"steps": state.step, "samples": state.samples, "samples_per_s": rate},
-        },
-    )
+    md_path = run_dir / "report.md"
+    if leader:
+        _, md_path = write_report(
+            run_dir,
+            result_metrics,
+            split=cfg.eval.split,
+            dataset=cfg.data.path,
+            bayes=bayes,
+            memory=memory,
+            extra={
+                "embedding": embedding_spec,
+                "train": {"steps": state.step, "samples": state.samples, "samples_per_s": rate},
+            },
+        )
     log.info(
         "%s: AUC %.5f logloss %.5f NE %.4f%s",
         cfg.eval.split,
@@ -258,15 +304,26 @@ def train(cfg: TrainJobConfig, run_dir: str | Path) -> TrainResult:
     )
 
 
-def _validate(cfg: TrainJobConfig, model: DLRM, metrics_log: MetricsLog, step: int) -> None:
-    m = evaluate(model, _batches(cfg, "valid", train=False, limit=cfg.trainer.val_batches))
+def _evaluate(net: torch.nn.Module, batches: ParquetBatches, device: torch.device, world: World | None):
+    return evaluate_sharded(net, batches, device) if world else evaluate(net, batches, device)
+
+
+def _validate(cfg: TrainJobConfig, net: torch.nn.Module, metrics_log: MetricsLog, step: int, world: World | None, device: torch.device) -> None:
+    m = _evaluate(net, _batches(cfg, "valid", train=False, limit=cfg.trainer.val_batches, world=world), device, world)
     metrics_log.write("valid", step, auc=m.auc, logloss=m.logloss, normalized_entropy=m.normalized_entropy)
     log.info("step %d valid: AUC %.5f logloss %.5f (%d rows)", step, m.auc, m.logloss, m.rows)
 
 
-def _restore(location: str, model: DLRM, dense_opt: torch.optim.Optimizer) -> LoopState:
+def _restore(location: str, model: DLRM, dense_opt: torch.optim.Optimizer, sharded: tuple | None = None) -> LoopState:
+    """Load a checkpoint (the one-process format, whatever world wrote it); a sharded model
+    (``sharded`` = (meta, DMP)) takes its shards of the tables."""
     payload = load_checkpoint(location)
-    model.load_state_dict(payload["model"])
+    if sharded:
+        single = build_model(recipe_from_dict(payload["recipe"]), sharded[0], "cpu")
+        single.load_state_dict(payload["model"])
+        scatter_single(single, model, sharded[1])
+    else:
+        model.load_state_dict(payload["model"])
     if "dense_optimizer" not in payload:
         raise ValueError(f"{location} is a final (compacted) model, not a training checkpoint: it cannot be resumed")
     dense_opt.load_state_dict(payload["dense_optimizer"])

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from recsys.embeddings.tables import PhysicalTable, TableBatchedLookup
+from recsys.embeddings.tables import INIT_BLOCK_ROWS, PhysicalTable, TableBatchedLookup, init_rows
 
 from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
 
@@ -12,6 +12,15 @@ def test_physical_table_rejects_dims_fbgemm_cannot_run():
         PhysicalTable("t", 10, 6)
     with pytest.raises(ValueError, match="num_embeddings"):
         PhysicalTable("t", 0, 8)
+
+
+def test_initial_rows_of_any_range_equal_the_whole_tables_rows():
+    table = PhysicalTable("t", 2 * INIT_BLOCK_ROWS + 5, 4)
+    whole = init_rows(table, 3, seed=7, start=0, stop=table.num_embeddings)
+    start, stop = INIT_BLOCK_ROWS - 2, 2 * INIT_BLOCK_ROWS + 1  # spans three blocks
+    torch.testing.assert_close(init_rows(table, 3, seed=7, start=start, stop=stop), whole[start:stop])
+    assert whole.abs().max() <= table.num_embeddings**-0.5
+    assert not torch.equal(init_rows(table, 4, seed=7, start=0, stop=8), whole[:8])  # tables differ
 
 
 def test_lookup_equals_per_table_gather_and_sum():

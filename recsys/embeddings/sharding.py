@@ -1,0 +1,305 @@
+"""The plan's physical tables as a torchrec ``EmbeddingBagCollection``, so DistributedModelParallel
+can shard them, whatever the embedding method.
+
+One process keeps :class:`~recsys.embeddings.tables.TableBatchedLookup` (one direct FBGEMM call,
+nothing in between). A sharded run swaps it for :class:`ShardableLookup`: the same physical
+tables as torchrec ``EmbeddingBagConfig``s in one ``EmbeddingBagCollection`` fed by a
+KeyedJaggedTensor whose keys are the plan's lookup slots. DistributedModelParallel then replaces
+the collection with a sharded one (table-, row-, column- or table-row-wise, torchrec's planner
+choosing among the types allowed), each rank running ONE fused FBGEMM call over its shards with
+the optimizer in the backward; the per-feature transforms before it and combiners after it stay
+data-parallel (as torchrec's managed-collision modules remap ids before a sharded lookup).
+
+Slots with one bag per id (compositional ``mult``, OptEmbed masks) have more bags than the
+batch. torchrec's variable-batch KJTs would carry them, but a sharded module locks to the kind of
+KJT it sees first, and its variable-batch output is re-expanded to one common batch size; so the
+KJT here is always a plain one whose stride is the largest bag count of the step on any rank,
+other slots' bags padded with empty bags (pooled to zeros, then dropped). Criteo's features are
+single-hot, where every slot has exactly the batch's bags and nothing is padded.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+import torch.distributed as dist
+from fbgemm_gpu.split_table_batched_embeddings_ops_training import SplitTableBatchedEmbeddingBagsCodegen
+from torch import nn
+from torchrec.distributed.embedding_types import EmbeddingComputeKernel
+from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
+from torchrec.distributed.planner.types import PlannerError
+from torchrec.distributed.types import ShardingPlan
+from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
+from torchrec.modules.embedding_modules import EmbeddingBagCollection
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
+
+from recsys.core.units import format_bytes
+from recsys.embeddings.plan import EmbeddingPlan
+from recsys.embeddings.specs import ShardingType, TableOptimizer, TableOptimizerConfig
+from recsys.embeddings.tables import PhysicalTable, fbgemm_optimizer, init_rows, optimizer_state_bytes
+
+
+def slot_name(slot: int) -> str:
+    return f"slot_{slot}"
+
+
+class ShardableLookup(nn.Module):
+    """All physical tables in one torchrec ``EmbeddingBagCollection``: DMP shards it.
+
+    Same contract as :class:`~recsys.embeddings.tables.TableBatchedLookup`: ``forward(values,
+    offsets, bags_per_slot)`` with slot-major jagged ids returns (B, Σ slot dim) when every slot
+    has B bags, else the flat per-slot (bags_s, dim_s) blocks. Built on the ``meta`` device: no
+    table is allocated until sharding places each shard on its rank, where
+    :func:`init_sharded_tables` writes the same initial rows a single process would have.
+
+    Args:
+        tables: the plan's physical tables.
+        optimizer: the fused table optimizer (passed to the sharder as FBGEMM's fused params).
+        slot_tables: the table each lookup slot reads.
+        seed: initial-weight seed (see :func:`recsys.embeddings.tables.init_rows`).
+    """
+
+    def __init__(self, tables: list[PhysicalTable], optimizer: TableOptimizerConfig, slot_tables: list[int], seed: int = 0) -> None:
+        super().__init__()
+        self.tables = list(tables)
+        self.optimizer_config = optimizer
+        self.seed = seed
+        self.slot_tables = list(slot_tables)
+        self.slot_dims = [tables[t].dim for t in slot_tables]
+        self.keys = [slot_name(s) for s in range(len(slot_tables))]
+        configs = [
+            EmbeddingBagConfig(
+                num_embeddings=t.num_embeddings,
+                embedding_dim=t.dim,
+                name=t.name,
+                feature_names=[slot_name(s) for s, table in enumerate(slot_tables) if table == i],
+                pooling=PoolingType.SUM,
+            )
+            for i, t in enumerate(tables)
+        ]
+        unread = [c.name for c in configs if not c.feature_names]
+        if unread:
+            raise ValueError(f"physical tables {unread} are read by no slot")
+        self.ebc = EmbeddingBagCollection(configs, device=torch.device("meta"))
+
+    def _apply(self, fn, recurse: bool = True):
+        # ``model.to(device)`` before sharding must leave the unallocated (meta) tables alone:
+        # sharding allocates each shard on its rank's device
+        if isinstance(self.ebc, EmbeddingBagCollection):
+            return self
+        return super()._apply(fn, recurse)
+
+    def fused_params(self) -> dict:
+        """FBGEMM's fused-optimizer arguments for torchrec's sharders."""
+        opt = self.optimizer_config
+        return {"optimizer": fbgemm_optimizer(opt.kind), "learning_rate": opt.lr, "eps": opt.eps, "weight_decay": opt.weight_decay}
+
+    def table_weights(self) -> dict[str, torch.Tensor]:
+        """This rank's local shard of each table's weights, by table name (the whole table
+        only where a table lives entirely on this rank)."""
+        out = {}
+        for name, tensor in self.ebc.state_dict().items():
+            table = name.split(".")[-2]
+            shards = tensor.local_shards() if hasattr(tensor, "local_shards") else None
+            if shards is None:
+                out[table] = tensor
+            elif shards:
+                out[table] = shards[0].tensor
+        return out
+
+    def forward(self, values: torch.Tensor, offsets: torch.Tensor, bags_per_slot: Optional[List[int]] = None) -> torch.Tensor:
+        slots = len(self.keys)
+        lengths = offsets[1:] - offsets[:-1]  # (Σ bags,)
+        bags = bags_per_slot or [lengths.numel() // slots] * slots
+        stride = _common_stride(max(bags))
+        if bags_per_slot is None and stride == bags[0]:
+            kjt = KeyedJaggedTensor(keys=self.keys, values=values, lengths=lengths)
+            return self._slot_columns(self.ebc(kjt))  # (B, Σ slot dim)
+        per_slot = torch.split(lengths, bags)
+        padded = torch.cat([torch.nn.functional.pad(l, (0, stride - b)) for l, b in zip(per_slot, bags)])  # (S * stride,)
+        kjt = KeyedJaggedTensor(keys=self.keys, values=values, lengths=padded, stride=stride)
+        columns = torch.split(self._slot_columns(self.ebc(kjt)), self.slot_dims, dim=1)  # S x (stride, dim_s)
+        if bags_per_slot is None:
+            return torch.cat([c[: bags[0]] for c in columns], dim=1)  # (B, Σ slot dim)
+        return torch.cat([columns[s][: bags[s]].reshape(-1) for s in range(slots)])  # Σ bags_s * dim_s
+
+    def _slot_columns(self, pooled: KeyedTensor) -> torch.Tensor:
+        """The collection's output in slot order (it comes table-major, and sharded, grouped by
+        sharding type)."""
+        if pooled.keys() == self.keys:
+            return pooled.values()
+        by_slot = pooled.to_dict()
+        return torch.cat([by_slot[k] for k in self.keys], dim=1)
+
+
+def _common_stride(stride: int) -> int:
+    """The largest of every rank's ``stride``: row-wise sharding exchanges equal-sized pooled
+    blocks, so every rank's KJT needs the same stride (per-id slots and an epoch's last batch
+    differ between ranks). One small all-reduce per step."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return stride
+    agreed = torch.tensor([stride])
+    dist.all_reduce(agreed, op=dist.ReduceOp.MAX)
+    return int(agreed)
+
+
+@torch.no_grad()
+def init_sharded_tables(lookup: ShardableLookup, sharded_state: dict) -> None:
+    """Write each local shard's initial rows: the same values :func:`init_rows` gives a single
+    process, so a sharded run starts where the one-process run starts.
+
+    Args:
+        lookup: the module before sharding (for the tables and seed).
+        sharded_state: the sharded collection's ``state_dict()`` (ShardedTensors whose local
+            shards are views of the fused kernel's weights).
+    """
+    by_name = {t.name: (i, t) for i, t in enumerate(lookup.tables)}
+    for key, tensor in sharded_state.items():
+        if not key.endswith(".weight"):
+            continue
+        index, table = by_name[key.split(".")[-2]]
+        for shard in tensor.local_shards():
+            row0, col0 = shard.metadata.shard_offsets
+            rows, cols = shard.metadata.shard_sizes
+            if rows == 0 or cols == 0:
+                continue
+            full = init_rows(table, index, lookup.seed, row0, row0 + rows)  # (rows, dim)
+            shard.tensor.copy_(full[:, col0 : col0 + cols])
+
+
+class RecsysEBCSharder(EmbeddingBagCollectionSharder):
+    """torchrec's collection sharder with every sharding type offered on CPU as well (the
+    default one lists row- and table-row-wise for CUDA only, though the fused CPU kernel runs
+    them), and only the fused kernel (the optimizer in the backward)."""
+
+    def sharding_types(self, compute_device_type: str) -> List[str]:
+        return [t.value for t in ShardingType]
+
+    def compute_kernels(self, sharding_type: str, compute_device_type: str) -> List[str]:
+        return [EmbeddingComputeKernel.FUSED.value]
+
+
+class ShardingPlanError(ValueError):
+    """A sharding request that cannot be met (unknown feature or type, tables that do not fit)."""
+
+
+def table_constraints(
+    plan: EmbeddingPlan, types: list[ShardingType | str], overrides: dict[str, ShardingType | str]
+) -> dict[str, ParameterConstraints]:
+    """torchrec planner constraints per physical table: the allowed ``types``, or the one type a
+    logical feature's override names for all of that feature's tables."""
+    known = {t.value for t in ShardingType}
+    for key, value in [("sharding.types", t) for t in types] + [(f"sharding.overrides.{f}", t) for f, t in overrides.items()]:
+        if str(getattr(value, "value", value)) not in known:
+            raise ShardingPlanError(f"{key}: unknown sharding type {value!r} (known: {sorted(known)})")
+    if not types:
+        raise ShardingPlanError("sharding.types is empty: allow at least one sharding type")
+    features = {f.name: f for f in plan.features}
+    forced: dict[str, tuple[str, str]] = {}  # table -> (type, feature that asked)
+    for feature, kind in overrides.items():
+        if feature not in features:
+            raise ShardingPlanError(f"sharding.overrides.{feature}: no such feature (features: {sorted(features)})")
+        kind = ShardingType(kind).value
+        for slot in features[feature].slots:
+            table = plan.tables[plan.slots[slot].table].name
+            if table in forced and forced[table][0] != kind:
+                raise ShardingPlanError(
+                    f"sharding.overrides: table {table} is shared by {forced[table][1]} ({forced[table][0]}) "
+                    f"and {feature} ({kind}); give them the same type"
+                )
+            forced[table] = (kind, feature)
+    allowed = [ShardingType(t).value for t in types]
+    return {
+        t.name: ParameterConstraints(
+            sharding_types=[forced[t.name][0]] if t.name in forced else allowed,
+            compute_kernels=[EmbeddingComputeKernel.FUSED.value],
+        )
+        for t in plan.tables
+    }
+
+
+def plan_sharding(
+    model: nn.Module,
+    plan: EmbeddingPlan,
+    sharder: RecsysEBCSharder,
+    world_size: int,
+    rank_memory: int,
+    optimizer: TableOptimizer,
+    types: list[ShardingType | str],
+    overrides: dict[str, ShardingType | str],
+    device_type: str = "cpu",
+    pg: Optional[dist.ProcessGroup] = None,
+) -> ShardingPlan:
+    """torchrec's sharding plan for ``model``'s :class:`ShardableLookup` on ``world_size`` ranks
+    of ``rank_memory`` bytes each, within the allowed types and overrides. With ``pg`` every rank
+    gets rank 0's plan. A model that cannot fit fails here, naming its largest tables."""
+    constraints = table_constraints(plan, types, overrides)
+    need = {t.name: t.weight_bytes + optimizer_state_bytes(t, optimizer) for t in plan.tables}
+    if sum(need.values()) > world_size * rank_memory:
+        raise ShardingPlanError(_too_big(need, world_size, rank_memory))
+    cap = {"hbm_cap": rank_memory} if device_type == "cuda" else {"ddr_cap": rank_memory, "hbm_cap": 0}
+    topology = Topology(world_size=world_size, compute_device=device_type, local_world_size=world_size, **cap)
+    planner = EmbeddingShardingPlanner(topology=topology, constraints=constraints)
+    try:
+        if pg is None:
+            return planner.plan(model, [sharder])
+        return planner.collective_plan(model, [sharder], pg)
+    except PlannerError as error:
+        raise ShardingPlanError(f"{_too_big(need, world_size, rank_memory)}\ntorchrec's planner: {error}") from error
+
+
+def _too_big(need: dict[str, int], world_size: int, rank_memory: int) -> str:
+    largest = sorted(need.items(), key=lambda kv: -kv[1])[:5]
+    return (
+        f"the embedding tables need {format_bytes(sum(need.values()))} (weights + optimizer state), "
+        f"{world_size} rank(s) hold {format_bytes(rank_memory)} each (sharding.rank_memory); largest: "
+        + ", ".join(f"{name} {format_bytes(b)}" for name, b in largest)
+    )
+
+
+def describe_plan(sharding: ShardingPlan, plan: EmbeddingPlan, optimizer: TableOptimizer, lookup_path: str) -> list[dict]:
+    """One record per physical table: rows, dim, bytes, sharding type, ranks, placement."""
+    params = sharding.get_plan_for_module(lookup_path) or {}
+    records = []
+    for table in plan.tables:
+        p = params[table.name]
+        ranks = sorted(set(p.ranks or []))
+        records.append(
+            {
+                "table": table.name,
+                "rows": table.num_embeddings,
+                "dim": table.dim,
+                "bytes": table.weight_bytes + optimizer_state_bytes(table, optimizer),
+                "sharding_type": p.sharding_type,
+                "ranks": ranks,
+                "compute_kernel": p.compute_kernel,
+                "shards": [
+                    {"rank": m.placement.rank(), "offsets": list(m.shard_offsets), "sizes": list(m.shard_sizes)}
+                    for m in (p.sharding_spec.shards if p.sharding_spec is not None else [])
+                ],
+            }
+        )
+    return records
+
+
+def format_plan(records: list[dict], tbe_calls_per_rank: list[int], placement: str) -> str:
+    """The plan as a table for people, with the fused lookup calls each rank makes per step."""
+    lines = [f"{'table':<16} {'rows':>12} {'dim':>4} {'bytes':>11} {'sharding':<15} {'ranks':<10} placement"]
+    for r in records:
+        ranks = ",".join(str(x) for x in r["ranks"])
+        lines.append(
+            f"{r['table']:<16} {r['rows']:>12,} {r['dim']:>4} {format_bytes(r['bytes']):>11} {r['sharding_type']:<15} {ranks:<10} {placement}"
+        )
+    calls = ", ".join(f"rank {rank}: {n}" for rank, n in enumerate(tbe_calls_per_rank))
+    lines.append(f"fused FBGEMM lookup (TBE) calls per step: {calls}")
+    return "\n".join(lines)
+
+
+def tbe_calls(module: nn.Module) -> int:
+    """Fused FBGEMM table-batched lookups ``module`` runs per step on this rank (one per group
+    of shards torchrec batches together: one per sharding type present on the rank)."""
+    # torchrec's fused kernels hold the FBGEMM module as ``emb_module`` (not a registered child)
+    kernels = [getattr(m, "emb_module", None) for m in module.modules()] + list(module.modules())
+    return len({id(k) for k in kernels if isinstance(k, SplitTableBatchedEmbeddingBagsCodegen)})

@@ -1,0 +1,230 @@
+"""Multi-process training: the process group, DistributedModelParallel, and self-launch.
+
+A run is distributed when ``torchrun`` started it (``RANK``/``WORLD_SIZE`` in the environment)
+or when ``distributed.nproc`` > 1, in which case :func:`launch` starts the ranks itself through
+torch's elastic agent, the same one torchrun uses. Every rank reads the same global batches and
+keeps its slice of each (rank r of W takes rows [r·B/W, (r+1)·B/W)), so a W-rank run sees the
+global batch of a one-process run, and the dense layers' averaged gradients and the tables'
+(gradient-divided) updates equal the one-process step. The embedding tables are sharded by
+torchrec's DistributedModelParallel within the plan of :mod:`recsys.embeddings.sharding`; the
+per-feature transforms and combiners, like the MLPs, are data-parallel.
+
+A rank that dies ends the run within a bounded time: the elastic agent (ours or torchrun's)
+sees the exit and stops the other ranks, and every collective has ``distributed.timeout_s``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torchrec.distributed.model_parallel import DistributedModelParallel
+from torchrec.distributed.types import ShardingEnv
+
+from recsys.core.io import write_json
+from recsys.core.metrics import CTRMetrics
+from recsys.core.units import parse_bytes
+from recsys.embeddings.sharding import RecsysEBCSharder, describe_plan, format_plan, init_sharded_tables, plan_sharding, tbe_calls
+from recsys.evaluation.evaluate import predict
+from recsys.models.dlrm import DLRM
+from recsys.train.config import TrainJobConfig
+
+log = logging.getLogger(__name__)
+
+LOOKUP_PATH = "embedding.lookup.ebc"  # where the shardable collection sits in a DLRM
+PLAN_FILE = "sharding_plan.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class World:
+    rank: int
+    size: int
+    local_rank: int
+
+    @property
+    def leader(self) -> bool:
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
+
+
+def join_world(cfg: TrainJobConfig) -> Optional[World]:
+    """Join the process group torchrun (or :func:`launch`) set up; None for a one-process run."""
+    if not launched_by_torchrun():
+        return None
+    world = World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
+    backend = cfg.distributed.backend or ("nccl" if cfg.device.startswith("cuda") else "gloo")
+    if not dist.is_initialized():
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=cfg.distributed.timeout_s))
+    log.info("rank %d of %d (%s)", world.rank, world.size, backend)
+    return world
+
+
+def leave_world() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def agreed_run_dir(run_dir: Path, world: World) -> Path:
+    """Rank 0's run directory, on every rank (each torchrun rank has its own Hydra clock)."""
+    box = [str(run_dir)]
+    dist.broadcast_object_list(box, src=0)
+    return Path(box[0])
+
+
+def rank_memory(cfg: TrainJobConfig, world: World) -> int:
+    """Bytes each rank may use for tables: ``sharding.rank_memory``, else the RAM (or GPU
+    memory) of this machine divided among its local ranks."""
+    if cfg.sharding.rank_memory is not None:
+        return parse_bytes(cfg.sharding.rank_memory, "sharding.rank_memory")
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world.size))
+    if cfg.device.startswith("cuda"):
+        return torch.cuda.get_device_properties(torch.device(cfg.device)).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // local
+
+
+def shard_model(model: DLRM, cfg: TrainJobConfig, world: World, device: torch.device, run_dir: Path) -> DistributedModelParallel:
+    """Shard ``model``'s tables (built with ``shardable=True``) by torchrec's plan; write the plan.
+
+    The plan is saved as ``sharding_plan.json`` and logged as a table with the fused lookup
+    calls each rank makes per step.
+    """
+    lookup = model.embedding.lookup
+    plan = model.embedding.plan
+    sharder = RecsysEBCSharder(fused_params=lookup.fused_params())
+    kind = cfg.trainer.table_optimizer.kind
+    sharding = plan_sharding(
+        model,
+        plan,
+        sharder,
+        world.size,
+        rank_memory(cfg, world),
+        kind,
+        list(cfg.sharding.types),
+        dict(cfg.sharding.overrides),
+        device_type=device.type,
+        pg=dist.group.WORLD,
+    )
+    dmp = DistributedModelParallel(model, env=ShardingEnv.from_process_group(dist.group.WORLD), device=device, plan=sharding, sharders=[sharder])
+    init_sharded_tables(lookup, lookup.ebc.state_dict())
+    calls = [0] * world.size
+    dist.all_gather_object(calls, tbe_calls(lookup.ebc))
+    if world.leader:
+        records = describe_plan(sharding, plan, kind, LOOKUP_PATH)
+        placement = "device" if device.type == "cuda" else "host"
+        table = format_plan(records, calls, placement)
+        write_json(run_dir / PLAN_FILE, {"world_size": world.size, "tbe_calls_per_rank": calls, "tables": records})
+        (run_dir / "sharding_plan.txt").write_text(table + "\n")
+        log.info("sharding plan (%s):\n%s", run_dir / PLAN_FILE, table)
+    return dmp
+
+
+def _table_states(model: DLRM, dmp: DistributedModelParallel) -> dict[str, list]:
+    """Per physical table, its sharded weight and (row-wise Adagrad) momentum: ShardedTensors
+    whose local shards are views of this rank's fused kernel state."""
+    weights = model.embedding.lookup.ebc.state_dict()
+    optimizer = dmp.fused_optimizer.state_dict()["state"]
+    states = {}
+    for table in model.embedding.plan.tables:
+        suffix = f"embedding_bags.{table.name}.weight"
+        weight = next(v for k, v in weights.items() if k.endswith(suffix))
+        state = next((v for k, v in optimizer.items() if k.endswith(suffix)), {})
+        states[table.name] = [weight, state.get(f"{table.name}.momentum1")]
+    return states
+
+
+def _dense_state(model: DLRM) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if not k.startswith("embedding.lookup.")}
+
+
+@torch.no_grad()
+def gather_single(model: DLRM, dmp: DistributedModelParallel, single: Optional[DLRM]) -> None:
+    """Copy a sharded model into ``single``, the same recipe built for one process (rank 0
+    passes it, the others None): every rank sends its shards, rank 0 writes the whole tables and
+    their optimizer state. The checkpoint of a sharded run is then the one-process format, which
+    any world size (and evaluation, export) reads."""
+    leader = single is not None
+    if leader:
+        single.load_state_dict(_dense_state(model), strict=False)
+        weights = single.embedding.lookup.table_weights()
+        momenta = single.embedding.lookup.tbe.split_optimizer_states()
+    for index, (name, (weight, momentum)) in enumerate(_table_states(model, dmp).items()):
+        weight.gather(dst=0, out=weights[name] if leader else None)
+        if momentum is not None:
+            momentum.gather(dst=0, out=momenta[index][0] if leader else None)
+
+
+@torch.no_grad()
+def scatter_single(single: DLRM, model: DLRM, dmp: DistributedModelParallel) -> None:
+    """The reverse of :func:`gather_single`: every rank copies its shards (and the dense
+    layers) out of a one-process model, e.g. one loaded from a checkpoint."""
+    model.load_state_dict(_dense_state(single), strict=False)
+    weights = single.embedding.lookup.table_weights()
+    momenta = single.embedding.lookup.tbe.split_optimizer_states()
+    for index, (name, (weight, momentum)) in enumerate(_table_states(model, dmp).items()):
+        for shard in weight.local_shards():
+            (row, col), (rows, cols) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
+            shard.tensor.copy_(weights[name][row : row + rows, col : col + cols])
+        for shard in momentum.local_shards() if momentum is not None else []:
+            (row,), (rows,) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
+            shard.tensor.copy_(momenta[index][0][row : row + rows])
+
+
+def evaluate_sharded(model: torch.nn.Module, batches, device: str) -> CTRMetrics:
+    """Metrics over every rank's slice of every batch (all ranks must call it)."""
+    probs, labels = predict(model, batches, device)
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, (probs, labels))
+    return CTRMetrics.compute(np.concatenate([g[0] for g in gathered]), np.concatenate([g[1] for g in gathered]))
+
+
+def _worker(entry: Callable, cfg: TrainJobConfig, run_dir: str):
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format=f"[%(asctime)s][rank {os.environ.get('RANK')}][%(name)s][%(levelname)s] - %(message)s"
+    )
+    return entry(cfg, run_dir)
+
+
+def launch(entry: Callable, cfg: TrainJobConfig, run_dir: str | Path):
+    """Run ``entry(cfg, run_dir)`` on ``cfg.distributed.nproc`` local ranks (torchrun's agent,
+    started from here); returns rank 0's result. A rank that fails fails the run, naming it."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    nproc = cfg.distributed.nproc
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        rdzv_backend="c10d",
+        rdzv_endpoint="127.0.0.1:0",
+        run_id=f"recsys-{os.getpid()}",
+        max_restarts=0,
+        monitor_interval=0.5,
+    )
+    log.info("starting %d ranks", nproc)
+    try:
+        results = elastic_launch(config, _worker)(entry, cfg, str(run_dir))
+    except ChildFailedError as error:
+        failed = ", ".join(f"rank {rank} ({_failure_text(failure)})" for rank, failure in sorted(error.failures.items()))
+        raise RuntimeError(f"distributed run failed: {failed}") from error
+    return results[0]
+
+
+def _failure_text(failure) -> str:
+    message = failure.message
+    if isinstance(message, dict):
+        message = message.get("message")
+    if message:
+        return str(message)
+    return f"exit code {failure.exitcode}" + (f", signal {failure.signal_name()}" if failure.exitcode < 0 else "")
