@@ -73,7 +73,8 @@ class EmbeddingCollection(nn.Module):
         self.plan = plan
         self.features = [f.name for f in plan.features]
         self.dim = plan.dim
-slot_tables = [s.table for s in plan.slots]
+        self.device = torch.device(device)
+        slot_tables = [s.table for s in plan.slots]
         self.lookup: nn.Module
         if shardable:
             self.lookup = ShardableLookup(plan.tables, optimizer, slot_tables, seed=seed)
@@ -105,7 +106,7 @@ slot_tables = [s.table for s in plan.slots]
         A combiner that has one defines ``regularization() -> Tensor``; training adds the sum
         to the loss.
         """
-        total = torch.zeros(())
+        total = torch.zeros((), device=self.device)
         for module in self.feature_modules:
             if hasattr(module.combiner, "regularization"):
                 total = total + module.combiner.regularization()

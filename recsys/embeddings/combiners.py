@@ -15,9 +15,10 @@ from torch import nn
 
 
 def pool_per_id(rows: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Sum per-id rows (N, d) into their bags: (B, d). Single-hot bags are already pooled."""
+    """Sum per-id rows (N, d) into their bags: (B, d). Single-hot bags are already pooled (checked
+    on CPU only: on a GPU the check would wait for the device, and the pooling is cheap there)."""
     batch = lengths.numel()
-    if rows.shape[0] == batch and bool((lengths == 1).all()):
+    if rows.shape[0] == batch and not rows.is_cuda and bool((lengths == 1).all()):
         return rows
     bag = torch.repeat_interleave(torch.arange(batch, device=rows.device), lengths.long(), output_size=rows.shape[0])
     return torch.zeros(batch, rows.shape[1], dtype=rows.dtype, device=rows.device).index_add_(0, bag, rows)
