@@ -66,9 +66,11 @@ def main(argv=None) -> QualityResult:
 
     from recsys.data.layout import DatasetMeta
     from recsys.evaluation.report import load_bayes
+    from recsys.core.logging import quiet_libraries
     from recsys.train.loop import train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    quiet_libraries()  # recsys's INFO lines, not FBGEMM's table arguments
     print(describe_allocator(), flush=True)
     dataset = cached_synthetic_dataset(args.rows, args.seed, args.cache_dir, args.cardinality_scale)
     meta = DatasetMeta.load(dataset)

@@ -42,7 +42,7 @@ class ModelRecipe:
     Args:
         model: the DLRM's layer sizes.
         embedding: the embedding config (method, options, overrides, budget; see
-            :mod:`recsys.embeddings.compiler`).
+            :mod:`recsys.embeddings.embedding_config`).
         table_optimizer: the fused table optimizer (its state is part of the model's weights).
         data_path: the prepared dataset whose vocabularies sized the tables (MD block popularity
             reads its counts).

@@ -87,8 +87,8 @@ class DistributedConfig:
 class TrainJobConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: DLRMConfig = dataclasses.field(default_factory=DLRMConfig)
-    # method + its options, overrides, budget: validated by recsys.embeddings.compiler, which
-    # knows each method's typed spec (conf/embedding/<method>.yaml)
+    # method + its options, overrides, budget: typed per method when Hydra composes it
+    # (recsys.cli.schemas), checked key by key by recsys.embeddings.embedding_config
     embedding: Any = dataclasses.field(default_factory=lambda: {"method": "full"})
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
