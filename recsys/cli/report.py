@@ -12,6 +12,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from recsys.cli.common import CONF_DIR, HYDRA_VERSION_BASE
+from recsys.core.logging import quiet_libraries
 from recsys.evaluation.config import ReportJobConfig
 
 ConfigStore.instance().store(name="report_schema", node=ReportJobConfig)
@@ -28,6 +29,7 @@ def report(cfg: ReportJobConfig) -> dict:
 
 @hydra.main(config_path=CONF_DIR, config_name="report", version_base=HYDRA_VERSION_BASE)
 def _app(cfg: DictConfig) -> None:
+    quiet_libraries()
     job = OmegaConf.to_object(cfg)
     result = report(job)
     print(f"report: {job.output} ({len(result['runs'])} runs, {len(result['problems'])} problems)")
