@@ -166,10 +166,11 @@ def pandas_ingest(tsv: Path, out: Path, chunk_rows: int = 1 << 18, valid_fractio
     """
     import pandas as pd
 
-    from recsys.data.layout import DENSE_FEATURES, LABEL, SPARSE_FEATURES, SPLITS
+    from recsys.data.layout import LABEL, SPLITS
+    from recsys.data.schema import CRITEO_CATEGORICAL, CRITEO_DENSE
 
-    names = [LABEL, *DENSE_FEATURES, *SPARSE_FEATURES]
-    dtype = {LABEL: "int8", **dict.fromkeys(DENSE_FEATURES, "float32"), **dict.fromkeys(SPARSE_FEATURES, "str")}
+    names = [LABEL, *CRITEO_DENSE, *CRITEO_CATEGORICAL]
+    dtype = {LABEL: "int8", **dict.fromkeys(CRITEO_DENSE, "float32"), **dict.fromkeys(CRITEO_CATEGORICAL, "str")}
 
     def chunks():
         reader = pd.read_csv(tsv, sep="\t", header=None, names=names, dtype=dtype, engine="c", chunksize=chunk_rows)
@@ -178,17 +179,17 @@ def pandas_ingest(tsv: Path, out: Path, chunk_rows: int = 1 << 18, valid_fractio
             split = np.where(u < valid_fraction, 1, np.where(u < valid_fraction + test_fraction, 2, 0))
             yield i, chunk, split
 
-    counts: dict[str, list] = {f: [] for f in SPARSE_FEATURES}
+    counts: dict[str, list] = {f: [] for f in CRITEO_CATEGORICAL}
     rows = 0
     for _, chunk, split in chunks():
         rows += len(chunk)
         train = chunk[split == 0]
-        for f in SPARSE_FEATURES:
+        for f in CRITEO_CATEGORICAL:
             counts[f].append(train[f].value_counts(dropna=False))
 
     (out / "vocab").mkdir(parents=True)
     vocab = {}
-    for f in SPARSE_FEATURES:
+    for f in CRITEO_CATEGORICAL:
         total = pd.concat(counts[f]).groupby(level=0, dropna=False).sum().sort_values(ascending=False, kind="stable")
         vocab[f] = pd.Index(total.index)
         total.rename("count").rename_axis("raw").reset_index().to_parquet(out / "vocab" / f"{f}.parquet", index=False)
@@ -197,9 +198,9 @@ def pandas_ingest(tsv: Path, out: Path, chunk_rows: int = 1 << 18, valid_fractio
         (out / s).mkdir()
     for i, chunk, split in chunks():
         frame = pd.DataFrame({LABEL: chunk[LABEL]})
-        for f in DENSE_FEATURES:
+        for f in CRITEO_DENSE:
             frame[f] = np.log1p(chunk[f].fillna(0).clip(lower=0)).astype("float32")
-        for f in SPARSE_FEATURES:
+        for f in CRITEO_CATEGORICAL:
             ranks = vocab[f].get_indexer(chunk[f])
             frame[f] = np.where(ranks < 0, len(vocab[f]), ranks).astype("int32")
         for code, s in enumerate(SPLITS):

@@ -177,14 +177,15 @@ def criteo_table(label: np.ndarray, dense: np.ndarray, sparse: np.ndarray):
     """
     import pyarrow as pa
 
-    from recsys.data.layout import DENSE_FEATURES, LABEL, SPARSE_FEATURES
+    from recsys.data.layout import LABEL
+    from recsys.data.schema import CRITEO_CATEGORICAL, CRITEO_DENSE
 
     columns = {LABEL: pa.array(np.asarray(label, np.int8))}
-    for j, name in enumerate(DENSE_FEATURES):
+    for j, name in enumerate(CRITEO_DENSE):
         values = dense[:, j]
         missing = np.isnan(values)
         columns[name] = pa.array(np.where(missing, 0, values).astype(np.int64), mask=missing)
-    for j, name in enumerate(SPARSE_FEATURES):
+    for j, name in enumerate(CRITEO_CATEGORICAL):
         ids = sparse[:, j]
         columns[name] = pa.array(hex8(ids), type=pa.binary(), mask=ids < 0)
     return pa.table(columns)
@@ -208,16 +209,17 @@ def raw_rows(table, vocab_raw: list[np.ndarray], dense_missing: Sequence[float],
     32-bit ids (``-1``, the missing id, becomes an empty field). Returns (label, dense, sparse)
     as :func:`criteo_table` takes them.
     """
-    from recsys.data.layout import DENSE_FEATURES, LABEL, SPARSE_FEATURES
+    from recsys.data.layout import LABEL
+    from recsys.data.schema import CRITEO_CATEGORICAL, CRITEO_DENSE
 
     label = table.column(LABEL).to_numpy()
-    dense = np.stack([table.column(f).to_numpy() for f in DENSE_FEATURES], axis=1).astype(np.float64)
+    dense = np.stack([table.column(f).to_numpy() for f in CRITEO_DENSE], axis=1).astype(np.float64)
     counts = np.rint(np.expm1(dense))
     zero = counts == 0
     zero_share = np.maximum(zero.mean(axis=0), 1e-12)
     blank_share = np.minimum(1.0, np.asarray(dense_missing, np.float64) / zero_share)
     counts[zero & (rng.random(counts.shape) < blank_share)] = np.nan
-    sparse = np.stack([vocab_raw[j][table.column(f).to_numpy()] for j, f in enumerate(SPARSE_FEATURES)], axis=1)
+    sparse = np.stack([vocab_raw[j][table.column(f).to_numpy()] for j, f in enumerate(CRITEO_CATEGORICAL)], axis=1)
     return label, counts, sparse
 
 
@@ -230,7 +232,8 @@ def synthetic_criteo_tsv(rows: int, seed: int, cache_dir: str | os.PathLike, car
     """
     import pyarrow.parquet as pq
 
-    from recsys.data.layout import DENSE_FEATURES, SPARSE_FEATURES, SPLITS, list_shards, vocab_path
+    from recsys.data.layout import SPLITS, list_shards, vocab_path
+    from recsys.data.schema import CRITEO_CATEGORICAL, CRITEO_DENSE
     from recsys.data.synth_model import DENSE_MISSING
 
     cache_dir = Path(cache_dir)
@@ -238,8 +241,8 @@ def synthetic_criteo_tsv(rows: int, seed: int, cache_dir: str | os.PathLike, car
     if path.exists():
         return path
     root = cached_synthetic_dataset(rows, seed, cache_dir, cardinality_scale)
-    vocab_raw = [pq.read_table(vocab_path(root, f), columns=["raw"]).column("raw").to_numpy() for f in SPARSE_FEATURES]
-    dense_missing = [DENSE_MISSING[f] for f in DENSE_FEATURES]
+    vocab_raw = [pq.read_table(vocab_path(root, f), columns=["raw"]).column("raw").to_numpy() for f in CRITEO_CATEGORICAL]
+    dense_missing = [DENSE_MISSING[f] for f in CRITEO_DENSE]
     rng = np.random.default_rng([seed, 7])
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     with open(tmp, "wb") as sink:

@@ -9,14 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recsys.data.layout import (
-    DENSE_FEATURES,
-    LABEL,
-    SPARSE_FEATURES,
-    DatasetMeta,
-    shard_path,
-    shard_schema,
-)
+from recsys.data.layout import LABEL, DatasetMeta, shard_path, shard_schema
+from recsys.data.schema import CRITEO_CATEGORICAL, CRITEO_DENSE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,19 +20,22 @@ def write_tiny_dataset(root: Path, rows: dict[str, int], cardinality: int = 50, 
     rng = np.random.default_rng(seed)
     effect = rng.normal(0, 2, cardinality)
     for split, n in rows.items():
-        sparse = rng.integers(0, cardinality, size=(len(SPARSE_FEATURES), n))
-        dense = rng.exponential(1.0, size=(n, len(DENSE_FEATURES))).astype(np.float32)
+        sparse = rng.integers(0, cardinality, size=(len(CRITEO_CATEGORICAL), n))
+        dense = rng.exponential(1.0, size=(n, len(CRITEO_DENSE))).astype(np.float32)
         logit = effect[sparse[0]] + dense[:, 0] - 1.0
         label = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int8)
         cols = {LABEL: label}
-        cols.update({name: dense[:, i] for i, name in enumerate(DENSE_FEATURES)})
-        cols.update({name: sparse[i].astype(np.int32) for i, name in enumerate(SPARSE_FEATURES)})
+        cols.update({name: dense[:, i] for i, name in enumerate(CRITEO_DENSE)})
+        cols.update({name: sparse[i].astype(np.int32) for i, name in enumerate(CRITEO_CATEGORICAL)})
         path = shard_path(root, split, 0)
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table(cols, schema=shard_schema()), path, row_group_size=row_group)
+        pq.write_table(pa.table(cols, schema=shard_schema(list(CRITEO_DENSE), list(CRITEO_CATEGORICAL))), path,
+                       row_group_size=row_group)
     meta = DatasetMeta(
-        num_embeddings={f: cardinality + 1 for f in SPARSE_FEATURES},
+        num_embeddings={f: cardinality + 1 for f in CRITEO_CATEGORICAL},
         rows=dict(rows),
+        dense_features=list(CRITEO_DENSE),
+        sparse_features=list(CRITEO_CATEGORICAL),
         source={"kind": "test-fixture"},
     )
     meta.save(root)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from recsys.data.schema import SchemaConfig
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelMagnitudes:
@@ -60,10 +62,25 @@ class SplitConfig:
 
 @dataclasses.dataclass
 class PreprocessConfig:
-    """Options of :func:`preprocess` (a Hydra structured config)."""
+    """Options of :func:`~recsys.data.ingest.preprocess` (a Hydra structured config).
+
+    Attributes:
+        input: a file, a directory of files or a glob.
+        output: the dataset directory to create.
+        schema: the raw layout (a ``conf/schema`` preset; Criteo by default).
+        schema_file: a YAML schema that replaces ``schema`` (``schema=<file.yaml>`` on the
+            command line sets this).
+        format: ``auto`` (a file whose first line starts with the first column's name is read
+            as a header file, delimited by the character after the name; any other file by
+            the schema's delimiter and header setting), ``tsv`` (tabs, no header) or ``csv``
+            (commas, header line).
+        max_bad_row_fraction: above this share of bad rows the run warns, naming the main reason.
+    """
 
     input: str = "???"
     output: str = "???"
+    schema: SchemaConfig = dataclasses.field(default_factory=SchemaConfig)
+    schema_file: Optional[str] = None
     format: str = "auto"
     min_count: int = 1
     max_rows_per_feature: int | None = None
@@ -72,7 +89,16 @@ class PreprocessConfig:
     rows_per_shard: int = 1_000_000
     chunk_bytes: int = 64 << 20
     max_bad_row_examples: int = 100
+    max_bad_row_fraction: float = 0.01
     split: SplitConfig = dataclasses.field(default_factory=SplitConfig)
+
+
+@dataclasses.dataclass
+class BagSize:
+    """Ids per row of a synthetic multi-hot feature, uniform on ``[min, max]``."""
+
+    min: int = 1
+    max: int = 1
 
 
 @dataclasses.dataclass
@@ -94,6 +120,8 @@ class SynthConfig:
         chunk_rows: rows generated per step (rounded up to whole blocks of 16,384).
         workers: threads generating chunks while the main thread writes; 0 = one per
             available CPU, 1 = everything in the calling thread. The output does not depend on it.
+        multi_hot: features written as bags of ids, with their bag sizes, e.g.
+            ``{C3: {min: 1, max: 5}}`` (see :mod:`recsys.data.synth`).
         latent_dim, bias_std, latent_std, dense_std, dense_latent_std, effect_half_frequency:
             the planted model's magnitudes (:class:`~recsys.data.synth_model.ModelMagnitudes`).
     """
@@ -111,6 +139,7 @@ class SynthConfig:
     rows_per_shard: int = 1_000_000
     chunk_rows: int = 262_144
     workers: int = 0
+    multi_hot: dict[str, BagSize] = dataclasses.field(default_factory=dict)
     latent_dim: int = 8
     bias_std: float = ModelMagnitudes.bias_std
     latent_std: float = ModelMagnitudes.latent_std

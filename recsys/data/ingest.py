@@ -3,7 +3,7 @@
 Two passes, both streaming, so a file larger than memory works:
 
 1. Read each file in chunks of whole lines (:class:`recsys.data.raw.ChunkReader`), parse and
-   validate them (:func:`recsys.data.raw.parse_chunk`), assign every good row to a split and
+   validate them (:func:`recsys.data.parse.parse_chunk`), assign every good row to a split and
    append the rows, dense already transformed and sparse still as raw int64 ids, to one
    zstd-compressed scratch Parquet file per split.
 2. Count each feature's training ids from its scratch column alone, one feature at a time
@@ -37,16 +37,10 @@ from tqdm import tqdm
 
 from recsys.data import raw
 from recsys.data.config import PreprocessConfig, SplitConfig
+from recsys.data.parse import ParsedRows, parse_chunk
+from recsys.data.schema import SchemaConfig, load_schema
 from recsys.core.io import write_json
-from recsys.data.layout import (
-    DENSE_FEATURES,
-    LABEL,
-    SPARSE_FEATURES,
-    SPLITS,
-    DatasetMeta,
-    shard_schema,
-    vocab_path,
-)
+from recsys.data.layout import LABEL, SPLITS, DatasetMeta, vocab_path
 from recsys.data.counter_hash import mix_key, splitmix64, unit_uniforms
 from recsys.data.shards import ShardWriter
 from recsys.data.vocab import FrequencyCounter, Vocabulary
@@ -87,6 +81,10 @@ class BadRowError(ValueError):
     """A bad input line (or damaged file) met with ``on_bad_row=fail``."""
 
 
+class EmptyDatasetError(ValueError):
+    """The input held no good row (every row bad, or no data at all): nothing is written."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Configuration
 
@@ -107,6 +105,7 @@ def validate_config(cfg: PreprocessConfig) -> None:
         (cfg.rows_per_shard >= 1, f"rows_per_shard must be >= 1, got {cfg.rows_per_shard}"),
         (cfg.chunk_bytes >= 1, f"chunk_bytes must be >= 1, got {cfg.chunk_bytes}"),
         (cfg.max_bad_row_examples >= 0, f"max_bad_row_examples must be >= 0, got {cfg.max_bad_row_examples}"),
+        (0 <= cfg.max_bad_row_fraction <= 1, f"max_bad_row_fraction must be in [0, 1], got {cfg.max_bad_row_fraction}"),
         (cfg.split.mode in ("random", "by_file"), f"split.mode must be random|by_file, got {cfg.split.mode!r}"),
         (
             0 <= cfg.split.valid_fraction and 0 <= cfg.split.test_fraction
@@ -118,6 +117,12 @@ def validate_config(cfg: PreprocessConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ValueError(f"PreprocessConfig: {message}")
+    effective_schema(cfg).validate()
+
+
+def effective_schema(cfg: PreprocessConfig) -> SchemaConfig:
+    """``cfg.schema_file`` read as a schema when set, else ``cfg.schema``."""
+    return load_schema(cfg.schema_file) if cfg.schema_file else cfg.schema
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,11 +229,12 @@ class Background:
             self._pool.shutdown(wait=True)
 
 
-def _temp_schema() -> pa.Schema:
-    """Pass-1 rows: final label and dense columns, sparse still raw int64 ids."""
-    final = shard_schema()
-    return pa.schema([final.field(LABEL), *(final.field(f) for f in DENSE_FEATURES)]
-                     + [pa.field(f, pa.int64(), nullable=False) for f in SPARSE_FEATURES])
+def _scratch_schema(schema: SchemaConfig) -> pa.Schema:
+    """Pass-1 rows: final label and dense columns, sparse still raw int64 ids (lists for bags)."""
+    return pa.schema([pa.field(LABEL, pa.int8(), nullable=False)]
+                     + [pa.field(f, pa.float32(), nullable=False) for f in schema.dense]
+                     + [pa.field(f, pa.list_(pa.int64()) if f in schema.multi_hot else pa.int64(), nullable=False)
+                        for f in schema.sparse_features()])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,9 +252,9 @@ def transform_dense(column: pa.Array | pa.ChunkedArray, how: str) -> np.ndarray:
 class _Pass1:
     """Parse every file, count training ids, spill rows to temporary per-split Parquet files."""
 
-    def __init__(self, cfg: PreprocessConfig, tmp: Path, bad: BadRowLog, bar: tqdm) -> None:
-        self.cfg, self.tmp, self.bad, self.bar = cfg, tmp, bad, bar
-        self.schema = _temp_schema()
+    def __init__(self, cfg: PreprocessConfig, schema: SchemaConfig, tmp: Path, bad: BadRowLog, bar: tqdm) -> None:
+        self.cfg, self.raw_schema, self.tmp, self.bad, self.bar = cfg, schema, tmp, bad, bar
+        self.schema = _scratch_schema(schema)
         self.writers = [pq.ParquetWriter(scratch_path(tmp, s), self.schema, compression=SCRATCH_CODEC) for s in SPLITS]
         self.background = Background()
         self.rows_in = 0
@@ -265,37 +271,37 @@ class _Pass1:
                 writer.close()
 
     def _file(self, index: int, path: Path) -> None:
-        fmt = raw.detect_format(path) if self.cfg.format == "auto" else self.cfg.format
-        self.header_lines = 1 if fmt == "csv" else 0
+        layout = raw.file_layout(path, self.raw_schema, self.cfg.format)
+        self.header_lines = int(layout.header)
         whole_split = file_split(path.name, self.cfg.split)
         rows_before, bad_before = self.rows_in, self.bad.count
         reader = raw.ChunkReader(path, self.cfg.chunk_bytes, self.bar.update)
         first = True
         for chunk in reader:
-            if first and fmt == "csv":
-                chunk = self._strip_header(path, chunk)
+            if first and layout.header:
+                chunk = self._strip_header(path, chunk, layout)
             first = False
-            self._rows(index, path, whole_split, raw.parse_chunk(chunk, fmt))
-        self._tail(index, path, fmt, whole_split, reader, first)
-        info = {"path": str(path), "format": fmt, "bytes": path.stat().st_size,
+            self._rows(index, path, whole_split, parse_chunk(chunk, layout))
+        self._tail(index, path, layout, whole_split, reader, first)
+        info = {"path": str(path), "delimiter": layout.delimiter, "header": layout.header, "bytes": path.stat().st_size,
                 "rows_in": self.rows_in - rows_before, "bad_rows": self.bad.count - bad_before}
         if whole_split is not None:
             info["split"] = SPLITS[whole_split]
         self.files.append(info)
 
-    def _strip_header(self, path: Path, chunk: raw.Chunk) -> raw.Chunk:
+    def _strip_header(self, path: Path, chunk: raw.Chunk, layout: raw.RawLayout) -> raw.Chunk:
         end = chunk.data.index(b"\n")
-        raw.check_csv_header(path, chunk.data[:end])
+        raw.check_header(path, chunk.data[:end], layout)
         return raw.Chunk(chunk.data[end + 1 :], chunk.first_line + 1, chunk.n_lines - 1)
 
-    def _tail(self, index: int, path: Path, fmt: str, whole_split: int | None,
+    def _tail(self, index: int, path: Path, layout: raw.RawLayout, whole_split: int | None,
               reader: raw.ChunkReader, nothing_read: bool) -> None:
         """The bytes after the last newline, and what the reader said about the file's end."""
         if reader.tail and reader.problem is None:
-            if nothing_read and fmt == "csv":
-                raw.check_csv_header(path, reader.tail)  # a header-only file without newline
+            if nothing_read and layout.header:
+                raw.check_header(path, reader.tail, layout)  # a header-only file without newline
                 return
-            self._rows(index, path, whole_split, raw.parse_chunk(raw.Chunk(reader.tail + b"\n", reader.tail_line, 1), fmt))
+            self._rows(index, path, whole_split, parse_chunk(raw.Chunk(reader.tail + b"\n", reader.tail_line, 1), layout))
         elif reader.tail:
             self.rows_in += 1
             text = reader.tail[: raw.BAD_TEXT_CHARS].decode("utf-8", errors="replace")
@@ -305,7 +311,7 @@ class _Pass1:
         elif nothing_read:
             self.bad.file_issue(path, 0, raw.EMPTY_FILE)
 
-    def _rows(self, index: int, path: Path, whole_split: int | None, rows: raw.ParsedRows) -> None:
+    def _rows(self, index: int, path: Path, whole_split: int | None, rows: ParsedRows) -> None:
         self.rows_in += rows.n_lines
         self.bad.rows(path, rows.bad)
         if not len(rows):
@@ -315,7 +321,7 @@ class _Pass1:
         else:
             codes = np.full(len(rows), whole_split, dtype=np.int8)
         columns = {LABEL: rows.label}
-        columns.update({f: transform_dense(rows.dense[f], self.cfg.dense_transform) for f in DENSE_FEATURES})
+        columns.update({f: transform_dense(rows.dense[f], self.cfg.dense_transform) for f in self.raw_schema.dense})
         columns.update(rows.sparse)
         table = pa.table(columns, schema=self.schema)
         for code, writer in enumerate(self.writers):
@@ -338,16 +344,17 @@ def count_training_ids(tmp: Path, feature: str) -> tuple[np.ndarray, np.ndarray]
     """
     counter = FrequencyCounter()
     for batch in pq.ParquetFile(scratch_path(tmp, SPLITS[TRAIN])).iter_batches(batch_size=1 << 20, columns=[feature]):
-        counter.add(batch.column(0).to_numpy())
+        column = batch.column(0)
+        counter.add((column.flatten() if pa.types.is_list(column.type) else column).to_numpy())
     return counter.totals()
 
 
-def _pass2(cfg: PreprocessConfig, out: Path, tmp: Path, vocabs: dict[str, Vocabulary]) -> tuple[dict, dict]:
+def _pass2(cfg: PreprocessConfig, out: Path, tmp: Path, meta: DatasetMeta, vocabs: dict[str, Vocabulary]) -> tuple[dict, dict]:
     """Map raw ids to ranks and write the final shards; returns (rows per split, OOV rows)."""
     lookups = {f: v.lookup() for f, v in vocabs.items()}
-    oov = dict.fromkeys(SPARSE_FEATURES, 0)
+    oov = dict.fromkeys(meta.sparse_features, 0)
     rows = {}
-    schema = shard_schema()
+    schema = meta.shard_schema()
     background = Background()
     try:
         for split in SPLITS:
@@ -355,16 +362,26 @@ def _pass2(cfg: PreprocessConfig, out: Path, tmp: Path, vocabs: dict[str, Vocabu
             source = pq.ParquetFile(scratch_path(tmp, split))
             rows[split] = source.metadata.num_rows
             for batch in source.iter_batches(batch_size=1 << 20):
-                columns = [batch.column(LABEL), *(batch.column(f) for f in DENSE_FEATURES)]
-                for f in SPARSE_FEATURES:
-                    mapped, n_oov = lookups[f](batch.column(f).to_numpy())
-                    oov[f] += n_oov
-                    columns.append(pa.array(mapped))
+                columns = [batch.column(LABEL), *(batch.column(f) for f in meta.dense_features)]
+                for f in meta.sparse_features:
+                    mapped, oov[f] = _map_ids(lookups[f], batch.column(f), oov[f])
+                    columns.append(mapped)
                 background.submit(writer.write, pa.Table.from_arrays(columns, schema=schema))
             background.submit(writer.close)
     finally:
         background.close()
     return rows, oov
+
+
+def _map_ids(lookup, column: pa.Array, oov: int) -> tuple[pa.Array, int]:
+    """Raw ids (or lists of them) -> ranks, and the running OOV count."""
+    if not pa.types.is_list(column.type):
+        ranks, n_oov = lookup(column.to_numpy())
+        return pa.array(ranks), oov + n_oov
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    ranks, n_oov = lookup(column.flatten().to_numpy())
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(ranks)), oov + n_oov
 
 
 def _prepare_output(out: Path) -> Path:
@@ -382,19 +399,26 @@ def preprocess(cfg: PreprocessConfig, progress: bool = True) -> IngestStats:
     files = raw.list_input_files(cfg.input)
     for path in files:
         file_split(path.name, cfg.split)  # fail early on ambiguous patterns
+    schema = effective_schema(cfg)
     out = Path(cfg.output)
     tmp = _prepare_output(out)
     bad = BadRowLog(cfg.on_bad_row == "fail", cfg.max_bad_row_examples)
+    meta = DatasetMeta(num_embeddings={}, rows={}, dense_features=list(schema.dense),
+                       sparse_features=schema.sparse_features(), multi_hot_features=list(schema.multi_hot),
+                       dense_transform=cfg.dense_transform)
     try:
         with tqdm(total=sum(p.stat().st_size for p in files), unit="B", unit_scale=True,
                   desc="ingest", disable=not progress) as bar:
-            first = _Pass1(cfg, tmp, bad, bar)
+            first = _Pass1(cfg, schema, tmp, bad, bar)
             first.run(files)
+        if first.rows_in == bad.count:
+            raise EmptyDatasetError(_no_rows_message(first.rows_in, bad, files))
+        log.info("pass 1: %d rows (%d bad) from %d files; counting ids per feature", first.rows_in, bad.count, len(files))
         vocabs = {f: Vocabulary.build(*count_training_ids(tmp, f), cfg.min_count, cfg.max_rows_per_feature)
-                  for f in SPARSE_FEATURES}
+                  for f in meta.sparse_features}
         for f, vocab in vocabs.items():
             vocab.save(vocab_path(out, f))
-        rows_per_split, oov = _pass2(cfg, out, tmp, vocabs)
+        rows_per_split, oov = _pass2(cfg, out, tmp, meta, vocabs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -409,25 +433,41 @@ def preprocess(cfg: PreprocessConfig, progress: bool = True) -> IngestStats:
                              f"- bad_rows {stats.bad_rows}")
     stats.seconds = time.perf_counter() - start
     stats.rows_per_s = stats.rows_in / stats.seconds if stats.seconds else 0.0
-    _write_meta(cfg, out, files, stats)
+    meta.num_embeddings, meta.rows = stats.num_embeddings, stats.rows_per_split
+    meta.source = {
+        "kind": "ingest", "schema": dataclasses.asdict(schema), "inputs": [str(p) for p in files],
+        "format": cfg.format, "min_count": cfg.min_count, "cap": cfg.max_rows_per_feature,
+        "split": dataclasses.asdict(cfg.split),
+    }
     write_json(out / "stats.json", dataclasses.asdict(stats))
-    _warn_if_bad(stats)
+    meta.save(out)  # last: its presence marks a complete dataset
+    _report_bad(stats, cfg.max_bad_row_fraction)
     return stats
 
 
-def _write_meta(cfg: PreprocessConfig, out: Path, files: list[Path], stats: IngestStats) -> None:
-    source = {
-        "kind": "ingest", "inputs": [str(p) for p in files], "format": cfg.format,
-        "min_count": cfg.min_count, "cap": cfg.max_rows_per_feature,
-        "split": dataclasses.asdict(cfg.split),
-    }
-    DatasetMeta(num_embeddings=stats.num_embeddings, rows=stats.rows_per_split,
-                dense_transform=cfg.dense_transform, source=source).save(out)
+def _no_rows_message(rows_in: int, bad: BadRowLog, files: list[Path]) -> str:
+    where = f"{len(files)} input file(s) ({', '.join(str(p) for p in files[:3])}{', ...' if len(files) > 3 else ''})"
+    if rows_in == 0:
+        issues = ", ".join(f"{i['reason']} {i['file']}" for i in bad.file_issues)
+        return f"no data rows in {where}{': ' + issues if issues else ''}; nothing written"
+    reason, count = bad.by_reason.most_common(1)[0]
+    example = next((e for e in bad.examples if e["reason"] == reason), None)
+    at = f"; first at {example['file']}:{example['line']}: {example['text'][:120]!r}" if example else ""
+    return (f"all {rows_in} rows of {where} are bad (main reason {reason}: {count} rows{at}); "
+            "nothing written. Is the schema right for these files?")
 
 
-def _warn_if_bad(stats: IngestStats) -> None:
-    if stats.bad_rows or stats.file_issues:
-        reasons = ", ".join(f"{k}={v}" for k, v in stats.bad_rows_by_reason.items())
-        issues = ", ".join(f"{i['reason']} {i['file']}" for i in stats.file_issues)
-        log.warning("skipped %d bad rows of %d (%s)%s; first examples in stats.json", stats.bad_rows,
-                    stats.rows_in, reasons or "none", f"; file issues: {issues}" if issues else "")
+def _report_bad(stats: IngestStats, max_fraction: float) -> None:
+    """A warning naming the main reason above ``max_fraction`` bad rows (or any file issue),
+    else an info line when some rows were skipped."""
+    if not (stats.bad_rows or stats.file_issues):
+        return
+    reasons = ", ".join(f"{k}={v}" for k, v in stats.bad_rows_by_reason.items())
+    issues = ", ".join(f"{i['reason']} {i['file']}" for i in stats.file_issues)
+    fraction = stats.bad_rows / max(stats.rows_in, 1)
+    main = max(stats.bad_rows_by_reason.items(), key=lambda kv: kv[1])[0] if stats.bad_rows else None
+    too_many = fraction > max_fraction
+    log.log(logging.WARNING if too_many or issues else logging.INFO,
+            "skipped %d bad rows of %d (%.2f%%%s; %s)%s; first examples in stats.json", stats.bad_rows, stats.rows_in,
+            100 * fraction, f", over max_bad_row_fraction {max_fraction:g}, mostly {main}" if too_many else "",
+            reasons or "none", f"; file issues: {issues}" if issues else "")

@@ -10,8 +10,11 @@ A prepared dataset is a directory::
     vocab/C1.parquet ... one per sparse feature: columns raw (int64, -1 = missing), count (int64);
                          row r holds the id of frequency rank r (most frequent = 0)
 
-Every shard has the columns ``label`` (int8, 0/1), ``I1..I13`` (float32, already transformed)
-and ``C1..C26`` (int32 frequency ranks). A sparse feature with ``k`` kept ids has
+Every shard has the columns ``label`` (int8, 0/1), the dense features (float32, already
+transformed) and the sparse features (int32 frequency ranks; a multi-hot feature is a
+list<int32> column of ranks, one list per row, possibly empty). Feature names and order come
+from ``meta.json``: the raw layout (:mod:`recsys.data.schema`) decides them, Criteo's
+``I1..I13`` / ``C1..C26`` by default. A sparse feature with ``k`` kept ids has
 ``num_embeddings = k + 1`` rows: ranks ``0..k-1`` and one shared out-of-vocabulary row ``k``
 for ids below the min-count or beyond the cap. Because ids are frequency ranks, "the hot ids"
 of a feature are always a prefix ``[0, K)`` of its table.
@@ -27,22 +30,19 @@ import pyarrow as pa
 
 from recsys.core.io import read_json, write_json
 
-DENSE_FEATURES: tuple[str, ...] = tuple(f"I{i}" for i in range(1, 14))
-SPARSE_FEATURES: tuple[str, ...] = tuple(f"C{i}" for i in range(1, 27))
-LABEL = "label"
+LABEL = "label"  # the label column of a prepared dataset, whatever the raw file called it
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 MISSING_RAW_ID = -1
 LAYOUT_VERSION = 1
 
 
-def shard_schema(
-    dense: tuple[str, ...] = DENSE_FEATURES, sparse: tuple[str, ...] = SPARSE_FEATURES
-) -> pa.Schema:
-    """Arrow schema of every Parquet shard."""
+def shard_schema(dense: list[str], sparse: list[str], multi_hot: list[str] = ()) -> pa.Schema:
+    """Arrow schema of every Parquet shard; ``multi_hot`` names the sparse features stored as lists."""
     return pa.schema(
         [pa.field(LABEL, pa.int8(), nullable=False)]
         + [pa.field(name, pa.float32(), nullable=False) for name in dense]
-        + [pa.field(name, pa.int32(), nullable=False) for name in sparse]
+        + [pa.field(name, pa.list_(pa.int32()) if name in multi_hot else pa.int32(), nullable=False)
+           for name in sparse]
     )
 
 
@@ -58,17 +58,23 @@ class DatasetMeta:
     Attributes:
         num_embeddings: rows per sparse feature, including the shared OOV row (the last one).
         rows: rows written per split.
+        dense_features, sparse_features: column names, in the order batches carry them.
+        multi_hot_features: the sparse features stored as lists (bags of ids).
         dense_transform: how dense values were transformed (for example ``log1p``).
         source: ``ingest`` or ``synthetic``, plus whatever the producer wants to record.
     """
 
     num_embeddings: dict[str, int]
     rows: dict[str, int]
-    dense_features: list[str] = dataclasses.field(default_factory=lambda: list(DENSE_FEATURES))
-    sparse_features: list[str] = dataclasses.field(default_factory=lambda: list(SPARSE_FEATURES))
+    dense_features: list[str]
+    sparse_features: list[str]
+    multi_hot_features: list[str] = dataclasses.field(default_factory=list)
     dense_transform: str = "log1p"
     source: dict = dataclasses.field(default_factory=dict)
     layout_version: int = LAYOUT_VERSION
+
+    def shard_schema(self) -> pa.Schema:
+        return shard_schema(self.dense_features, self.sparse_features, self.multi_hot_features)
 
     def save(self, root: str | os.PathLike) -> None:
         write_json(Path(root) / "meta.json", dataclasses.asdict(self))

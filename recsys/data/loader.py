@@ -1,8 +1,10 @@
 """Parquet shards → training batches (dense tensor, KeyedJaggedTensor, labels).
 
 The loader works a row group at a time: each row group becomes a handful of contiguous
-tensors (dense ``(N, 13)``, sparse ``(26, N)``, labels ``(N,)``), and batches are slices of
-them, so there is no Python work per row. A background thread keeps ``prefetch`` batches
+arrays (dense ``(N, D)``, single-hot sparse ``(F, N)``, labels ``(N,)``, and per multi-hot
+feature its bag lengths and flat ids), and batches are slices of them, so there is no Python
+work per row. Feature names and kinds come from ``meta.json``; a multi-hot feature's KJT
+lengths are its real bag sizes (0 for an empty bag). A background thread keeps ``prefetch`` batches
 ready while the model trains. Shuffling permutes the order of row groups across all shards
 and the rows inside a shuffle buffer of ``shuffle_buffer_groups`` row groups.
 """
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
@@ -29,7 +32,8 @@ class Batch:
 
     Attributes:
         dense: (B, n_dense) float32, already transformed.
-        sparse: KeyedJaggedTensor with one key per sparse feature (single-hot: lengths are 1).
+        sparse: KeyedJaggedTensor with one key per sparse feature (lengths 1 for a single-hot
+            feature, the bag sizes for a multi-hot one).
         labels: (B,) float32 in {0, 1}.
     """
 
@@ -47,16 +51,44 @@ class Batch:
 
 
 @dataclasses.dataclass
+class _Bags:
+    """One multi-hot feature over N rows: row i holds ``values[offsets[i]:offsets[i + 1]]``."""
+
+    lengths: np.ndarray  # (N,) int64
+    values: np.ndarray  # (sum of lengths,) int64
+
+    @property
+    def offsets(self) -> np.ndarray:  # (N + 1,)
+        return np.concatenate([[0], np.cumsum(self.lengths)])
+
+    def take(self, index: np.ndarray | slice) -> "_Bags":
+        offsets = self.offsets
+        if isinstance(index, slice):
+            start, stop, _ = index.indices(len(self.lengths))
+            return _Bags(self.lengths[index], self.values[offsets[start] : offsets[max(start, stop)]])
+        lengths = self.lengths[index]
+        new_starts = np.cumsum(lengths) - lengths
+        positions = np.repeat(offsets[:-1][index] - new_starts, lengths) + np.arange(lengths.sum())
+        return _Bags(lengths, self.values[positions])
+
+    @staticmethod
+    def concat(bags: list["_Bags"]) -> "_Bags":
+        return _Bags(np.concatenate([b.lengths for b in bags]), np.concatenate([b.values for b in bags]))
+
+
+@dataclasses.dataclass
 class _Block:
     dense: np.ndarray  # (N, n_dense) float32
-    sparse: np.ndarray  # (F, N) int64
+    sparse: np.ndarray  # (F_single, N) int64, the single-hot features
     labels: np.ndarray  # (N,) float32
+    bags: dict[str, _Bags]  # the multi-hot features
 
     def __len__(self) -> int:
         return self.labels.shape[0]
 
     def take(self, index: np.ndarray | slice) -> "_Block":
-        return _Block(self.dense[index], self.sparse[:, index], self.labels[index])
+        bags = {name: bag.take(index) for name, bag in self.bags.items()}
+        return _Block(self.dense[index], self.sparse[:, index], self.labels[index], bags)
 
     @staticmethod
     def concat(blocks: list["_Block"]) -> "_Block":
@@ -66,6 +98,7 @@ class _Block:
             np.concatenate([b.dense for b in blocks]),
             np.concatenate([b.sparse for b in blocks], axis=1),
             np.concatenate([b.labels for b in blocks]),
+            {name: _Bags.concat([b.bags[name] for b in blocks]) for name in blocks[0].bags},
         )
 
 
@@ -128,6 +161,7 @@ class ParquetBatches:
         ]
         self.rows = sum(pq.ParquetFile(p).metadata.num_rows for p in self.paths)
         self._columns = [LABEL, *self.meta.dense_features, *self.meta.sparse_features]
+        self._single = [f for f in self.meta.sparse_features if f not in self.meta.multi_hot_features]
 
     def __len__(self) -> int:
         full, rest = divmod(self.rows, self.batch_size)
@@ -150,10 +184,18 @@ class ParquetBatches:
 
     def _read_group(self, path: Path, group: int) -> _Block:
         table = pq.ParquetFile(path).read_row_group(group, columns=self._columns)
-        cols = {name: table.column(name).to_numpy() for name in self._columns}
-        dense = np.stack([cols[n] for n in self.meta.dense_features], axis=1).astype(np.float32, copy=False)
-        sparse = np.stack([cols[n] for n in self.meta.sparse_features]).astype(np.int64, copy=False)
-        return _Block(dense, sparse, cols[LABEL].astype(np.float32))
+        n = table.num_rows
+        column = lambda name: table.column(name).to_numpy()  # noqa: E731
+        dense = np.stack([column(f) for f in self.meta.dense_features], axis=1) if self.meta.dense_features \
+            else np.zeros((n, 0), np.float32)
+        sparse = np.stack([column(f) for f in self._single]) if self._single else np.zeros((0, n), np.int64)
+        bags = {}
+        for name in self.meta.multi_hot_features:
+            lists = table.column(name).combine_chunks()
+            lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+            bags[name] = _Bags(lengths, lists.flatten().to_numpy().astype(np.int64))
+        return _Block(dense.astype(np.float32, copy=False), sparse.astype(np.int64, copy=False),
+                      column(LABEL).astype(np.float32), bags)
 
     def _blocks(self) -> Iterator[_Block]:
         rng = np.random.default_rng([self.seed, self.epoch])
@@ -192,11 +234,24 @@ class ParquetBatches:
         if ranks > 1:
             block = block.take(slice(rank * len(block) // ranks, (rank + 1) * len(block) // ranks))
         n = len(block)
-        n_features = block.sparse.shape[0]
+        if block.bags:
+            single = {name: i for i, name in enumerate(self._single)}
+            values, lengths = [], []
+            for name in self.meta.sparse_features:  # key-major, as a KJT lays them out
+                if name in single:
+                    values.append(block.sparse[single[name]])
+                    lengths.append(np.ones(n, np.int32))
+                else:
+                    values.append(block.bags[name].values)
+                    lengths.append(block.bags[name].lengths.astype(np.int32))
+            flat_values, flat_lengths = np.concatenate(values), np.concatenate(lengths)
+        else:
+            flat_values = np.ascontiguousarray(block.sparse).reshape(-1)
+            flat_lengths = np.ones(block.sparse.shape[0] * n, np.int32)
         sparse = KeyedJaggedTensor(
             keys=list(self.meta.sparse_features),
-            values=torch.from_numpy(np.ascontiguousarray(block.sparse).reshape(-1)),
-            lengths=torch.ones(n_features * n, dtype=torch.int32),
+            values=torch.from_numpy(flat_values),
+            lengths=torch.from_numpy(flat_lengths),
             stride=n,
         )
         batch = Batch(

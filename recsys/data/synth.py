@@ -17,8 +17,16 @@ scrambled 32-bit raw id (-1 for the missing id) and the rank's count in the trai
 Rows are i.i.d. and generated in blocks of ``BLOCK_ROWS`` rows, block ``b`` from its own
 random stream ``(seed, b)``, so the output is byte-identical for any ``chunk_rows`` or
 ``workers`` and a bigger ``rows`` extends the same row sequence. (Identical on one platform:
-numpy's ``pow``/``exp`` may round differently on another CPU or libm, moving a rare rank.) Splits are contiguous: the first rows are
-train, then valid, then test. Memory is bounded by ``chunk_rows`` plus the vocabulary counts
+numpy's ``pow``/``exp`` may round differently on another CPU or libm, moving a rare rank.)
+Splits are contiguous: the first rows are train, then valid, then test.
+
+``multi_hot={C3: {min: 1, max: 5}}`` writes C3 as a bag of 1 to 5 ids (a list column): the
+row's own C3 id and further ids from C3's distribution, each of them an active feature of the
+planted model (:meth:`~recsys.data.synth_model.PlantedModel.logit`), so bags carry signal and
+the Bayes figures stay exact. A DLRM sum-pools a bag, so it cannot represent the pairwise
+terms *inside* a bag; its gap to the Bayes optimum is a little wider on such data. The intercept is solved on
+single-hot rows, so bags move the click rate somewhat off the profile's (``bayes.json`` has
+the rate that came out). Memory is bounded by ``chunk_rows`` plus the vocabulary counts
 (8 bytes per id) and the valid/test click probabilities kept for their exact AUC.
 """
 
@@ -38,18 +46,12 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from recsys.core.io import write_json
-from recsys.data.config import SynthConfig
+from recsys.data.config import BagSize, SynthConfig
 from recsys.data.counter_hash import mix_key
+from recsys.data.schema import CRITEO_CATEGORICAL, CRITEO_DENSE
 from recsys.data.shards import ShardWriter
 from recsys.data.vocab import Vocabulary
-from recsys.data.layout import (
-    DENSE_FEATURES,
-    SPARSE_FEATURES,
-    SPLITS,
-    DatasetMeta,
-    shard_schema,
-    vocab_path,
-)
+from recsys.data.layout import SPLITS, DatasetMeta, vocab_path
 from recsys.data.synth_model import (
     DENSE_MISSING,
     DENSE_SHAPES,
@@ -99,6 +101,11 @@ def _validate(cfg: SynthConfig) -> Profile:
         raise ValueError("rows_per_shard and chunk_rows must be >= 1")
     if cfg.workers < 0:
         raise ValueError(f"workers must be >= 0 (0 = one per CPU), got {cfg.workers}")
+    for name, size in cfg.multi_hot.items():
+        if name not in CRITEO_CATEGORICAL:
+            raise ValueError(f"multi_hot.{name}: not a sparse feature of the profile ({CRITEO_CATEGORICAL[0]}..{CRITEO_CATEGORICAL[-1]})")
+        if not 1 <= size.min <= size.max:
+            raise ValueError(f"multi_hot.{name}: bag sizes need 1 <= min <= max, got min={size.min} max={size.max}")
     return profile
 
 
@@ -120,9 +127,9 @@ def feature_space(cfg: SynthConfig) -> FeatureSpace:
     return FeatureSpace(
         cardinalities=cards,
         exponents=profile_exponents(profile, base),
-        missing=tuple(SPARSE_MISSING[f] for f in SPARSE_FEATURES),
-        dense_missing=tuple(DENSE_MISSING[f] for f in DENSE_FEATURES),
-        dense_shapes=tuple(DENSE_SHAPES[f] for f in DENSE_FEATURES),
+        missing=tuple(SPARSE_MISSING[f] for f in CRITEO_CATEGORICAL),
+        dense_missing=tuple(DENSE_MISSING[f] for f in CRITEO_DENSE),
+        dense_shapes=tuple(DENSE_SHAPES[f] for f in CRITEO_DENSE),
     )
 
 
@@ -216,8 +223,10 @@ class VocabCounter:
         self._heads = np.minimum(cardinalities, HEAD_ROWS)  # (F,)
         self._offsets = np.concatenate([[0], np.cumsum(self._heads)[:-1]])  # (F,)
 
-    def update(self, sparse: np.ndarray) -> None:
-        """sparse: (N, 26) int32 ranks."""
+    def update(self, sparse: np.ndarray, extra: dict[int, np.ndarray]) -> None:
+        """sparse: (N, 26) int32 ranks; extra: feature index -> (N, L) further bag ranks (-1 = none)."""
+        for f, ranks in extra.items():
+            np.add.at(self.counts[f], ranks[ranks >= 0], 1)
         in_head = sparse < self._heads  # (N, F)
         spill = int(self._heads.sum())  # one extra bin collects tail occurrences
         index = np.where(in_head, self._offsets + sparse, spill)  # (N, F)
@@ -229,8 +238,8 @@ class VocabCounter:
                 np.add.at(counts, sparse[~in_head[:, f], f], 1)
 
     def write(self, root: Path, space: FeatureSpace, seed: int) -> None:
-        vocab_path(root, SPARSE_FEATURES[0]).parent.mkdir(parents=True, exist_ok=True)
-        for f, (name, counts) in enumerate(zip(SPARSE_FEATURES, self.counts)):
+        vocab_path(root, CRITEO_CATEGORICAL[0]).parent.mkdir(parents=True, exist_ok=True)
+        for f, (name, counts) in enumerate(zip(CRITEO_CATEGORICAL, self.counts)):
             raw = scrambled_ids(mix_key(seed, 4, f), np.arange(len(counts)))
             missing = space.missing_ranks[f]
             if missing < len(counts):
@@ -241,15 +250,26 @@ class VocabCounter:
 # ---------------------------------------------------------------- generation
 
 
-def draw_block(model: PlantedModel, seed: int, block: int) -> tuple[np.ndarray, ...]:
+def draw_block(model: PlantedModel, seed: int, block: int, bags: dict[int, BagSize]) -> tuple:
     """The random draws of rows ``[block * BLOCK_ROWS, (block + 1) * BLOCK_ROWS)``.
 
+    A multi-hot feature's bag is the row's id of that feature plus ``size - 1`` further ids
+    from the same distribution (drawn after everything else, so single-hot rows do not change
+    when a feature becomes multi-hot).
+
     Returns:
-        dense (BLOCK_ROWS, 13) float32, sparse (BLOCK_ROWS, 26) int32, label uniforms (BLOCK_ROWS,).
+        dense (BLOCK_ROWS, 13) float32, sparse (BLOCK_ROWS, 26) int32, label uniforms
+        (BLOCK_ROWS,), and feature index -> (BLOCK_ROWS, max - 1) further ranks (-1 = none).
     """
     rng = np.random.default_rng([seed, block])
     dense, sparse = model.space.sample(rng, BLOCK_ROWS)
-    return dense, sparse, rng.random(BLOCK_ROWS)
+    u_label = rng.random(BLOCK_ROWS)
+    extra = {}
+    for f, size in sorted(bags.items()):
+        sizes = rng.integers(size.min, size.max + 1, BLOCK_ROWS)  # (B,)
+        ranks = model.space.sparse_ranks(rng.random((BLOCK_ROWS, size.max - 1)), feature=f)  # (B, L)
+        extra[f] = np.where(np.arange(size.max - 1) < (sizes - 1)[:, None], ranks, -1).astype(np.int32)
+    return dense, sparse, u_label, extra
 
 
 def _chunks(total: int, chunk_rows: int) -> list[tuple[int, int]]:
@@ -258,24 +278,26 @@ def _chunks(total: int, chunk_rows: int) -> list[tuple[int, int]]:
     return [(start // BLOCK_ROWS, min(step, total - start)) for start in range(0, total, step)]
 
 
-def generate_chunk(model: PlantedModel, seed: int, first_block: int, rows: int) -> tuple[np.ndarray, ...]:
+def generate_chunk(model: PlantedModel, seed: int, first_block: int, rows: int, bags: dict[int, BagSize]) -> tuple:
     """Rows ``[first_block * BLOCK_ROWS, first_block * BLOCK_ROWS + rows)`` of the dataset.
 
     Draws come per block (fixing the output for any chunking); the model then runs on the
     whole chunk, its arithmetic being row-wise.
 
     Returns:
-        dense (N, 13) float32, sparse (N, 26) int32, logit (N,) float64, label (N,) int8.
+        dense (N, 13) float32, sparse (N, 26) int32, logit (N,) float64, label (N,) int8, and
+        feature index -> (N, L) further bag ranks (-1 = none).
     """
-    blocks = [draw_block(model, seed, first_block + i) for i in range(math.ceil(rows / BLOCK_ROWS))]
-    dense, sparse, u_label = (np.concatenate(arrays)[:rows] for arrays in zip(*blocks))
-    logit = model.logit(dense, sparse)
-    return dense, sparse, logit, (u_label < sigmoid(logit)).astype(np.int8)
+    blocks = [draw_block(model, seed, first_block + i, bags) for i in range(math.ceil(rows / BLOCK_ROWS))]
+    dense, sparse, u_label = (np.concatenate([b[i] for b in blocks])[:rows] for i in range(3))
+    extra = {f: np.concatenate([b[3][f] for b in blocks])[:rows] for f in bags}
+    logit = model.logit(dense, sparse, extra)
+    return dense, sparse, logit, (u_label < sigmoid(logit)).astype(np.int8), extra
 
 
 def _generated(
-    model: PlantedModel, seed: int, chunks: list[tuple[int, int]], workers: int
-) -> Iterator[tuple[np.ndarray, ...]]:
+    model: PlantedModel, seed: int, chunks: list[tuple[int, int]], workers: int, bags: dict[int, BagSize]
+) -> Iterator[tuple]:
     """Generated chunks in order; with ``workers > 1`` they come from a thread pool.
 
     Threads suffice: numpy releases the GIL inside its array operations, and so does Arrow
@@ -284,23 +306,32 @@ def _generated(
     """
     if workers <= 1 or len(chunks) <= 1:
         for first_block, rows in chunks:
-            yield generate_chunk(model, seed, first_block, rows)
+            yield generate_chunk(model, seed, first_block, rows, bags)
         return
     with ThreadPoolExecutor(workers, thread_name_prefix="recsys-synth") as pool:
         pending: collections.deque[Future] = collections.deque()
         for first_block, rows in chunks:
-            pending.append(pool.submit(generate_chunk, model, seed, first_block, rows))
+            pending.append(pool.submit(generate_chunk, model, seed, first_block, rows, bags))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
 
 
-def _table(label: np.ndarray, dense: np.ndarray, sparse: np.ndarray) -> pa.Table:
-    """label (N,) int8, dense (N, 13) float32, sparse (N, 26) int32 -> a shard table."""
+def _table(schema: pa.Schema, label: np.ndarray, dense: np.ndarray, sparse: np.ndarray,
+           extra: dict[int, np.ndarray]) -> pa.Table:
+    """label (N,) int8, dense (N, 13) float32, sparse (N, 26) int32 and further bag ranks
+    (feature index -> (N, L), -1 = none) -> a shard table; a bag lists its first id first."""
     columns = [pa.array(label), *(pa.array(dense[:, j]) for j in range(dense.shape[1]))]
-    columns += [pa.array(sparse[:, f]) for f in range(sparse.shape[1])]
-    return pa.Table.from_arrays(columns, schema=shard_schema())
+    for f in range(sparse.shape[1]):
+        if f not in extra:
+            columns.append(pa.array(sparse[:, f]))
+            continue
+        bag = np.concatenate([sparse[:, f : f + 1], extra[f]], axis=1)  # (N, 1 + L)
+        present = bag >= 0
+        offsets = np.concatenate([[0], np.cumsum(present.sum(axis=1))]).astype(np.int32)
+        columns.append(pa.ListArray.from_arrays(pa.array(offsets), pa.array(bag[present])))
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _available_cpus() -> int:
@@ -324,26 +355,36 @@ def generate(cfg: SynthConfig, progress: bool = True) -> dict:
     model = planted_model(cfg)
     rows = split_rows(cfg)
     root.mkdir(parents=True, exist_ok=True)
-    writers = {s: ShardWriter(root, s, cfg.rows_per_shard, shard_schema()) for s in SPLITS}
+    bags = {CRITEO_CATEGORICAL.index(name): size for name, size in cfg.multi_hot.items()}
+    meta = DatasetMeta(
+        num_embeddings={f: n + 1 for f, n in zip(CRITEO_CATEGORICAL, model.space.cardinalities)},
+        rows=rows, dense_features=list(CRITEO_DENSE), sparse_features=list(CRITEO_CATEGORICAL),
+        multi_hot_features=[f for f in CRITEO_CATEGORICAL if f in cfg.multi_hot],
+        source={"kind": "synthetic", "generator": "recsys.data.synth", **dataclasses.asdict(cfg),
+                "model_seed": model.seed},  # fmt: skip
+    )
+    schema = meta.shard_schema()
+    writers = {s: ShardWriter(root, s, cfg.rows_per_shard, schema) for s in SPLITS}
     bayes = {s: BayesAccumulator(rows[s]) for s in SPLITS}
     counter = VocabCounter(model.space.cardinalities)
     bounds = np.cumsum([0] + [rows[s] for s in SPLITS])  # split s holds rows [bounds[i], bounds[i+1])
 
     chunks = _chunks(cfg.rows, cfg.chunk_rows)
     workers = cfg.workers or _available_cpus()
-    generated = _generated(model, cfg.seed, chunks, workers)
+    generated = _generated(model, cfg.seed, chunks, workers, bags)
     if progress:
         generated = tqdm(generated, total=len(chunks), desc="recsys-synth", unit="chunk")
-    for (first_block, n), (dense, sparse, logit, label) in zip(chunks, generated):
+    for (first_block, n), (dense, sparse, logit, label, extra) in zip(chunks, generated):
         start = first_block * BLOCK_ROWS
         for i, split in enumerate(SPLITS):
             lo, hi = max(bounds[i] - start, 0), min(bounds[i + 1] - start, n)
             if lo >= hi:
                 continue
-            writers[split].write(_table(label[lo:hi], dense[lo:hi], sparse[lo:hi]))
+            part = {f: ranks[lo:hi] for f, ranks in extra.items()}
+            writers[split].write(_table(schema, label[lo:hi], dense[lo:hi], sparse[lo:hi], part))
             bayes[split].update(logit[lo:hi], label[lo:hi])
             if split == "train":
-                counter.update(sparse[lo:hi])
+                counter.update(sparse[lo:hi], part)
     for writer in writers.values():
         writer.close()
     counter.write(root, model.space, model.seed)
@@ -353,16 +394,11 @@ def generate(cfg: SynthConfig, progress: bool = True) -> dict:
     summary["planted_model"] = {
         "intercept": model.intercept,
         "target_positive_rate": model.positive_rate,
-        "cardinalities": dict(zip(SPARSE_FEATURES, model.space.cardinalities)),
-        "exponents": dict(zip(SPARSE_FEATURES, model.space.exponents)),
+        "cardinalities": dict(zip(CRITEO_CATEGORICAL, model.space.cardinalities)),
+        "exponents": dict(zip(CRITEO_CATEGORICAL, model.space.exponents)),
         **dataclasses.asdict(model.magnitudes),
     }
     summary["generation"] = {"seconds": elapsed, "rows_per_second": cfg.rows / elapsed}
     write_json(root / "bayes.json", summary)
-    DatasetMeta(
-        num_embeddings={f: n + 1 for f, n in zip(SPARSE_FEATURES, model.space.cardinalities)},
-        rows=rows,
-        source={"kind": "synthetic", "generator": "recsys.data.synth", **dataclasses.asdict(cfg),
-                "model_seed": model.seed},  # fmt: skip
-    ).save(root)
+    meta.save(root)
     return summary

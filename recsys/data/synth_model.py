@@ -80,7 +80,7 @@ import numpy as np
 
 from recsys.data.config import ModelMagnitudes
 from recsys.data.counter_hash import mix_key, splitmix64
-from recsys.data.layout import DENSE_FEATURES, SPARSE_FEATURES
+from recsys.data.schema import CRITEO_CATEGORICAL, CRITEO_DENSE
 
 HEAD_ROWS = 1 << 17  # ranks per feature whose parameters are cached (the tail is hashed on demand)
 CALIBRATION_ROWS = 1 << 18  # rows drawn to standardise dense values and solve the intercept
@@ -112,11 +112,11 @@ KAGGLE_EXPONENTS = (
 POSITIVE_RATES = {Profile.KAGGLE: 0.2562, Profile.TERABYTE: 0.03}
 
 # Missing shares measured on 20,000 Kaggle rows (docs/criteo.md); unlisted columns ~0.
-SPARSE_MISSING = dict.fromkeys(SPARSE_FEATURES, 0.0) | {
+SPARSE_MISSING = dict.fromkeys(CRITEO_CATEGORICAL, 0.0) | {
     "C6": 0.14, "C3": 0.035, "C4": 0.035, "C12": 0.035, "C16": 0.035, "C21": 0.035, "C24": 0.035,
     "C19": 0.42, "C20": 0.42, "C25": 0.42, "C26": 0.42, "C22": 0.81,
 }  # fmt: skip
-DENSE_MISSING = dict.fromkeys(DENSE_FEATURES, 0.0) | {
+DENSE_MISSING = dict.fromkeys(CRITEO_DENSE, 0.0) | {
     "I1": 0.44, "I3": 0.20, "I4": 0.20, "I6": 0.23, "I10": 0.44, "I12": 0.76, "I13": 0.20,
     "I5": 0.04, "I7": 0.04, "I9": 0.04, "I11": 0.04,
 }  # fmt: skip
@@ -200,7 +200,7 @@ class FeatureSpace:
     dense_shapes: tuple[tuple[float, float], ...]
 
     def __post_init__(self) -> None:
-        for name, n, s, m in zip(SPARSE_FEATURES, self.cardinalities, self.exponents, self.missing):
+        for name, n, s, m in zip(CRITEO_CATEGORICAL, self.cardinalities, self.exponents, self.missing):
             if n < 2:
                 raise ValueError(f"{name}: cardinality {n} < 2")
             if s <= 1.0:
@@ -250,15 +250,18 @@ class FeatureSpace:
         c = 1.0 - (present + 1.0) ** (1.0 - s)
         return m, 1.0 / (1.0 - s), c, (present - 1).astype(np.int64), self.missing_ranks
 
-    def sparse_ranks(self, u: np.ndarray) -> np.ndarray:
+    def sparse_ranks(self, u: np.ndarray, feature: int | None = None) -> np.ndarray:
         """Inverse-CDF sampling of ranks from uniforms.
 
         Args:
-            u: (B, F) float64 uniforms in [0, 1).
+            u: (B, F) float64 uniforms in [0, 1), one column per feature; or, with
+                ``feature``, uniforms of any shape, all for that feature (index 0..25).
         Returns:
-            (B, F) int32 frequency ranks.
+            int32 frequency ranks, shaped as ``u``.
         """
         m, inverse_exponent, c, last, r_miss = self._sampler
+        if feature is not None:
+            m, inverse_exponent, c, last, r_miss = (a[feature] for a in self._sampler)
         v = np.maximum(u - m, 0.0) / (1.0 - m)  # (B, F) uniform on the present ids
         x = (1.0 - v * c) ** inverse_exponent  # (B, F) continuous power law on [1, n'+1)
         j = np.minimum(x.astype(np.int64) - 1, last)  # (B, F)
@@ -353,16 +356,34 @@ class PlantedModel:
             params[f, at] = self._id_parameters(int(f), sparse_t[f, at])
         return params
 
-    def logit(self, dense: np.ndarray, sparse: np.ndarray) -> np.ndarray:
+    def feature_parameters(self, f: int, ranks: np.ndarray) -> np.ndarray:
+        """Rows ``[w - ||e||^2/2, e]`` of any ranks of feature f: (...) -> (..., 1 + k)."""
+        flat = ranks.reshape(-1)
+        head = int(self._head_sizes[f])
+        params = np.take(self._head, self._head_offsets[f] + np.minimum(flat, head - 1), axis=0)
+        tail = np.flatnonzero(flat >= head)
+        if len(tail):
+            params[tail] = self._id_parameters(f, flat[tail])
+        return params.reshape(*ranks.shape, -1)
+
+    def logit(self, dense: np.ndarray, sparse: np.ndarray, extra: dict[int, np.ndarray] | None = None) -> np.ndarray:
         """True click logit of each row.
+
+        A multi-hot feature's extra ids are further active features of the same factorization
+        machine: each adds its bias and its pairwise products with every other active id
+        (Rendle's FM is defined over any set of active features).
 
         Args:
             dense: (B, 13) transformed dense values (as written in the shards).
-            sparse: (B, 26) frequency ranks.
+            sparse: (B, 26) frequency ranks (a bag's first id).
+            extra: feature index -> (B, L) further ranks of that feature's bag, -1 = none.
         Returns:
             (B,) float64.
         """
         summed = self.parameters(sparse).sum(axis=0)  # (B, 1 + k)
+        for f, ranks in (extra or {}).items():
+            present = (ranks >= 0)[..., None]  # (B, L, 1)
+            summed += (self.feature_parameters(f, np.maximum(ranks, 0)) * present).sum(axis=1)  # (B, 1 + k)
         total = summed[:, 1:]  # (B, k): sum_f e_f
         # sum_f w_f + sum_{f<g} <e_f, e_g> = sum_f (w_f - ||e_f||^2/2) + ||sum_f e_f||^2 / 2
         sparse_terms = summed[:, 0] + 0.5 * (total * total).sum(-1)  # (B,)
@@ -374,9 +395,9 @@ class PlantedModel:
         cross = (projected * total).sum(-1)  # (B,)
         return self.intercept + (sparse_terms + dense_linear + cross).astype(np.float64)
 
-    def probability(self, dense: np.ndarray, sparse: np.ndarray) -> np.ndarray:
-        """True click probability of each row, (B,) float64 (shapes as in :meth:`logit`)."""
-        return sigmoid(self.logit(dense, sparse))
+    def probability(self, dense: np.ndarray, sparse: np.ndarray, extra: dict[int, np.ndarray] | None = None) -> np.ndarray:
+        """True click probability of each row, (B,) float64 (arguments as in :meth:`logit`)."""
+        return sigmoid(self.logit(dense, sparse, extra))
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:

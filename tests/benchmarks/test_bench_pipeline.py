@@ -67,6 +67,8 @@ def test_criteo_tsv_writer_round_trips_through_ingest_parser(tmp_path: Path) -> 
     from common import hex8, write_criteo_tsv
 
     from recsys.data import raw
+    from recsys.data.parse import parse_chunk
+    from recsys.data.schema import SchemaConfig
 
     label = np.array([0, 1, 1])
     dense = np.full((3, 13), np.nan)
@@ -81,7 +83,7 @@ def test_criteo_tsv_writer_round_trips_through_ingest_parser(tmp_path: Path) -> 
     assert text.count(b"\n") == 3 and all(line.count(b"\t") == 39 for line in text.splitlines())
     assert hex8(np.array([0, 0xABCDEF12])).tolist() == [b"00000000", b"abcdef12"]
 
-    parsed = raw.parse_chunk(raw.Chunk(text, 1, 3), "tsv")
+    parsed = parse_chunk(raw.Chunk(text, 1, 3), raw.RawLayout(SchemaConfig(), "\t", False))
     assert not parsed.bad and len(parsed) == 3
     assert parsed.label.tolist() == [0, 1, 1]
     assert parsed.dense["I4"].to_pylist() == [3, 12345, None]

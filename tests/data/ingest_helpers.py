@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recsys.data import layout
+from recsys.data.schema import CRITEO_CATEGORICAL, CRITEO_DENSE
 from recsys.data.config import PreprocessConfig, SplitConfig
 from recsys.data.ingest import preprocess
 
@@ -40,6 +41,9 @@ def reference_parse(line: str, sep: str = "\t") -> tuple[str, None] | tuple[None
             dense.append(int(v))
         elif re.fullmatch(r"0[xX][0-9a-fA-F]{1,15}", v.strip(" ")):  # pyarrow's int parser takes hex
             dense.append(int(v.strip(" "), 16))
+        elif re.fullmatch(r"-?([0-9]+\.[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?|-?[0-9]+[eE][-+]?[0-9]{1,3}", v.strip(" ")) \
+                and math.isfinite(float(v)):
+            dense.append(float(v))  # a real number: kept as it is
         else:
             return "bad_dense", None
     ids = []
@@ -79,7 +83,7 @@ def run(tmp_path: Path, name: str, input_path: Path | str, **overrides) -> tuple
 def read_split(root: Path, split: str = "train") -> pa.Table:
     shards = layout.list_shards(root, split)
     if not shards:
-        return layout.shard_schema().empty_table()
+        return layout.shard_schema(list(CRITEO_DENSE), list(CRITEO_CATEGORICAL)).empty_table()
     return pa.concat_tables(pq.read_table(p) for p in shards)
 
 
@@ -90,12 +94,12 @@ def read_vocab(root: Path, feature: str) -> pa.Table:
 def decoded_rows(root: Path, split: str = "train") -> list[tuple]:
     """Rows as (label, dense floats, raw ids) with ranks turned back into raw ids (OOV -> None)."""
     table = read_split(root, split)
-    vocabs = {f: read_vocab(root, f).column("raw").to_pylist() for f in layout.SPARSE_FEATURES}
+    vocabs = {f: read_vocab(root, f).column("raw").to_pylist() for f in CRITEO_CATEGORICAL}
     cols = {name: table.column(name).to_pylist() for name in table.column_names}
     rows = []
     for i in range(table.num_rows):
-        dense = tuple(cols[f][i] for f in layout.DENSE_FEATURES)
-        ids = tuple(vocabs[f][cols[f][i]] if cols[f][i] < len(vocabs[f]) else None for f in layout.SPARSE_FEATURES)
+        dense = tuple(cols[f][i] for f in CRITEO_DENSE)
+        ids = tuple(vocabs[f][cols[f][i]] if cols[f][i] < len(vocabs[f]) else None for f in CRITEO_CATEGORICAL)
         rows.append((cols[layout.LABEL][i], dense, ids))
     return rows
 
@@ -114,5 +118,5 @@ def expected_rows(lines: list[str]) -> list[tuple]:
 def dataset_tables(root: Path) -> dict[str, pa.Table]:
     """Every shard split and vocabulary of a dataset, for whole-dataset equality checks."""
     tables = {split: read_split(root, split) for split in layout.SPLITS}
-    tables.update({f: read_vocab(root, f) for f in layout.SPARSE_FEATURES})
+    tables.update({f: read_vocab(root, f) for f in CRITEO_CATEGORICAL})
     return tables

@@ -23,6 +23,7 @@ from ingest_helpers import (
 )
 
 from recsys.data import layout
+from recsys.data.schema import CRITEO_CATEGORICAL, CRITEO_DENSE
 from recsys.data.config import PreprocessConfig, SplitConfig
 from recsys.data.ingest import BadRowError, preprocess
 
@@ -58,7 +59,7 @@ def test_sample_rows_schema_and_meta(sample_dataset):
     assert saved["rows_out"] == 1000 and saved["bad_rows_by_reason"] == {}
     for split in layout.SPLITS:
         for shard in layout.list_shards(root, split):
-            assert pq.read_schema(shard).remove_metadata() == layout.shard_schema()
+            assert pq.read_schema(shard).remove_metadata() == layout.shard_schema(list(CRITEO_DENSE), list(CRITEO_CATEGORICAL))
     assert not (root / "_ingest_tmp").exists()
 
 
@@ -66,7 +67,7 @@ def test_sample_vocab_ranked_by_frequency_with_oov_last(sample_dataset):
     root, stats = sample_dataset
     meta = layout.DatasetMeta.load(root)
     train = read_split(root, "train")
-    for feature in layout.SPARSE_FEATURES:
+    for feature in CRITEO_CATEGORICAL:
         vocab = read_vocab(root, feature)
         counts, raws = vocab.column("count").to_numpy(), vocab.column("raw").to_numpy()
         assert np.all(np.diff(counts) <= 0), feature
@@ -81,11 +82,11 @@ def test_sample_vocab_ranked_by_frequency_with_oov_last(sample_dataset):
 def test_sample_dense_and_missing_shares(sample_dataset):
     root, _ = sample_dataset
     table = read_split(root, "train")
-    for feature in layout.DENSE_FEATURES:
+    for feature in CRITEO_DENSE:
         values = table.column(feature).to_numpy()
         assert values.dtype == np.float32 and values.min() >= 0 and np.isfinite(values).all()
     rows = [line.split("\t") for line in SAMPLE.read_text().splitlines()]
-    for i, feature in enumerate(layout.SPARSE_FEATURES):
+    for i, feature in enumerate(CRITEO_CATEGORICAL):
         vocab = read_vocab(root, feature).column("raw").to_numpy()
         ranks = np.concatenate([read_split(root, s).column(feature).to_numpy() for s in layout.SPLITS])
         missing = np.mean(vocab[np.minimum(ranks, len(vocab) - 1)] == layout.MISSING_RAW_ID)
@@ -119,7 +120,7 @@ def test_gzip_and_csv_variants_give_identical_datasets(tmp_path):
 
 
 def layout_columns() -> list[str]:
-    return [layout.LABEL, *layout.DENSE_FEATURES, *layout.SPARSE_FEATURES]
+    return [layout.LABEL, *CRITEO_DENSE, *CRITEO_CATEGORICAL]
 
 
 def test_csv_header_mismatch_is_a_clear_error(tmp_path):
@@ -197,7 +198,7 @@ def test_by_file_split_routes_files(tmp_path):
 
 CORRUPTIONS = {
     "wrong_column_count": lambda cols: cols[:-1],
-    "bad_dense": lambda cols: cols[:3] + ["1.5"] + cols[4:],
+    "bad_dense": lambda cols: cols[:3] + ["1.5x"] + cols[4:],
     "bad_id": lambda cols: cols[:20] + ["zz12"] + cols[21:],
     "id_too_long": lambda cols: cols[:20] + ["123456789"] + cols[21:],
     "bad_label": lambda cols: ["2"] + cols[1:],

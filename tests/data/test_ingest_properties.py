@@ -9,9 +9,12 @@ from __future__ import annotations
 import random
 import shutil
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ingest_helpers import decoded_rows, expected_rows, random_line, reference_parse, run
+
+from recsys.data.ingest import EmptyDatasetError
 
 
 def corrupt(line: str, how: int, rng: random.Random) -> str:
@@ -49,6 +52,10 @@ def test_ingest_keeps_exactly_the_valid_lines(tmp_path, lines, chunk_bytes):
     verdicts = [reference_parse(line)[0] for line in lines]
     bad_lines = [n for n, v in enumerate(verdicts, start=1) if v is not None]
 
+    if len(bad_lines) == len(lines):
+        with pytest.raises(EmptyDatasetError, match=f"all {len(lines)} rows"):
+            run(tmp_path, "ds", path, chunk_bytes=chunk_bytes)
+        return
     root, stats = run(tmp_path, "ds", path, chunk_bytes=chunk_bytes, max_bad_row_examples=1000)
 
     assert stats.rows_in == len(lines)

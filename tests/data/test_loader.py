@@ -3,7 +3,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from recsys.data.layout import SPARSE_FEATURES, list_shards
+from recsys.data.layout import list_shards
+from recsys.data.schema import CRITEO_CATEGORICAL
 from recsys.data.loader import ParquetBatches
 
 
@@ -24,7 +25,7 @@ def test_batches_cover_every_row_once_in_order(tiny_dataset):
 def test_batch_layout(tiny_dataset):
     batch = next(iter(ParquetBatches(tiny_dataset, "train", 64)))
     assert batch.dense.shape == (64, 13) and batch.dense.dtype == torch.float32
-    assert batch.sparse.keys() == list(SPARSE_FEATURES)
+    assert batch.sparse.keys() == list(CRITEO_CATEGORICAL)
     assert batch.sparse.stride() == 64
     assert torch.all(batch.sparse.lengths() == 1)
     assert batch.labels.dtype == torch.float32

@@ -11,10 +11,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from recsys.data.schema import CRITEO_CATEGORICAL, CRITEO_DENSE
 from recsys.data.layout import (
-    DENSE_FEATURES,
     LABEL,
-    SPARSE_FEATURES,
     SPLITS,
     VOCAB_SCHEMA,
     DatasetMeta,
@@ -50,8 +49,8 @@ SMALL = dict(profile="kaggle", rows=60_000, cardinality_scale=1e-3, rows_per_sha
 def read_split(root: Path, split: str):
     tables = [pq.read_table(p) for p in list_shards(root, split)]
     label = np.concatenate([t[LABEL].to_numpy() for t in tables])
-    dense = np.stack([np.concatenate([t[c].to_numpy() for t in tables]) for c in DENSE_FEATURES], 1)
-    sparse = np.stack([np.concatenate([t[c].to_numpy() for t in tables]) for c in SPARSE_FEATURES], 1)
+    dense = np.stack([np.concatenate([t[c].to_numpy() for t in tables]) for c in CRITEO_DENSE], 1)
+    sparse = np.stack([np.concatenate([t[c].to_numpy() for t in tables]) for c in CRITEO_CATEGORICAL], 1)
     return label, dense, sparse
 
 
@@ -79,14 +78,14 @@ def test_layout_schema_and_meta(small):
     expected_rows = split_rows(cfg)
     assert meta.rows == expected_rows == {"train": 48_000, "valid": 6_000, "test": 6_000}
     assert meta.source["kind"] == "synthetic" and meta.source["profile"] == "kaggle"
-    cards = {f: max(2, round(n * 1e-3)) for f, n in zip(SPARSE_FEATURES, KAGGLE_CARDINALITIES)}
+    cards = {f: max(2, round(n * 1e-3)) for f, n in zip(CRITEO_CATEGORICAL, KAGGLE_CARDINALITIES)}
     assert meta.num_embeddings == {f: n + 1 for f, n in cards.items()}
     assert [p.name for p in list_shards(root, "train")] == ["part-00000.parquet", "part-00001.parquet"]
     for split in SPLITS:
         rows = 0
         for path in list_shards(root, split):
             file = pq.ParquetFile(path)
-            assert file.schema_arrow == shard_schema()
+            assert file.schema_arrow == shard_schema(list(CRITEO_DENSE), list(CRITEO_CATEGORICAL))
             assert file.metadata.num_rows <= cfg.rows_per_shard
             rows += file.metadata.num_rows
         assert rows == expected_rows[split] == summary[split]["rows"]
@@ -94,7 +93,7 @@ def test_layout_schema_and_meta(small):
     assert set(np.unique(label)) == {0, 1}
     assert dense.dtype == np.float32 and (dense >= 0).all()
     assert sparse.dtype == np.int32 and (sparse >= 0).all()
-    assert (sparse < np.array([cards[f] for f in SPARSE_FEATURES])).all()
+    assert (sparse < np.array([cards[f] for f in CRITEO_CATEGORICAL])).all()
 
 
 def test_vocab_counts_train_ranks(small, small_model):
@@ -102,7 +101,7 @@ def test_vocab_counts_train_ranks(small, small_model):
     meta = DatasetMeta.load(root)
     _, _, sparse = read_split(root, "train")
     model = small_model
-    for f, name in enumerate(SPARSE_FEATURES):
+    for f, name in enumerate(CRITEO_CATEGORICAL):
         table = pq.read_table(vocab_path(root, name))
         assert table.schema == VOCAB_SCHEMA
         assert table.num_rows == meta.num_embeddings[name] - 1
@@ -134,7 +133,7 @@ def test_ranks_follow_zipf_and_missing_rates(small, small_model):
     c1 = np.bincount(sparse[:, 0])
     assert c1[0] / len(sparse) > 0.45  # C1's top value: ~50% on Criteo
     assert c1[:10].sum() / len(sparse) > 0.85  # top 10 values: ~91%
-    for f in range(len(SPARSE_FEATURES)):
+    for f in range(len(CRITEO_CATEGORICAL)):
         freq = np.bincount(sparse[:, f], minlength=space.cardinalities[f]) / len(sparse)
         expected = space.rank_probability(f, np.arange(space.cardinalities[f]))
         assert abs(expected.sum() - 1) < 1e-9
@@ -142,8 +141,8 @@ def test_ranks_follow_zipf_and_missing_rates(small, small_model):
         top = min(5, len(freq))
         np.testing.assert_allclose(freq[:top], expected[:top], atol=0.01)
         observed_missing = (sparse[:, f] == space.missing_ranks[f]).mean()
-        assert abs(observed_missing - SPARSE_MISSING[SPARSE_FEATURES[f]]) < 0.01
-    for j, name in enumerate(DENSE_FEATURES):  # 0 = missing, or a count of 0 (exp(mu + sigma z) < 1)
+        assert abs(observed_missing - SPARSE_MISSING[CRITEO_CATEGORICAL[f]]) < 0.01
+    for j, name in enumerate(CRITEO_DENSE):  # 0 = missing, or a count of 0 (exp(mu + sigma z) < 1)
         (mu, sigma), m = DENSE_SHAPES[name], DENSE_MISSING[name]
         zero = m + (1 - m) * 0.5 * (1 + math.erf(-mu / sigma / math.sqrt(2)))
         assert abs((dense[:, j] == 0).mean() - zero) < 0.01, name
@@ -186,7 +185,7 @@ def test_streaming_auc_matches_exact():
 
 def test_effects_decay_with_rank(small_model):
     model = small_model
-    c3 = SPARSE_FEATURES.index("C3")
+    c3 = CRITEO_CATEGORICAL.index("C3")
     scale = model.effect_scale(c3, np.array([0, 100, 10_000]))
     assert scale[0] > 0.99 and scale[0] > scale[1] > scale[2]
 
@@ -238,8 +237,8 @@ def test_head_cache_is_only_an_optimisation(small, small_model, monkeypatch):
 
 def test_sampler_matches_distribution_of_a_10m_id_feature():
     space = feature_space(SynthConfig(output="unused", profile="kaggle"))
-    c3 = SPARSE_FEATURES.index("C3")
-    u = np.random.default_rng(1).random((200_000, len(SPARSE_FEATURES)))
+    c3 = CRITEO_CATEGORICAL.index("C3")
+    u = np.random.default_rng(1).random((200_000, len(CRITEO_CATEGORICAL)))
     ranks = space.sparse_ranks(u)[:, c3]
     assert ranks.max() < space.cardinalities[c3] == KAGGLE_CARDINALITIES[c3]
     head = space.rank_probability(c3, np.arange(1000))
