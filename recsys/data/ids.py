@@ -108,8 +108,9 @@ def _hex_ids(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple
         digits = _gather(data, first, lengths[present], MAX_HEX_DIGITS, right=True, pad=ord("0"))
     pairs = _HEX_PAIR[np.ascontiguousarray(digits).view(np.uint16)]  # (m, 4); 256 = not hex
     ids[present] = pairs.astype(np.uint8).view(">u4").ravel().astype(np.int64)
-    bad = np.flatnonzero(present)[pairs.max(axis=1) > 255]
-    status[bad], ids[bad] = BAD, MISSING_RAW_ID
+    if pairs.max() > 255:  # one global check first: rows are almost always all good
+        bad = np.flatnonzero(present)[pairs.max(axis=1) > 255]
+        status[bad], ids[bad] = BAD, MISSING_RAW_ID
     return ids, status
 
 

@@ -60,7 +60,8 @@ class IngestStats:
     rows written over all splits; ``bad_rows == sum(bad_rows_by_reason.values())`` and
     ``rows_out == rows_in - bad_rows``. ``file_issues`` lists problems that concern a file but
     no line (an empty file, a gzip cut exactly at a line end). ``oov_rows`` counts, per
-    feature, the written rows whose id went to the OOV row.
+    feature, the written ids that went to the OOV row; ``scratch_bytes`` is the size of pass 1's
+    temporary files (deleted at the end).
     """
 
     rows_in: int = 0
@@ -73,6 +74,7 @@ class IngestStats:
     files: list[dict] = field(default_factory=list)
     num_embeddings: dict[str, int] = field(default_factory=dict)
     oov_rows: dict[str, int] = field(default_factory=dict)
+    scratch_bytes: int = 0
     seconds: float = 0.0
     rows_per_s: float = 0.0
 
@@ -413,6 +415,7 @@ def preprocess(cfg: PreprocessConfig, progress: bool = True) -> IngestStats:
             first.run(files)
         if first.rows_in == bad.count:
             raise EmptyDatasetError(_no_rows_message(first.rows_in, bad, files))
+        scratch_bytes = sum(scratch_path(tmp, s).stat().st_size for s in SPLITS)
         log.info("pass 1: %d rows (%d bad) from %d files; counting ids per feature", first.rows_in, bad.count, len(files))
         vocabs = {f: Vocabulary.build(*count_training_ids(tmp, f), cfg.min_count, cfg.max_rows_per_feature)
                   for f in meta.sparse_features}
@@ -426,7 +429,7 @@ def preprocess(cfg: PreprocessConfig, progress: bool = True) -> IngestStats:
         rows_in=first.rows_in, rows_out=sum(rows_per_split.values()), bad_rows=bad.count,
         bad_rows_by_reason=dict(sorted(bad.by_reason.items())), bad_row_examples=bad.examples,
         file_issues=bad.file_issues, rows_per_split=rows_per_split, files=first.files,
-        num_embeddings={f: v.num_embeddings for f, v in vocabs.items()}, oov_rows=oov,
+        num_embeddings={f: v.num_embeddings for f, v in vocabs.items()}, oov_rows=oov, scratch_bytes=scratch_bytes,
     )
     if stats.rows_out != stats.rows_in - stats.bad_rows:
         raise AssertionError(f"ingest lost rows: rows_out {stats.rows_out} != rows_in {stats.rows_in} "

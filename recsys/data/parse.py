@@ -68,7 +68,7 @@ def parse_chunk(chunk: Chunk, layout: RawLayout) -> ParsedRows:
     return fast if fast is not None else _parse_slow(chunk, layout)
 
 
-def _read_csv(data: bytes, layout: RawLayout, types: dict[str, pa.DataType], on_invalid: Callable) -> pa.Table:
+def _read_csv(data: bytes, layout: RawLayout, types: dict[str, pa.DataType], on_invalid: Callable | None) -> pa.Table:
     schema = layout.schema
     return pacsv.read_csv(
         pa.py_buffer(data),
@@ -94,17 +94,12 @@ def _types(layout: RawLayout, dense_as_int: bool) -> dict[str, pa.DataType]:
 
 def _parse_fast(chunk: Chunk, layout: RawLayout) -> ParsedRows | None:
     """Typed pyarrow parse; ``None`` if anything at all is off (the slow path then decides)."""
-    invalid: list[object] = []
-
-    def on_invalid(row) -> str:
-        invalid.append(row)
-        return "skip"
-
-    try:
-        table = _read_csv(chunk.data, layout, _types(layout, dense_as_int=True), on_invalid)
+    try:  # a line with the wrong number of fields raises (no invalid-row handler: pyarrow
+        # would decode the line as UTF-8 to hand it over, and fail on binary garbage)
+        table = _read_csv(chunk.data, layout, _types(layout, dense_as_int=True), None)
     except pa.ArrowInvalid:
         return None
-    if invalid or table.num_rows != chunk.n_lines:
+    if table.num_rows != chunk.n_lines:
         return None
     all_good = [True]
 

@@ -174,8 +174,8 @@ class ChunkReader:
             for block in _without_bom(blocks):
                 pending.append(block)
                 pending_size += len(block)
-                if pending_size < self.chunk_bytes:
-                    continue
+                if pending_size < self.chunk_bytes or b"\n" not in block:
+                    continue  # (no new line end: joining again would cost quadratic time on a long line)
                 buf = b"".join(pending)
                 cut = buf.rfind(b"\n") + 1
                 pending, pending_size = [buf[cut:]], len(buf) - cut
