@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import format_table, median, save_result, time_call  # noqa: E402
 
+from recsys.data.schema import CRITEO_CATEGORICAL as SPARSE_FEATURES  # noqa: E402
+from recsys.data.schema import CRITEO_DENSE as DENSE_FEATURES  # noqa: E402
 from recsys.data.layout import (  # noqa: E402
-    DENSE_FEATURES,
     LABEL,
-    SPARSE_FEATURES,
     VOCAB_SCHEMA,
     DatasetMeta,
     shard_path,
@@ -95,8 +95,9 @@ def write_dataset(root: Path, rows: int, rng: np.random.Generator) -> np.ndarray
     cols = {LABEL: labels, **{n: np.zeros(rows, np.float32) for n in DENSE_FEATURES}, **sparse}
     path = shard_path(root, "test", 0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(cols, schema=shard_schema()), path, row_group_size=1 << 18)
+    pq.write_table(pa.table(cols, schema=shard_schema(list(DENSE_FEATURES), list(SPARSE_FEATURES))), path, row_group_size=1 << 18)
     DatasetMeta(num_embeddings=dict(zip(SPARSE_FEATURES, CARDINALITIES)), rows={"train": 0, "valid": 0, "test": rows},
+                dense_features=list(DENSE_FEATURES), sparse_features=list(SPARSE_FEATURES),
                 source={"kind": "bench_report"}).save(root)
     return logit
 

@@ -102,7 +102,8 @@ def change_while_read(path: Path, rng: random.Random, stop: threading.Event) -> 
                 f.truncate(rng.randrange(path.stat().st_size + 1))
 
 
-@pytest.mark.timeout(max(600, CASES * 3))
+@pytest.mark.slow
+@pytest.mark.timeout(max(900, CASES * 5))
 def test_hostile_inputs_never_crash_hang_or_lose_rows(tmp_path):
     rng = random.Random(SEED)
     outcomes = {"dataset": 0, "no_good_row": 0, "changed_while_read": 0, "exact_line_count": 0}
@@ -139,4 +140,4 @@ def test_hostile_inputs_never_crash_hang_or_lose_rows(tmp_path):
         path.unlink()
     print(f"\ningest fuzz: {CASES} cases (seed {SEED}): {outcomes}; slowest case {slowest:.2f}s")
     assert outcomes["dataset"] > CASES // 4 and outcomes["no_good_row"] > 0
-    assert slowest < 60  # no case anywhere near a hang
+    assert slowest < 120  # no case near a hang (a few seconds each, even on a loaded machine)

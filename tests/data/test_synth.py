@@ -245,3 +245,38 @@ def test_sampler_matches_distribution_of_a_10m_id_feature():
     for lo, hi in [(0, 1), (1, 10), (10, 1000)]:
         assert abs((ranks >= lo).mean() - (ranks >= hi).mean() - head[lo:hi].sum()) < 0.005
     assert abs((ranks == space.missing_ranks[c3]).mean() - SPARSE_MISSING["C3"]) < 0.003
+
+
+def test_multi_hot_bags_have_their_sizes_signal_and_counts(tmp_path):
+    from recsys.data.config import BagSize
+
+    bags = {"C3": BagSize(1, 5), "C1": BagSize(2, 2)}
+    cfg = SynthConfig(output=str(tmp_path / "m"), **{**SMALL, "rows": 20_000}, multi_hot=bags)
+    summary = generate(cfg, progress=False)
+    root = Path(cfg.output)
+    meta = DatasetMeta.load(root)
+    assert meta.multi_hot_features == ["C1", "C3"]
+    assert meta.shard_schema() == pq.read_schema(list_shards(root, "train")[0]).remove_metadata()
+    tables = [pq.read_table(p) for p in list_shards(root, "train")]
+    c3 = [bag for t in tables for bag in t["C3"].to_pylist()]
+    sizes = np.array([len(b) for b in c3])
+    assert sizes.min() == 1 and sizes.max() == 5 and abs(sizes.mean() - 3) < 0.05
+    assert all(len(b) == 2 for t in tables for b in t["C1"].to_pylist())
+    counts = pq.read_table(vocab_path(root, "C3"))["count"].to_numpy()
+    assert counts.sum() == sizes.sum()
+    assert np.array_equal(counts, np.bincount([r for b in c3 for r in b], minlength=len(counts)))
+    # Bayes figures come from the model over every id of every bag: recompute them from the shards
+    model = planted_model(cfg)
+    valid = [pq.read_table(p) for p in list_shards(root, "valid")]
+    label = np.concatenate([t[LABEL].to_numpy() for t in valid])
+    dense = np.stack([np.concatenate([t[c].to_numpy() for t in valid]) for c in CRITEO_DENSE], 1)
+    first, extra = {}, {}
+    for name, size in bags.items():
+        lists = [b for t in valid for b in t[name].to_pylist()]
+        first[name] = np.array([b[0] for b in lists])
+        extra[CRITEO_CATEGORICAL.index(name)] = np.array([b[1:] + [-1] * (size.max - len(b)) for b in lists]).reshape(len(lists), size.max - 1)
+    sparse = np.stack([first[c] if c in first else np.concatenate([t[c].to_numpy() for t in valid])
+                       for c in CRITEO_CATEGORICAL], 1)
+    p = model.probability(dense, sparse, extra)
+    assert summary["valid"]["bayes_auc"] == pytest.approx(auc(p, label), abs=1e-12)
+    assert summary["valid"]["bayes_auc"] != pytest.approx(auc(model.probability(dense, sparse), label), abs=1e-4)
