@@ -20,11 +20,9 @@ by reason, the first few are kept with file, line and text in ``stats.json``, an
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import logging
 import shutil
 import time
-from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,18 +34,18 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from recsys.data import raw
-from recsys.data.config import PreprocessConfig, SplitConfig
+from recsys.data.bad_rows import BadRowError, BadRowLog, EmptyDatasetError, no_rows_message, report_bad  # noqa: F401 (BadRowError: callers catch it from here)
+from recsys.data.config import PreprocessConfig
 from recsys.data.parse import ParsedRows, parse_chunk
 from recsys.data.schema import SchemaConfig, load_schema
 from recsys.core.io import write_json
 from recsys.data.layout import LABEL, SPLITS, DatasetMeta, vocab_path
-from recsys.data.counter_hash import mix_key, splitmix64, unit_uniforms
 from recsys.data.shards import ShardWriter
+from recsys.data.splits import TRAIN, file_split, random_split
 from recsys.data.vocab import FrequencyCounter, Vocabulary
 
 log = logging.getLogger("recsys.data.ingest")
 
-TRAIN, VALID, TEST = range(3)  # split codes, in the order of layout.SPLITS
 TMP_DIR = "_ingest_tmp"
 SCRATCH_CODEC = "zstd"  # pass 1's scratch rows: raw int64 ids have zero high bytes and a skewed head
 
@@ -77,14 +75,6 @@ class IngestStats:
     scratch_bytes: int = 0
     seconds: float = 0.0
     rows_per_s: float = 0.0
-
-
-class BadRowError(ValueError):
-    """A bad input line (or damaged file) met with ``on_bad_row=fail``."""
-
-
-class EmptyDatasetError(ValueError):
-    """The input held no good row (every row bad, or no data at all): nothing is written."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,80 +115,6 @@ def validate_config(cfg: PreprocessConfig) -> None:
 def effective_schema(cfg: PreprocessConfig) -> SchemaConfig:
     """``cfg.schema_file`` read as a schema when set, else ``cfg.schema``."""
     return load_schema(cfg.schema_file) if cfg.schema_file else cfg.schema
-
-
-# ---------------------------------------------------------------------------------------------
-# Splits
-
-
-def file_split(name: str, split: SplitConfig) -> int | None:
-    """The split of a whole file in ``by_file`` mode (``None`` in ``random`` mode)."""
-    if split.mode != "by_file":
-        return None
-    valid = any(fnmatch.fnmatch(name, p) for p in split.valid_files)
-    test = any(fnmatch.fnmatch(name, p) for p in split.test_files)
-    if valid and test:
-        raise ValueError(f"split: file {name} matches both valid_files and test_files")
-    return VALID if valid else TEST if test else TRAIN
-
-
-def random_split(file_index: int, lines: np.ndarray, split: SplitConfig) -> np.ndarray:
-    """Split code per row from a splitmix64 hash of (seed, file index, data line number).
-
-    A counter-based hash instead of a sequential RNG makes each row's split a pure function of
-    where it is in the input, so it is identical for any ``chunk_bytes``. ``lines`` count data
-    lines only (a CSV header is not one), so the TSV and CSV forms of a file split alike.
-    """
-    key = (np.uint64(file_index) << np.uint64(40)) + lines.astype(np.uint64)
-    u = unit_uniforms(splitmix64(key + mix_key(split.seed)))
-    codes = np.full(len(lines), TRAIN, dtype=np.int8)
-    codes[u < split.valid_fraction + split.test_fraction] = TEST
-    codes[u < split.valid_fraction] = VALID
-    return codes
-
-
-# ---------------------------------------------------------------------------------------------
-# Bad rows
-
-
-class BadRowLog:
-    """Counts rejected lines by reason, keeps the first examples, raises in ``fail`` mode."""
-
-    def __init__(self, fail: bool, max_examples: int) -> None:
-        self.fail = fail
-        self.max_examples = max_examples
-        self.by_reason: Counter[str] = Counter()
-        self.examples: list[dict] = []
-        self.file_issues: list[dict] = []
-
-    @property
-    def count(self) -> int:
-        return sum(self.by_reason.values())
-
-    def rows(self, path: Path, bad: list[raw.BadRow]) -> None:
-        """Record bad lines of ``path`` (in line order)."""
-        if not bad:
-            return
-        if self.fail:
-            self._raise(path, bad[0].line, bad[0].reason, bad[0].feature, bad[0].text)
-        for row in bad:
-            self.by_reason[row.reason] += 1
-            if len(self.examples) < self.max_examples:
-                example = {"file": str(path), "line": row.line, "reason": row.reason, "text": row.text}
-                if row.feature:
-                    example["feature"] = row.feature
-                self.examples.append(example)
-
-    def file_issue(self, path: Path, line: int, reason: str) -> None:
-        """A problem with a file that costs no line (empty file, gzip cut at a line end)."""
-        if self.fail:
-            self._raise(path, line, reason, None, "")
-        self.file_issues.append({"file": str(path), "line": line, "reason": reason})
-
-    @staticmethod
-    def _raise(path: Path, line: int, reason: str, feature: str | None, text: str) -> None:
-        where = f" in column {feature}" if feature else ""
-        raise BadRowError(f"{path}:{line}: {reason}{where}: {text[:raw.BAD_TEXT_CHARS]!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,7 +330,7 @@ def preprocess(cfg: PreprocessConfig, progress: bool = True) -> IngestStats:
             first = _Pass1(cfg, schema, tmp, bad, bar)
             first.run(files)
         if first.rows_in == bad.count:
-            raise EmptyDatasetError(_no_rows_message(first.rows_in, bad, files))
+            raise EmptyDatasetError(no_rows_message(first.rows_in, bad, files))
         scratch_bytes = sum(scratch_path(tmp, s).stat().st_size for s in SPLITS)
         log.info("pass 1: %d rows (%d bad) from %d files; counting ids per feature", first.rows_in, bad.count, len(files))
         vocabs = {f: Vocabulary.build(*count_training_ids(tmp, f), cfg.min_count, cfg.max_rows_per_feature)
@@ -444,33 +360,5 @@ def preprocess(cfg: PreprocessConfig, progress: bool = True) -> IngestStats:
     }
     write_json(out / "stats.json", dataclasses.asdict(stats))
     meta.save(out)  # last: its presence marks a complete dataset
-    _report_bad(stats, cfg.max_bad_row_fraction)
+    report_bad(stats, cfg.max_bad_row_fraction, log)
     return stats
-
-
-def _no_rows_message(rows_in: int, bad: BadRowLog, files: list[Path]) -> str:
-    where = f"{len(files)} input file(s) ({', '.join(str(p) for p in files[:3])}{', ...' if len(files) > 3 else ''})"
-    if rows_in == 0:
-        issues = ", ".join(f"{i['reason']} {i['file']}" for i in bad.file_issues)
-        return f"no data rows in {where}{': ' + issues if issues else ''}; nothing written"
-    reason, count = bad.by_reason.most_common(1)[0]
-    example = next((e for e in bad.examples if e["reason"] == reason), None)
-    at = f"; first at {example['file']}:{example['line']}: {example['text'][:120]!r}" if example else ""
-    return (f"all {rows_in} rows of {where} are bad (main reason {reason}: {count} rows{at}); "
-            "nothing written. Is the schema right for these files?")
-
-
-def _report_bad(stats: IngestStats, max_fraction: float) -> None:
-    """A warning naming the main reason above ``max_fraction`` bad rows (or any file issue),
-    else an info line when some rows were skipped."""
-    if not (stats.bad_rows or stats.file_issues):
-        return
-    reasons = ", ".join(f"{k}={v}" for k, v in stats.bad_rows_by_reason.items())
-    issues = ", ".join(f"{i['reason']} {i['file']}" for i in stats.file_issues)
-    fraction = stats.bad_rows / max(stats.rows_in, 1)
-    main = max(stats.bad_rows_by_reason.items(), key=lambda kv: kv[1])[0] if stats.bad_rows else None
-    too_many = fraction > max_fraction
-    log.log(logging.WARNING if too_many or issues else logging.INFO,
-            "skipped %d bad rows of %d (%.2f%%%s; %s)%s; first examples in stats.json", stats.bad_rows, stats.rows_in,
-            100 * fraction, f", over max_bad_row_fraction {max_fraction:g}, mostly {main}" if too_many else "",
-            reasons or "none", f"; file issues: {issues}" if issues else "")
