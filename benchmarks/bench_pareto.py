@@ -15,7 +15,7 @@ compositional (QR) at least as good as the hashing trick at every budget; every 
 model within 15% of the full model's training samples/s.
 
 Every point is also scored with per-row predictions kept (``<cache dir>/<json stem>_runs/<method>@<budget>/eval``,
-checkpoints removed), and ``recsys-report`` writes ``<json stem>.html`` beside the JSON over all of
+checkpoints removed), and ``recsys-report`` writes ``<json stem>_report.html`` beside the JSON over all of
 them: the memory-vs-AUC Pareto front, and DeLong tests of each point against the full tables.
 """
 
@@ -205,7 +205,7 @@ def main(argv=None) -> ParetoResult:
     out = ParetoResult(args.rows, meta.rows["train"], meta.rows["test"], describe_allocator(), points, goals, str(plot_path))
     save_result(args.json, out)
     print(f"wrote {args.json} and {plot_path}")
-    report = args.json.with_suffix(".html")
+    report = args.json.with_name(args.json.stem + "_report.html")  # its numbers: <stem>_report.json
     subprocess.run([sys.executable, "-m", "recsys.cli.report", f"runs={runs_dir(args)}", f"output={report}",
                     "baseline=full@1"], check=True)
     return out
