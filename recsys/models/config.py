@@ -9,14 +9,23 @@ a model without knowing how it was trained.
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Any
 
 from recsys.embeddings.specs import TableOptimizerConfig
 
 
+class ModelArch(str, enum.Enum):
+    dlrm = "dlrm"
+    fm = "fm"  # a factorization machine over the same embeddings (recsys.models.fm): a quality baseline
+
+
 @dataclasses.dataclass
 class DLRMConfig:
     """Layer sizes. ``bottom_mlp`` ends at ``embedding_dim``; ``top_mlp`` ends at 1.
+
+    ``arch=fm`` builds a factorization machine over the same embedding tables instead (it uses
+    ``embedding_dim`` only): the baseline that ``benchmarks/bench_quality.py`` trains beside the DLRM.
 
     The classic Kaggle setup is dim 16, bottom 512-256-64-16, top 512-256-1; the MLPerf 1TB
     setup is dim 128, bottom 512-256-128, top 1024-1024-512-256-1.
@@ -25,6 +34,7 @@ class DLRMConfig:
     embedding_dim: int = 16
     bottom_mlp: list[int] = dataclasses.field(default_factory=lambda: [512, 256, 64, 16])
     top_mlp: list[int] = dataclasses.field(default_factory=lambda: [512, 256, 1])
+    arch: ModelArch = ModelArch.dlrm
 
     def __post_init__(self) -> None:
         if not self.bottom_mlp or self.bottom_mlp[-1] != self.embedding_dim:

@@ -25,11 +25,38 @@ class DenseOptimizer(str, enum.Enum):
 
 
 @dataclasses.dataclass
+class LRScheduleConfig:
+    """Learning-rate schedule of both optimizers (the fused table optimizer and the dense one).
+
+    MLPerf's DLRM schedule (the reference's ``LRPolicyScheduler``): the rate climbs linearly
+    from ``base / warmup_steps`` to ``base`` over ``warmup_steps``, stays there, and from
+    ``decay_start`` (a fraction of the run's steps) falls polynomially,
+    ``base * ((end - step) / (end - start)) ** decay_power``, to ``base * final_factor`` at the
+    last step. ``warmup_steps=0`` and ``decay_start=1.0`` give a constant rate.
+    """
+
+    warmup_steps: int = 0
+    decay_start: float = 1.0
+    decay_power: float = 2.0
+    final_factor: float = 0.0
+
+
+@dataclasses.dataclass
+class EarlyStoppingConfig:
+    """Stop when ``patience`` validations in a row did not beat the best validation AUC by
+    more than ``min_delta``; ``patience: null`` never stops early."""
+
+    patience: Optional[int] = None
+    min_delta: float = 0.0
+
+
+@dataclasses.dataclass
 class TrainerConfig:
     """The loop: epochs, optimizers, validation, checkpoints, logging.
 
     ``eval_every_steps``/``checkpoint_every_steps`` of 0 mean "at the end of each epoch only".
     ``resume_from`` is a checkpoint file or a run directory (its latest checkpoint).
+    ``keep_best`` keeps the checkpoint of the best validation AUC as ``checkpoints/best.pt``.
     """
 
     epochs: int = 1
@@ -37,10 +64,13 @@ class TrainerConfig:
     table_optimizer: TableOptimizerConfig = dataclasses.field(default_factory=TableOptimizerConfig)
     dense_optimizer: DenseOptimizer = DenseOptimizer.adagrad
     dense_lr: float = 0.01
+    lr_schedule: LRScheduleConfig = dataclasses.field(default_factory=LRScheduleConfig)
     eval_every_steps: int = 0
     val_batches: Optional[int] = 50
     checkpoint_every_steps: int = 0
     keep_checkpoints: int = 2
+    keep_best: bool = True
+    early_stopping: EarlyStoppingConfig = dataclasses.field(default_factory=EarlyStoppingConfig)
     log_every_steps: int = 50
     seed: int = 0
     threads: Optional[int] = None
@@ -49,11 +79,17 @@ class TrainerConfig:
     tensorboard: bool = True
 
 
+class EvalModel(str, enum.Enum):
+    best = "best"  # the checkpoint of the best validation AUC (the last model when none was validated)
+    last = "last"
+
+
 @dataclasses.dataclass
 class EvalConfig:
-    """Final evaluation of the trained model."""
+    """Final evaluation of the trained model: the best one by validation AUC, or the last."""
 
     split: str = "test"
+    model: EvalModel = EvalModel.best
     max_batches: Optional[int] = None
 
 

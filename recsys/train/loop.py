@@ -25,8 +25,17 @@ from recsys.evaluation.evaluate import evaluate
 from recsys.evaluation.report import load_bayes, write_report
 from recsys.models.build import build_model, recipe_from_dict, recipe_to_dict
 from recsys.models.dlrm import DLRM
-from recsys.core.checkpoint import checkpoint_path, load_checkpoint, make_payload, restore_rng, save_checkpoint
-from recsys.train.config import DenseOptimizer, TrainJobConfig, job_config_dict
+from recsys.core.checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    make_payload,
+    resolve_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from recsys.train.config import DenseOptimizer, EvalModel, TrainJobConfig, job_config_dict
+from recsys.train.schedule import LRScheduler, warn_if_few_steps
+from recsys.train.selection import SelectionState, adopt_best, best_checkpoint_path, link_best
 from recsys.train.distributed import (
     World,
     agreed_run_dir,
@@ -49,6 +58,11 @@ class LoopState:
     epoch: int = 0
     batch_in_epoch: int = 0
     samples: int = 0
+    selection: SelectionState = dataclasses.field(default_factory=SelectionState)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.selection, dict):  # as a checkpoint stores it
+            self.selection = SelectionState(**self.selection)
 
 
 @dataclasses.dataclass
@@ -60,6 +74,9 @@ class TrainResult:
     train_samples_per_s: float
     final_loss: float
     eval: dict
+    evaluated: str  # which model the final evaluation saw: "best (step N)" or "last (step N)"
+    best_valid_auc: float | None
+    stopped_early: bool
     memory: dict
     embedding: dict  # the default method's spec as trained (a budget's chosen size included)
     report: str
@@ -183,7 +200,10 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
     log.info("embedding memory: %s", memory)
     state = LoopState()
     if tcfg.resume_from:
-        state = _restore(tcfg.resume_from, model, dense_opt, (meta, net) if world else None)
+        resumed = resolve_checkpoint(tcfg.resume_from)
+        state = _restore(resumed, model, dense_opt, (meta, net) if world else None)
+        if leader:
+            state.selection = adopt_best(resumed, run_dir, state.selection)
         log.info("resumed from %s at step %d (epoch %d, batch %d)", tcfg.resume_from, state.step, state.epoch, state.batch_in_epoch)
 
     train_batches = _batches(cfg, "train", train=True, world=world)
@@ -192,6 +212,9 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
     total_steps = len(train_batches) * tcfg.epochs
     if tcfg.max_steps is not None:
         total_steps = min(total_steps, tcfg.max_steps)
+    warn_if_few_steps(meta.rows["train"], cfg.data.batch_size, tcfg.epochs)
+    scheduler = LRScheduler(tcfg.lr_schedule, total_steps, dense_opt, getattr(model.embedding.lookup, "tbe", None))
+    stopped_early = False
     train_seconds, loss_value = 0.0, float("nan")
     samples_at_start = state.samples
     running = []
@@ -204,12 +227,18 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
         mininterval=0.5 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s, not a flood
     )
 
-    def checkpoint() -> None:
+    saved: dict[int, Path | None] = {}
+
+    def checkpoint() -> Path | None:
+        """Save this step's checkpoint once (a validation's best, then the end); its path on rank 0."""
+        if state.step in saved:
+            return saved[state.step]
         if world:  # the sharded tables gathered into the one-process format on rank 0
             single = build_model(cfg.recipe(), meta, "cpu") if leader else None
             gather_single(model, net, single)
             if not leader:
-                return
+                saved[state.step] = None
+                return None
         payload = make_payload(
             model=(single if world else model).state_dict(),
             recipe=recipe_to_dict(cfg.recipe()),
@@ -217,7 +246,22 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
             config=job_config_dict(cfg),
             dense_optimizer=dense_opt.state_dict(),
         )
-        save_checkpoint(checkpoint_path(run_dir, state.step), payload, keep=tcfg.keep_checkpoints)
+        saved[state.step] = save_checkpoint(checkpoint_path(run_dir, state.step), payload, keep=tcfg.keep_checkpoints)
+        return saved[state.step]
+
+    def validate() -> bool:
+        """Validate; keep the best checkpoint; True when early stopping says stop."""
+        auc = _validate(cfg, net, metrics_log, state.step, world, device)
+        if state.selection.update(auc, state.step, tcfg.early_stopping.min_delta) and tcfg.keep_best:
+            path = checkpoint()
+            if path is not None:  # rank 0 writes checkpoints
+                link_best(path, run_dir)
+        if state.selection.should_stop(tcfg.early_stopping):
+            log.info("early stopping at step %d: %d validations without a better AUC than %.5f (step %d)",
+                     state.step, state.selection.validations_since_best, state.selection.best_auc,
+                     state.selection.best_step)
+            return True
+        return False
 
     model.train()
     try:
@@ -225,6 +269,7 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
             train_batches.set_epoch(state.epoch)
             tick = time.perf_counter()
             for batch in train_batches.iter_from(state.batch_in_epoch):
+                lr_factor = scheduler.set_step(state.step)
                 logits = net(batch.dense.to(device, non_blocking=True), batch.sparse.to(device, non_blocking=True))
                 loss = loss_fn(logits, batch.labels.to(device, non_blocking=True))
                 dense_opt.zero_grad(set_to_none=True)
@@ -239,27 +284,32 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
                     running.clear()
                     elapsed = train_seconds + time.perf_counter() - tick
                     rate = (state.samples - samples_at_start) / max(elapsed, 1e-9)
-                    metrics_log.write("train", state.step, loss=loss_value, samples_per_s=rate, epoch=state.epoch)
+                    metrics_log.write("train", state.step, loss=loss_value, samples_per_s=rate, epoch=state.epoch,
+                                      lr_factor=lr_factor)
                     bar.set_postfix(loss=f"{loss_value:.4f}", samples_per_s=f"{rate:,.0f}")
                 bar.update(1)
                 if validates and tcfg.eval_every_steps and state.step % tcfg.eval_every_steps == 0:
                     train_seconds += time.perf_counter() - tick
-                    _validate(cfg, net, metrics_log, state.step, world, device)
+                    stopped_early = validate()
                     tick = time.perf_counter()
                 if tcfg.checkpoint_every_steps and state.step % tcfg.checkpoint_every_steps == 0:
                     train_seconds += time.perf_counter() - tick
                     checkpoint()
                     tick = time.perf_counter()
-                if state.step >= total_steps:
+                if state.step >= total_steps or stopped_early:
                     break
             train_seconds += time.perf_counter() - tick
             if state.step < total_steps or state.batch_in_epoch >= len(train_batches):
                 state.epoch += 1
                 state.batch_in_epoch = 0
             if validates and not tcfg.eval_every_steps:
-                _validate(cfg, net, metrics_log, state.step, world, device)
+                stopped_early = validate()
+            if stopped_early:
+                break
         bar.close()
         checkpoint()
+        evaluated = _load_model_to_evaluate(cfg, model, run_dir, state, world)
+        log.info("final evaluation on %s: the %s model", cfg.eval.split, evaluated)
         result_metrics = _evaluate(net, _batches(cfg, cfg.eval.split, train=False, limit=cfg.eval.max_batches, world=world), device, world)
         metrics_log.write("test", state.step, **result_metrics.to_dict())
     finally:
@@ -298,6 +348,9 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
         train_samples_per_s=rate,
         final_loss=loss_value,
         eval=result_metrics.to_dict(),
+        evaluated=evaluated,
+        best_valid_auc=state.selection.best_auc,
+        stopped_early=stopped_early,
         memory=memory,
         embedding=embedding_spec,
         report=str(md_path),
@@ -308,13 +361,25 @@ def _evaluate(net: torch.nn.Module, batches: ParquetBatches, device: torch.devic
     return evaluate_sharded(net, batches, device) if world else evaluate(net, batches, device)
 
 
-def _validate(cfg: TrainJobConfig, net: torch.nn.Module, metrics_log: MetricsLog, step: int, world: World | None, device: torch.device) -> None:
+def _validate(cfg: TrainJobConfig, net: torch.nn.Module, metrics_log: MetricsLog, step: int, world: World | None, device: torch.device) -> float:
     m = _evaluate(net, _batches(cfg, "valid", train=False, limit=cfg.trainer.val_batches, world=world), device, world)
     metrics_log.write("valid", step, auc=m.auc, logloss=m.logloss, normalized_entropy=m.normalized_entropy)
     log.info("step %d valid: AUC %.5f logloss %.5f (%d rows)", step, m.auc, m.logloss, m.rows)
+    return m.auc
 
 
-def _restore(location: str, model: DLRM, dense_opt: torch.optim.Optimizer, sharded: tuple | None = None) -> LoopState:
+def _load_model_to_evaluate(cfg: TrainJobConfig, model: DLRM, run_dir: Path, state: LoopState, world: World | None) -> str:
+    """Load the best checkpoint's weights when ``eval.model=best`` and one exists; say which model it is.
+    A sharded run evaluates its last model (loading the best into the shards is not built yet)."""
+    best = best_checkpoint_path(run_dir)
+    if world or EvalModel(cfg.eval.model) is EvalModel.last or not best.exists():
+        return f"last (step {state.step})"
+    payload = load_checkpoint(best)
+    model.load_state_dict(payload["model"])
+    return f"best (step {payload['state']['step']}, valid AUC {state.selection.best_auc:.5f})"
+
+
+def _restore(location: Path, model: DLRM, dense_opt: torch.optim.Optimizer, sharded: tuple | None = None) -> LoopState:
     """Load a checkpoint (the one-process format, whatever world wrote it); a sharded model
     (``sharded`` = (meta, DMP)) takes its shards of the tables."""
     payload = load_checkpoint(location)
