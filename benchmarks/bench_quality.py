@@ -64,7 +64,9 @@ class QualityResult:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_synthetic_training_args(p)
-    p.add_argument("--fm-override", action="append", default=["trainer.dense_lr=0.05"],
+    p.add_argument("--trainer", default="kaggle", help="conf/trainer preset of both jobs (kaggle: the tuned one)")
+    p.add_argument("--fm-override", action="append",
+                   default=["trainer.dense_optimizer=adagrad", "trainer.dense_lr=0.05"],
                    help="Hydra overrides of the FM job only (default: dense Adagrad lr 0.05, as the "
                         "planted-family FM of recsys.data.synth_model's docstring)")
     return p.parse_args(argv)
@@ -87,10 +89,11 @@ def main(argv=None) -> QualityResult:
     print(describe_allocator(), flush=True)
     dataset = cached_synthetic_dataset(args.rows, args.seed, args.cache_dir, args.cardinality_scale)
     meta = DatasetMeta.load(dataset)
-    job, raw_cfg = compose_train_job(synthetic_job_overrides(dataset, args))
+    job, raw_cfg = compose_train_job(synthetic_job_overrides(dataset, args, f"trainer={args.trainer}"))
     with tempfile.TemporaryDirectory(prefix="bench_quality_") as run_dir:
         result = train(job, run_dir)
-    fm_job, _ = compose_train_job(synthetic_job_overrides(dataset, args, "model.arch=fm", *args.fm_override))
+    fm_job, _ = compose_train_job(synthetic_job_overrides(dataset, args, f"trainer={args.trainer}", "model.arch=fm",
+                                                          *args.fm_override))
     with tempfile.TemporaryDirectory(prefix="bench_quality_fm_") as run_dir:
         fm = train(fm_job, run_dir)
     bayes = load_bayes(dataset, job.eval.split)

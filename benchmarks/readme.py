@@ -1,0 +1,157 @@
+"""The README's benchmark figures, generated from ``benchmarks/results/*.json``.
+
+Each result file has a block in README.md between ``<!-- generated: NAME -->`` and
+``<!-- end generated: NAME -->`` (NAME = the JSON's stem). This script rewrites those blocks
+from the JSON; ``--check`` only reports blocks that differ (tests/benchmarks/test_readme.py runs
+it, so a README figure cannot drift from its JSON). No figure in those blocks is typed by hand.
+
+    python benchmarks/readme.py            # rewrite README.md
+    python benchmarks/readme.py --check    # exit 1 if README.md and the JSON disagree
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+README = REPO / "README.md"
+
+
+def _k(x: float) -> str:
+    return f"{x / 1000:,.1f}K"
+
+
+def _spread(s: dict) -> str:
+    return f"{_k(s['median'])} (min {_k(s['min'])}, max {_k(s['max'])}, {s['n']} runs)"
+
+
+def render_pipeline(r: dict) -> str:
+    t = r["timings"]
+    lines = [
+        f"`bench_pipeline.py --rows {r['rows']}` ({r['cpu_count']} shared CPU cores; rates move between runs, "
+        "ratios are within one run):",
+        "",
+        "| figure | samples/s | note |",
+        "|---|---|---|",
+    ]
+    if "train_loop_samples_per_s" in r:
+        lines += [
+            f"| `recsys-train` (the real loop, loader included) | {_spread(r['train_loop_spread'])} | "
+            f"{r['loop_vs_torchrec']:.2f}x torchrec, {r['loop_vs_step']:.2f}x the in-memory step |",
+            f"| in-memory training step | {_spread(r['step_spread'])} | glibc malloc: {_k(r['step_samples_per_s_glibc'])} "
+            f"(tcmalloc {r['tcmalloc_vs_glibc']:.2f}x) |",
+            f"| torchrec DLRM + FusedEmbeddingBagCollection (in-memory) | {_spread(r['torchrec_spread'])} | |",
+            f"| roofline (per repeat) | {', '.join(_k(x) for x in r['roofline_per_repeat'])} | step / roofline per repeat: "
+            f"{', '.join(f'{x:.2f}' for x in r['step_vs_roofline_per_repeat'])} |",
+        ]
+    else:  # a result from before the recsys-train loop figure existed
+        step = [r["steps"] * r["batch_size"] / s for s in t["train_s"]]
+        rec = [r["steps"] * r["batch_size"] / s for s in t["torchrec_s"]]
+        lines += [
+            "| `recsys-train` (the real loop) | not measured in this result | |",
+            f"| in-memory training step | {_spread({'median': r['train_samples_per_s'], 'min': min(step), 'max': max(step), 'n': len(step)})} "
+            f"| glibc malloc: {_k(r['train_samples_per_s_glibc'])} (tcmalloc {r['tcmalloc_vs_glibc']:.2f}x) |",
+            f"| torchrec DLRM + FusedEmbeddingBagCollection (in-memory) | {_spread({'median': r['torchrec_samples_per_s'], 'min': min(rec), 'max': max(rec), 'n': len(rec)})} | |",
+            f"| roofline (per repeat; an older model that one repeat beat) | {', '.join(_k(x) for x in t['roofline_per_repeat'])} | "
+            f"step / roofline per repeat: {', '.join(f'{x:.2f}' for x in t['train_vs_roofline_per_repeat'])} |",
+        ]
+    lines += [
+        "",
+        f"Ingest {_k(r['ingest_rows_per_s'])} rows/s vs the pandas way {_k(r['pandas_rows_per_s'])} "
+        f"({r['ingest_vs_pandas']:.1f}x); loader {r['loader_samples_per_s'] / 1e6:.2f}M samples/s; "
+        f"{r['table_rows']:,} table rows, batch {r['batch_size']}, {r['flops_per_sample'] / 1e6:.2f} MFLOP per sample.",
+    ]
+    return "\n".join(lines)
+
+
+def render_quality(r: dict) -> str:
+    lines = [
+        f"`bench_quality.py --rows {r['rows']}`: one epoch of the full-table DLRM reaches test AUC "
+        f"{r['auc']:.4f} (logloss {r['logloss']:.4f}) against a Bayes-optimal {r['bayes_auc']:.4f} "
+        f"({r['bayes_logloss']:.4f}): a gap of {r['auc_gap']:.3f}."
+    ]
+    if "fm_auc" in r:
+        lines.append(
+            f"A factorization machine on the same rows reaches {r['fm_auc']:.4f} (DLRM - FM {r['dlrm_minus_fm_auc']:+.4f}); "
+            f"goals (within 0.015 of Bayes, >= FM): {'met' if r['goal_within_0015_of_bayes'] else 'not met'}, "
+            f"{'met' if r['goal_at_least_fm'] else 'not met'}."
+        )
+    return " ".join(lines)
+
+
+def render_pareto(r: dict) -> str:
+    points = r["results"]
+    full = next(p for p in points if p["method"] == "full")
+    budgets = sorted({p["budget"] for p in points if p["budget"] < 1.0}, reverse=True)
+    methods = list(dict.fromkeys(p["method"] for p in points if p["method"] != "full"))
+    head = "| method | " + " | ".join(f"1/{round(1 / b)}" for b in budgets) + " | samples/s vs full |"
+    lines = [
+        f"`bench_pareto.py --rows {r['rows']}`, test AUC at a fraction of the full tables' "
+        f"{full['full_bytes'] / 1e9:.2f} GB (weights + optimizer state + projections); full tables "
+        f"{full['auc']:.4f}, Bayes-optimal {full['bayes_auc']:.4f}:",
+        "",
+        head,
+        "|" + "---|" * (len(budgets) + 2),
+    ]
+    for method in methods:
+        mine = {p["budget"]: p for p in points if p["method"] == method}
+        cells = []
+        for b in budgets:
+            p = mine.get(b)
+            if p is None:
+                cells.append("-")
+                continue
+            used = p["bytes"] / p["full_bytes"]
+            cells.append(f"{p['auc']:.4f}" + (f" (uses {used:.3g})" if abs(used - b) > 0.1 * b else ""))
+        speeds = [p["speed_vs_full"] for p in mine.values()]
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {min(speeds):.2f}-{max(speeds):.2f} |")
+    return "\n".join(lines)
+
+
+RENDERERS: dict[str, Callable[[dict], str]] = {
+    "pipeline": render_pipeline,
+    "quality": render_quality,
+    "pareto": render_pareto,
+}
+
+
+def block_pattern(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- generated: {name} -->)(.*?)(<!-- end generated: {name} -->)", re.S)
+
+
+def render_readme(text: str, results: Path = RESULTS) -> str:
+    """``text`` with every generated block rewritten from its JSON; a block without a JSON, or a
+    JSON without a block, is an error."""
+    for name, render in RENDERERS.items():
+        path = results / f"{name}.json"
+        pattern = block_pattern(name)
+        if not pattern.search(text):
+            raise ValueError(f"README has no block <!-- generated: {name} --> for {path}")
+        body = render(json.loads(path.read_text()))
+        text = pattern.sub(lambda m: f"{m.group(1)}\n{body}\n{m.group(3)}", text)
+    return text
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--check", action="store_true", help="exit 1 if README.md differs from what the JSON gives")
+    args = p.parse_args(argv)
+    current = README.read_text()
+    wanted = render_readme(current)
+    if args.check:
+        if wanted != current:
+            print("README.md benchmark figures differ from benchmarks/results/*.json: run python benchmarks/readme.py")
+            return 1
+        return 0
+    README.write_text(wanted)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
