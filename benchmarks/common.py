@@ -51,6 +51,11 @@ def time_call(fn: Callable[[], object], repeats: int, warmup: int = 0) -> list[f
     return times
 
 
+def spread(values: Sequence[float]) -> dict:
+    """Median, min, max and count of repeated measurements (every reported figure carries them)."""
+    return {"median": median(values), "min": float(min(values)), "max": float(max(values)), "n": len(values)}
+
+
 def rate(count: float, seconds: Sequence[float]) -> float:
     """``count`` per second at the median of ``seconds``."""
     return count / median(seconds)

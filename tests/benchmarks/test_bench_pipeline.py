@@ -15,14 +15,15 @@ SCRIPT = REPO / "benchmarks" / "bench_pipeline.py"
 
 POSITIVE_KEYS = (
     "rows", "batch_size", "ingest_rows_per_s", "pandas_rows_per_s", "ingest_vs_pandas",
-    "loader_samples_per_s", "train_samples_per_s", "train_samples_per_s_glibc", "torchrec_samples_per_s",
-    "roofline_samples_per_s", "train_vs_roofline", "train_vs_torchrec", "tcmalloc_vs_glibc",
+    "loader_samples_per_s", "train_loop_samples_per_s", "step_samples_per_s", "step_samples_per_s_glibc",
+    "torchrec_samples_per_s", "roofline_samples_per_s", "step_vs_roofline", "loop_vs_step", "loop_vs_torchrec",
+    "step_vs_torchrec", "tcmalloc_vs_glibc",
     "flops_per_sample", "gemm_gflops", "dense_us_per_sample", "embedding_us_per_sample", "cpu_count",
 )
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(900)
 def test_bench_pipeline_end_to_end(tmp_path: Path) -> None:
     pytest.importorskip("torchrec")
     from recsys.allocator import find_tcmalloc
@@ -31,11 +32,11 @@ def test_bench_pipeline_end_to_end(tmp_path: Path) -> None:
         pytest.skip("tcmalloc is not installed")
     out = tmp_path / "result.json"
     cmd = [sys.executable, str(SCRIPT), "--rows", "20000", "--train-rows", "20000", "--steps", "3",
-           "--warmup", "1", "--repeats", "1", "--cardinality-scale", "0.001",
+           "--warmup", "1", "--repeats", "1", "--loop-steps", "3", "--cardinality-scale", "0.001",
            "--cache-dir", str(tmp_path / "cache"), "--json", str(out)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=110)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=880)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "train_vs_roofline" in proc.stdout  # the printed table
+    assert "train_loop_samples_per_s" in proc.stdout and "step_vs_roofline" in proc.stdout  # the printed table
 
     result = json.loads(out.read_text())
     for key in POSITIVE_KEYS:
@@ -50,11 +51,16 @@ def test_bench_pipeline_end_to_end(tmp_path: Path) -> None:
     assert allocators["recsys_tcmalloc"]["active"] == "tcmalloc"
     assert allocators["torchrec_tcmalloc"]["active"] == "tcmalloc"
     assert allocators["recsys_glibc"]["active"] == "glibc"
+    assert [a.startswith("tcmalloc") for a in allocators["recsys_train"]] == [True]
     assert "glibc" in allocators["recsys_glibc"]["describe"]
     assert all(child["ok"] for name, child in allocators.items() if name != "parent")
 
     timings = result["timings"]
-    assert len(timings["train_s"]) == len(timings["train_glibc_s"]) == len(timings["torchrec_s"]) == 1
+    assert len(timings["step_s"]) == len(timings["step_glibc_s"]) == len(timings["torchrec_s"]) == 1
+    # every figure carries its spread; the roofline bounds every repeat (the script fails otherwise)
+    spread = result["train_loop_spread"]
+    assert spread["n"] == 1 and spread["min"] <= spread["median"] <= spread["max"]
+    assert result["roofline_bound_holds"] and all(r <= 1.0 for r in result["step_vs_roofline_per_repeat"])
     assert result["versions"]["torch"] and result["versions"]["torchrec"]
     assert len(result["gemm_shapes"]) == 23
 
