@@ -1,7 +1,6 @@
 import json
 
 import pytest
-import torch
 
 from recsys.core.checkpoint import load_checkpoint
 from recsys.data.config import DataConfig
