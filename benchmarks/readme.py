@@ -72,7 +72,9 @@ def render_pipeline(r: dict) -> str:
 
 def render_quality(r: dict) -> str:
     lines = [
-        f"`bench_quality.py --rows {r['rows']}`: one epoch of the full-table DLRM reaches test AUC "
+        f"`bench_quality.py --rows {r['rows']}"
+        + (f" --cardinality-scale {r['cardinality_scale']:g}" if r.get("cardinality_scale", 1.0) != 1.0 else "")
+        + f"`: one epoch of the full-table DLRM reaches test AUC "
         f"{r['auc']:.4f} (logloss {r['logloss']:.4f}) against a Bayes-optimal {r['bayes_auc']:.4f} "
         f"({r['bayes_logloss']:.4f}): a gap of {r['auc_gap']:.3f}."
     ]
