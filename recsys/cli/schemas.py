@@ -13,6 +13,7 @@ from hydra.core.config_store import ConfigStore
 
 from recsys.data.config import DataConfig
 from recsys.embeddings.embedding_config import SPECS, config_schema
+from recsys.embeddings.placement_config import PlacementConfig
 from recsys.models.config import DLRMConfig
 from recsys.train.config import DistributedConfig, TrainerConfig, TrainJobConfig
 
@@ -25,5 +26,6 @@ def register_train_schemas() -> None:
     store.store(group="model", name="dlrm_schema", node=DLRMConfig)
     store.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     store.store(group="distributed", name="distributed_schema", node=DistributedConfig)
+    store.store(group="placement", name="placement_schema", node=PlacementConfig)
     for method in SPECS:
         store.store(group="embedding", name=f"{method}_schema", node=config_schema(method))

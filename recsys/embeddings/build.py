@@ -11,6 +11,7 @@ from recsys.data.layout import DatasetMeta, read_vocab_counts
 from recsys.embeddings.collection import EmbeddingCollection
 from recsys.embeddings.compiler import compile_plan
 from recsys.embeddings.embedding_config import parse_embedding_config
+from recsys.embeddings.placement_config import PlacementConfig
 from recsys.embeddings.plan import FeatureInfo
 from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
 
@@ -38,11 +39,12 @@ def build_embedding(
     device: torch.device | str = "cpu",
     seed: int = 0,
     shardable: bool = False,
+    placement: PlacementConfig | None = None,
 ) -> EmbeddingCollection:
     """The embedding module for ``cfg`` over a prepared dataset's sparse features."""
     setup = parse_embedding_config(cfg)
     features = dataset_features(meta, root, with_counts=bool(setup.methods & _NEEDS_COUNTS))
-    return make_embedding(setup, features, dim, optimizer, device=device, seed=seed, shardable=shardable)
+    return make_embedding(setup, features, dim, optimizer, device=device, seed=seed, shardable=shardable, placement=placement)
 
 
 def make_embedding(
@@ -53,9 +55,10 @@ def make_embedding(
     device: torch.device | str = "cpu",
     seed: int = 0,
     shardable: bool = False,
+    placement: PlacementConfig | None = None,
 ) -> EmbeddingCollection:
     """The embedding module for ``cfg`` (a mapping, DictConfig or parsed setup with ``method``
-    and options) over explicitly given features; ``shardable`` for a sharded run (see
-    :class:`~recsys.embeddings.collection.EmbeddingCollection`)."""
+    and options) over explicitly given features; ``shardable`` for a sharded run and
+    ``placement`` for tiers (see :class:`~recsys.embeddings.collection.EmbeddingCollection`)."""
     plan = compile_plan(parse_embedding_config(cfg), features, dim, TableOptimizer(optimizer.kind))
-    return EmbeddingCollection(plan, optimizer, device=device, seed=seed, shardable=shardable)
+    return EmbeddingCollection(plan, optimizer, device=device, seed=seed, shardable=shardable, placement=placement)

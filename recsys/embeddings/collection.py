@@ -27,6 +27,8 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
 from recsys.embeddings.fused_transforms import fused_transforms_for
 from recsys.embeddings.memory import MemoryReport
+from recsys.embeddings.placement import TieredLookup, tiered_lookup
+from recsys.embeddings.placement_config import PlacementConfig
 from recsys.embeddings.plan import EmbeddingPlan
 from recsys.embeddings.combiners import Single
 from recsys.embeddings.sharding import ShardableLookup
@@ -58,6 +60,9 @@ class EmbeddingCollection(nn.Module):
             module (the reference; also the fallback where the C++ kernels are not built).
         shardable: look up through a torchrec collection that DistributedModelParallel shards
             (its tables stay unallocated until then) instead of the direct FBGEMM call.
+        placement: tiers of the tables (:mod:`recsys.embeddings.placement`): with a
+            ``ram_budget`` that the tables exceed, hot prefixes stay in RAM and cold tails go
+            to disk.
     """
 
     def __init__(
@@ -68,6 +73,7 @@ class EmbeddingCollection(nn.Module):
         seed: int = 0,
         fuse_transforms: bool = True,
         shardable: bool = False,
+        placement: PlacementConfig | None = None,
     ) -> None:
         super().__init__()
         self.plan = plan
@@ -76,7 +82,12 @@ class EmbeddingCollection(nn.Module):
         self.device = torch.device(device)
         slot_tables = [s.table for s in plan.slots]
         self.lookup: nn.Module
-        if shardable:
+        tiered = tiered_lookup(plan.tables, optimizer, placement, self.device, seed, slot_tables) if placement else None
+        if tiered is not None and shardable:
+            raise NotImplementedError("placement.ram_budget with a sharded run is not built yet")
+        if tiered is not None:
+            self.lookup = tiered
+        elif shardable:
             self.lookup = ShardableLookup(plan.tables, optimizer, slot_tables, seed=seed)
         else:
             self.lookup = TableBatchedLookup(plan.tables, optimizer, device=device, seed=seed, slot_tables=slot_tables)
@@ -99,6 +110,10 @@ class EmbeddingCollection(nn.Module):
 
     def memory(self) -> MemoryReport:
         return self.plan.memory(self.lookup.optimizer_config.kind)
+
+    def tiers(self) -> dict | None:
+        """Bytes per placement tier and the hot tier's hit rate; None without tiers."""
+        return self.lookup.tiers() if isinstance(self.lookup, TieredLookup) else None
 
     def regularization(self) -> torch.Tensor:
         """The methods' extra loss terms (OptEmbed's threshold regulariser); 0 for most.

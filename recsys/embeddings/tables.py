@@ -104,9 +104,12 @@ class TableBatchedLookup(nn.Module):
         tables: the physical tables, in the order their pooled outputs are concatenated.
         optimizer: the fused table optimizer.
         device: ``cpu`` or a CUDA device.
-        seed: seed of the initial weights (:func:`init_rows`).
+        seed: seed of the initial weights (:func:`init_rows`); None leaves them for the caller
+            to set (a table split into tiers initialises each part from its whole table's rows).
         slot_tables: the table each lookup slot reads (FBGEMM's ``feature_table_map``);
             default one slot per table. Several slots may share a table.
+        host_buffers: FBGEMM's ``preallocated_host_buffers`` (``weights``, ``momentum1``: flat
+            float32 tensors, e.g. memory-mapped files), used instead of allocating RAM.
 
     Forward takes the KeyedJaggedTensor layout: ``values`` (N,) int64 ids and ``offsets``
     (S*B + 1,) with slots major, and returns (B, Σ slot dim) float32. With ``bags_per_slot``
@@ -119,8 +122,9 @@ class TableBatchedLookup(nn.Module):
         tables: list[PhysicalTable],
         optimizer: TableOptimizerConfig,
         device: torch.device | str = "cpu",
-        seed: int = 0,
+        seed: Optional[int] = 0,
         slot_tables: list[int] | None = None,
+        host_buffers: dict[str, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         if not tables:
@@ -143,8 +147,10 @@ class TableBatchedLookup(nn.Module):
             pooling_mode=PoolingMode.SUM,
             device=device,
             feature_table_map=slot_tables,
+            preallocated_host_buffers=host_buffers,
         )
-        self.reset_parameters(seed)
+        if seed is not None:
+            self.reset_parameters(seed)
 
     @torch.no_grad()
     def reset_parameters(self, seed: int) -> None:

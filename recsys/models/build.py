@@ -30,6 +30,7 @@ def build_model(
         device=device,
         seed=recipe.seed,
         shardable=shardable,
+        placement=recipe.placement,
     )
     num_dense = len(meta.dense_features)
     if ModelArch(recipe.model.arch) is ModelArch.fm:

@@ -12,6 +12,7 @@ import dataclasses
 import enum
 from typing import Any
 
+from recsys.embeddings.placement_config import PlacementConfig
 from recsys.embeddings.specs import TableOptimizerConfig
 
 
@@ -57,6 +58,7 @@ class ModelRecipe:
         data_path: the prepared dataset whose vocabularies sized the tables (MD block popularity
             reads its counts).
         seed: initial-weight seed.
+        placement: which rows of the tables live in RAM and which on disk.
     """
 
     model: DLRMConfig = dataclasses.field(default_factory=DLRMConfig)
@@ -64,3 +66,4 @@ class ModelRecipe:
     table_optimizer: TableOptimizerConfig = dataclasses.field(default_factory=TableOptimizerConfig)
     data_path: str = "???"
     seed: int = 0
+    placement: PlacementConfig = dataclasses.field(default_factory=PlacementConfig)

@@ -7,6 +7,7 @@ import enum
 from typing import Any, Optional
 
 from recsys.data.config import DataConfig
+from recsys.embeddings.placement_config import PlacementConfig
 from recsys.embeddings.specs import ShardingType, TableOptimizerConfig
 from recsys.models.config import DLRMConfig, ModelRecipe
 
@@ -130,6 +131,7 @@ class TrainJobConfig:
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
     sharding: ShardingConfig = dataclasses.field(default_factory=ShardingConfig)
+    placement: PlacementConfig = dataclasses.field(default_factory=PlacementConfig)
     device: str = "cpu"
 
     def recipe(self) -> ModelRecipe:
@@ -140,4 +142,5 @@ class TrainJobConfig:
             table_optimizer=self.trainer.table_optimizer,
             data_path=self.data.path,
             seed=self.trainer.seed,
+            placement=self.placement,
         )

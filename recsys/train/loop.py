@@ -186,6 +186,8 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
     log.info(describe_allocator())
     log.info("torch threads: %d, device: %s", torch.get_num_threads(), device)
 
+    if cfg.placement.ram_budget is not None and cfg.placement.disk_dir is None:  # cold tables live with the run
+        cfg = dataclasses.replace(cfg, placement=dataclasses.replace(cfg.placement, disk_dir=str(run_dir / "tables")))
     meta = DatasetMeta.load(cfg.data.path)
     validates = meta.rows.get("valid", 0) > 0
     if not validates:
@@ -198,6 +200,8 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
     for line in model.embedding.plan.describe():
         log.info("embedding %s", line)
     log.info("embedding memory: %s", memory)
+    if model.embedding.tiers() is not None:
+        memory["placement"] = model.embedding.tiers()
     state = LoopState()
     if tcfg.resume_from:
         resumed = resolve_checkpoint(tcfg.resume_from)
@@ -316,6 +320,9 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
         metrics_log.close()
 
     rate = (state.samples - samples_at_start) / max(train_seconds, 1e-9)
+    if model.embedding.tiers() is not None:
+        memory["placement"] = model.embedding.tiers()
+        log.info("placement: hot-tier hit rate %.4f of looked-up ids", memory["placement"]["hit_rate"])
     bayes = load_bayes(cfg.data.path, cfg.eval.split)
     md_path = run_dir / "report.md"
     if leader:

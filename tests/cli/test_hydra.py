@@ -25,7 +25,7 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize("group", ["data", "model", "embedding", "trainer", "distributed", "experiment"])
+@pytest.mark.parametrize("group", ["data", "model", "embedding", "trainer", "distributed", "placement", "experiment"])
 def test_every_option_of_every_group_composes_into_a_typed_job(group):
     options = group_options(group)
     assert options, f"conf/{group} is empty"

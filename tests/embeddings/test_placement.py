@@ -1,0 +1,127 @@
+"""Tiered placement: hot prefixes in RAM, cold tails in memory-mapped files, same results as RAM."""
+
+import dataclasses
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+from recsys.cli.common import CONF_DIR
+from recsys.cli.train import to_job_config
+from recsys.data.config import DataConfig
+from recsys.embeddings.build import make_embedding
+from recsys.embeddings.placement import TieredLookup, hot_rows
+from recsys.embeddings.placement_config import PlacementConfig
+from recsys.embeddings.plan import FeatureInfo
+from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
+from recsys.embeddings.tables import PhysicalTable
+from recsys.models.config import DLRMConfig
+from recsys.train.config import TrainerConfig, TrainJobConfig
+from recsys.train.loop import train
+
+FEATURES = [FeatureInfo("C1", 1000), FeatureInfo("C2", 60), FeatureInfo("C3", 300)]
+
+
+def batches(steps: int, batch: int = 16):
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        lengths = torch.randint(0, 4, (len(FEATURES) * batch,), generator=gen)
+        per_feature = lengths.view(len(FEATURES), batch).sum(dim=1)
+        # Zipf-like ranks: small ids (hot rows) are the most frequent
+        values = [
+            (torch.rand(int(n), generator=gen) ** 3 * f.num_embeddings).long() for f, n in zip(FEATURES, per_feature)
+        ]
+        yield KeyedJaggedTensor(keys=[f.name for f in FEATURES], values=torch.cat(values), lengths=lengths)
+
+
+def test_hot_rows_cut_every_table_at_one_rank_within_the_budget():
+    tables = [PhysicalTable("a", 1000, 8), PhysicalTable("b", 10, 8)]  # 36 bytes a row with row-wise Adagrad
+    assert hot_rows(tables, 36 * 1010, TableOptimizer.rowwise_adagrad) == [1000, 10]
+    assert hot_rows(tables, 36 * 110, TableOptimizer.rowwise_adagrad) == [100, 10]
+    assert hot_rows(tables, 36 * 110 - 1, TableOptimizer.rowwise_adagrad) == [99, 10]
+    with pytest.raises(ValueError, match="placement.ram_budget"):
+        hot_rows(tables, 36, TableOptimizer.rowwise_adagrad)
+
+
+@pytest.mark.parametrize(
+    "method", [{"method": "full"}, {"method": "qr", "collisions": 4}, {"method": "hash", "compression": 2}]
+)
+def test_a_table_over_its_ram_budget_trains_on_disk_like_in_ram(method, tmp_path):
+    optimizer = TableOptimizerConfig()
+    in_ram = make_embedding(method, FEATURES, 16, optimizer, seed=3)
+    placement = PlacementConfig(ram_budget="6KB", disk_dir=str(tmp_path))
+    tiered = make_embedding(method, FEATURES, 16, optimizer, seed=3, placement=placement)
+    assert isinstance(tiered.lookup, TieredLookup)
+    tiers = tiered.tiers()
+    assert 0 < tiers["ram_bytes"] <= 6000 < tiers["ram_bytes"] + tiers["disk_bytes"]
+    cold_file = tmp_path / "cold_weights.f32"
+    before = cold_file.read_bytes()
+    hot_limit = {t.name: k for t, k in zip(tiered.lookup.tables, tiered.lookup.hot_counts)}
+    hits = lookups = 0
+    for kjt in batches(4):
+        expected, got = in_ram(kjt).values(), tiered(kjt).values()
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+        (expected**2).sum().backward()  # the fused optimizer updates rows in the backward
+        (got**2).sum().backward()
+        ids, offsets, per_slot = tiered.slot_ids(kjt)
+        bags = torch.repeat_interleave(torch.arange(len(per_slot)), torch.tensor(per_slot))
+        slot_of_id = torch.repeat_interleave(bags, offsets.diff())
+        for i, slot in zip(ids.tolist(), slot_of_id.tolist()):  # brute force
+            table = tiered.plan.tables[tiered.plan.slots[slot].table].name
+            hits += i < hot_limit[table]
+            lookups += 1
+    assert (int(tiered.lookup.hits), int(tiered.lookup.lookups)) == (hits, lookups)
+    assert tiered.tiers()["hit_rate"] == pytest.approx(hits / lookups)
+    assert cold_file.read_bytes() != before  # the optimizer wrote through to the file
+    for name, weight in in_ram.lookup.table_weights().items():
+        torch.testing.assert_close(tiered.lookup.table_weights()[name], weight, rtol=0, atol=1e-6)
+
+
+def test_training_with_a_ram_budget_matches_training_in_ram(tiny_dataset, tmp_path):
+    def job(placement):
+        return TrainJobConfig(
+            data=DataConfig(path=str(tiny_dataset), batch_size=256, eval_batch_size=1024, prefetch=2),
+            model=DLRMConfig(8, [16, 8], [16, 1]),
+            trainer=TrainerConfig(progress=False, tensorboard=False, epochs=1, max_steps=6),
+            placement=placement,
+        )
+
+    in_ram = train(job(PlacementConfig()), tmp_path / "ram")
+    tiered = train(job(PlacementConfig(ram_budget="20KB")), tmp_path / "disk")  # tables: 26 x 51 rows x 36 B
+    tiers = tiered.memory["placement"]
+    assert tiers["disk_bytes"] > 0 and tiers["ram_bytes"] <= 20000
+    assert 0 < tiers["hit_rate"] < 1
+    assert (tmp_path / "disk" / "tables" / "cold_weights.f32").stat().st_size == tiers["disk_bytes"] * 8 // 9
+    assert tiered.final_loss == pytest.approx(in_ram.final_loss, abs=1e-6)
+    assert tiered.eval["logloss"] == pytest.approx(in_ram.eval["logloss"], abs=1e-6)
+    assert tiered.eval["auc"] == pytest.approx(in_ram.eval["auc"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("placement.cold_tier=ssd", "placement.cold_tier"),
+        ("placement.hot_tier=device", "placement.hot_tier"),
+        ("placement.ram_budget=lots", "placement.ram_budget"),
+    ],
+)
+def test_a_bad_placement_is_an_error_naming_its_key(override, key):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[override, "data.path=x"])
+    with pytest.raises(ValueError, match=key):
+        job = to_job_config(cfg)
+        make_embedding({"method": "full"}, FEATURES, 16, TableOptimizerConfig(), placement=job.placement)
+
+
+def test_an_unknown_placement_key_fails_at_composition():
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        with pytest.raises(Exception, match="ram_budgte"):
+            compose("train", overrides=["placement.ram_budgte=1GB", "data.path=x"])
+
+
+def test_a_recipe_keeps_its_placement():
+    from recsys.models.build import recipe_from_dict, recipe_to_dict
+
+    recipe = TrainJobConfig(data=DataConfig(path="x"), placement=PlacementConfig(ram_budget="1GB")).recipe()
+    assert recipe_from_dict(recipe_to_dict(recipe)).placement == dataclasses.replace(PlacementConfig(), ram_budget="1GB")
