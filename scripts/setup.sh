@@ -53,5 +53,15 @@ $PIP install -e ".[test]"
 # toolchain the package installs without them and recsys runs its pure-torch path.
 $PIP install --no-build-isolation -e kernels/
 $VENV/bin/python -c "import recsys_kernels as k; print('setup: recsys kernels', 'built' if k.available() else 'NOT built: ' + k.unavailable_reason())"
+# The C++ server of TorchScript artifacts (recsys/serving/cpp), against the wheel's libtorch;
+# its test builds it itself when this could not.
+if command -v cmake >/dev/null 2>&1 && command -v c++ >/dev/null 2>&1; then
+  PREFIX=$($VENV/bin/python -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
+  (cmake -S recsys/serving/cpp -B $VENV/recsys_serve_build -DCMAKE_PREFIX_PATH="$PREFIX" -DCMAKE_BUILD_TYPE=Release \
+     && cmake --build $VENV/recsys_serve_build) >/dev/null \
+    && echo "setup: recsys_serve built" || echo "setup: recsys_serve NOT built (its test will try again)"
+else
+  echo "setup: no cmake or C++ compiler: recsys_serve not built (its test is skipped)"
+fi
 touch "$STAMP"
 echo "setup: .venv ready (torch $TORCH_VERSION, $FBGEMM_PKG, torchrec $TORCHREC_VERSION)"

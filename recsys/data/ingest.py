@@ -3,7 +3,7 @@
 Two passes, both streaming, so a file larger than memory works:
 
 1. Read each file in chunks of whole lines (:class:`recsys.data.raw.ChunkReader`), parse and
-   validate them (:func:`recsys.data.parse.parse_chunk`), assign every good row to a split and
+   validate them (:func:`recsys.data.parse.read_file_rows`), assign every good row to a split and
    append the rows, dense already transformed and sparse still as raw int64 ids, to one
    zstd-compressed scratch Parquet file per split.
 2. Count each feature's training ids from its scratch column alone, one feature at a time
@@ -36,7 +36,7 @@ from tqdm import tqdm
 from recsys.data import raw
 from recsys.data.bad_rows import BadRowError, BadRowLog, EmptyDatasetError, no_rows_message, report_bad  # noqa: F401 (BadRowError: callers catch it from here)
 from recsys.data.config import PreprocessConfig
-from recsys.data.parse import ParsedRows, parse_chunk
+from recsys.data.parse import ParsedRows, read_file_rows
 from recsys.data.schema import SchemaConfig, load_schema
 from recsys.core.io import write_json
 from recsys.data.layout import LABEL, SPLITS, DatasetMeta, vocab_path
@@ -193,41 +193,13 @@ class _Pass1:
         self.header_lines = int(layout.header)
         whole_split = file_split(path.name, self.cfg.split)
         rows_before, bad_before = self.rows_in, self.bad.count
-        reader = raw.ChunkReader(path, self.cfg.chunk_bytes, self.bar.update)
-        first = True
-        for chunk in reader:
-            if first and layout.header:
-                chunk = self._strip_header(path, chunk, layout)
-            first = False
-            self._rows(index, path, whole_split, parse_chunk(chunk, layout))
-        self._tail(index, path, layout, whole_split, reader, first)
+        for rows in read_file_rows(path, layout, self.cfg.chunk_bytes, self.bad, self.bar.update):
+            self._rows(index, path, whole_split, rows)
         info = {"path": str(path), "delimiter": layout.delimiter, "header": layout.header, "bytes": path.stat().st_size,
                 "rows_in": self.rows_in - rows_before, "bad_rows": self.bad.count - bad_before}
         if whole_split is not None:
             info["split"] = SPLITS[whole_split]
         self.files.append(info)
-
-    def _strip_header(self, path: Path, chunk: raw.Chunk, layout: raw.RawLayout) -> raw.Chunk:
-        end = chunk.data.index(b"\n")
-        raw.check_header(path, chunk.data[:end], layout)
-        return raw.Chunk(chunk.data[end + 1 :], chunk.first_line + 1, chunk.n_lines - 1)
-
-    def _tail(self, index: int, path: Path, layout: raw.RawLayout, whole_split: int | None,
-              reader: raw.ChunkReader, nothing_read: bool) -> None:
-        """The bytes after the last newline, and what the reader said about the file's end."""
-        if reader.tail and reader.problem is None:
-            if nothing_read and layout.header:
-                raw.check_header(path, reader.tail, layout)  # a header-only file without newline
-                return
-            self._rows(index, path, whole_split, parse_chunk(raw.Chunk(reader.tail + b"\n", reader.tail_line, 1), layout))
-        elif reader.tail:
-            self.rows_in += 1
-            text = reader.tail[: raw.BAD_TEXT_CHARS].decode("utf-8", errors="replace")
-            self.bad.rows(path, [raw.BadRow(reader.tail_line, reader.problem, text)])
-        elif reader.problem is not None:
-            self.bad.file_issue(path, reader.tail_line, reader.problem)
-        elif nothing_read:
-            self.bad.file_issue(path, 0, raw.EMPTY_FILE)
 
     def _rows(self, index: int, path: Path, whole_split: int | None, rows: ParsedRows) -> None:
         self.rows_in += rows.n_lines

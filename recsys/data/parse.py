@@ -23,7 +23,8 @@ A row's reason is that of its first bad column in file order.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from recsys.data import ids, raw
+from recsys.data.bad_rows import BadRowLog
 from recsys.data.raw import BadRow, Chunk, RawLayout
 
 _INT_PATTERN = r"^[ \t]*(-?[0-9]{1,18}|0[xX][0-9a-fA-F]{1,15})[ \t]*$"
@@ -60,6 +62,45 @@ class ParsedRows:
 
     def __len__(self) -> int:
         return len(self.label)
+
+
+def read_file_rows(
+    path: Path, layout: RawLayout, chunk_bytes: int, bad: BadRowLog, on_bytes: Callable[[int], None] = lambda n: None
+) -> Iterator[ParsedRows]:
+    """One raw file's rows, parsed chunk by chunk, each chunk's bad lines in its ``bad`` list.
+
+    The header (when the layout has one) is checked and dropped. A damaged end (a truncated or
+    corrupt gzip) comes as one bad line; problems that cost no line (an empty file, a gzip cut
+    exactly at a line end) go to ``bad.file_issue``. Ingest and ``recsys-predict`` read files
+    through this one function, so both count and report bad input alike; the caller passes
+    each chunk's ``rows.bad`` to ``bad.rows``.
+    """
+    reader = raw.ChunkReader(path, chunk_bytes, on_bytes)
+    nothing_read = True
+    for chunk in reader:
+        if nothing_read and layout.header:
+            end = chunk.data.index(b"\n")
+            raw.check_header(path, chunk.data[:end], layout)
+            chunk = raw.Chunk(chunk.data[end + 1 :], chunk.first_line + 1, chunk.n_lines - 1)
+        nothing_read = False
+        yield parse_chunk(chunk, layout)
+    if reader.tail and reader.problem is None:
+        if nothing_read and layout.header:
+            raw.check_header(path, reader.tail, layout)  # a header-only file without newline
+            return
+        yield parse_chunk(raw.Chunk(reader.tail + b"\n", reader.tail_line, 1), layout)
+    elif reader.tail:
+        text = reader.tail[: raw.BAD_TEXT_CHARS].decode("utf-8", errors="replace")
+        yield _no_rows([raw.BadRow(reader.tail_line, reader.problem, text)], n_lines=1)
+    elif reader.problem is not None:
+        bad.file_issue(path, reader.tail_line, reader.problem)
+    elif nothing_read:
+        bad.file_issue(path, 0, raw.EMPTY_FILE)
+
+
+def _no_rows(bad: list[BadRow], n_lines: int) -> ParsedRows:
+    """A chunk whose every line is bad."""
+    return ParsedRows(np.empty(0, np.int8), {}, {}, np.empty(0, np.int64), bad, n_lines)
 
 
 def parse_chunk(chunk: Chunk, layout: RawLayout) -> ParsedRows:

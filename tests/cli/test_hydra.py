@@ -67,9 +67,11 @@ def test_an_appended_unknown_embedding_key_fails_before_training_naming_it():
         to_job_config(cfg)
 
 
-@pytest.mark.parametrize("app", ["preprocess", "synth", "eval"])
+@pytest.mark.parametrize("app", ["preprocess", "synth", "eval", "export", "predict"])
 def test_other_apps_compose(app):
     import recsys.cli.eval  # noqa: F401
+    import recsys.cli.export  # noqa: F401
+    import recsys.cli.predict  # noqa: F401
     import recsys.cli.preprocess  # noqa: F401
     import recsys.cli.synth  # noqa: F401
 

@@ -15,12 +15,15 @@ LIGHT_MODULES = [
     "recsys.cli.synth",
     "recsys.cli.schemas",
     "recsys.core.logging",
+    "recsys.cli.export",
+    "recsys.cli.predict",
     "recsys.data.config",
     "recsys.embeddings.specs",
     "recsys.embeddings.embedding_config",
     "recsys.models.config",
     "recsys.train.config",
     "recsys.evaluation.config",
+    "recsys.serving.config",
 ]
 HEAVY = ("torch", "fbgemm_gpu", "torchrec")
 

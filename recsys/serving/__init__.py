@@ -1,0 +1,1 @@
+"""Serving: self-contained TorchScript / torch.export artifacts that score raw Criteo features."""
