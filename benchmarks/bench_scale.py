@@ -10,7 +10,14 @@ cardinalities times ``--cardinality-scale``), the same global batches for both r
 2-core machine 2 ranks cannot be faster than one: the ratio measures the sharding overhead
 (goal of issue 7: sharded >= 0.8x single).
 
-Not measured here yet: the disk tier and GPU placements of issue 7 (not built).
+``disk_tier``: the same DLRM shape with ``--disk-rows`` table rows of ``--disk-dim`` split by
+``placement.ram_budget`` (``--disk-ram-share`` of the tables' bytes): hot prefixes in RAM, cold
+tails in memory-mapped files (recsys/embeddings/placement.py), against the same tables all in
+RAM, in the same run. Ids are Zipf-skewed frequency ranks (exponent 1: log-uniform ranks).
+``peak_rss_bytes`` is the process's peak resident set after the disk-tier run (mapped file pages
+that were touched count in it). ``--sections disk_tier`` runs only that section.
+
+Not measured here: the issue's MLPerf-1TB-scale disk run (tables 1.5x RAM) and GPU placements.
 """
 
 from __future__ import annotations
@@ -18,11 +25,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import resource
 import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -34,21 +43,22 @@ from common import format_table, median, save_result  # noqa: E402
 
 @dataclasses.dataclass
 class ScaleResult:
-    single_samples_per_s: float
-    single_min_max: list
-    sharded_samples_per_s: float
-    sharded_min_max: list
-    sharded_world_size: int
-    sharding_types: list
-    ratio: float
-    goal_sharded_at_least_0_8x: bool
-    table_rows: int
-    cardinality_scale: float
     batch_size: int
     steps: int
     repeats: int
-    threads_per_rank: int
     command: str
+    single_samples_per_s: Optional[float] = None
+    single_min_max: Optional[list] = None
+    sharded_samples_per_s: Optional[float] = None
+    sharded_min_max: Optional[list] = None
+    sharded_world_size: Optional[int] = None
+    sharding_types: Optional[list] = None
+    ratio: Optional[float] = None
+    goal_sharded_at_least_0_8x: Optional[bool] = None
+    table_rows: Optional[int] = None
+    cardinality_scale: Optional[float] = None
+    threads_per_rank: Optional[int] = None
+    disk_tier: Optional[dict] = None
 
 
 def build(shardable: bool, scale: float):
@@ -64,6 +74,58 @@ def build(shardable: bool, scale: float):
     torch.manual_seed(0)
     emb = make_embedding({"method": "full"}, features, 16, TableOptimizerConfig(), shardable=shardable)
     return DLRM(emb, num_dense=13, config=config), features
+
+
+def disk_tier(args) -> dict:
+    """Train steps with cold table tails on disk against the same tables all in RAM."""
+    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+    from recsys.embeddings.build import make_embedding
+    from recsys.embeddings.placement_config import PlacementConfig
+    from recsys.embeddings.plan import FeatureInfo
+    from recsys.embeddings.specs import TableOptimizerConfig
+    from recsys.models.config import DLRMConfig
+    from recsys.models.dlrm import DLRM
+
+    dim = args.disk_dim
+    features = [FeatureInfo(f"C{i + 1}", args.disk_rows // 26) for i in range(26)]
+    config = DLRMConfig(embedding_dim=dim, bottom_mlp=[256, dim], top_mlp=[256, 1])
+    table_bytes = sum(f.num_embeddings for f in features) * (dim * 4 + 4)  # weights + row-wise Adagrad
+    gen = torch.Generator().manual_seed(0)
+    data = []
+    for _ in range(8):
+        u = torch.rand(len(features), args.batch, generator=gen)
+        ids = (torch.exp(u * torch.log(torch.tensor(float(features[0].num_embeddings)))) - 1).long()  # (F, B) Zipf ranks
+        kjt = KeyedJaggedTensor(
+            keys=[f.name for f in features], values=ids.reshape(-1), lengths=torch.ones(ids.numel(), dtype=torch.int32), stride=args.batch
+        )
+        data.append((torch.rand(args.batch, 13, generator=gen), kjt, (torch.rand(args.batch, generator=gen) < 0.25).float()))
+    out = {"table_bytes": table_bytes, "ram_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "dim": dim}
+    with tempfile.TemporaryDirectory(dir=args.disk_dir) as tmp:
+        placement = PlacementConfig(ram_budget=str(int(table_bytes * args.disk_ram_share)), disk_dir=tmp)
+        torch.manual_seed(0)
+        emb = make_embedding({"method": "full"}, features, dim, TableOptimizerConfig(), placement=placement)
+        model = DLRM(emb, num_dense=13, config=config)
+        times = timed_steps(model, model, data, args.steps, args.repeats, args.warmup, lambda: None)
+        out.update({k: emb.tiers()[k] for k in ("ram_bytes", "disk_bytes")}, hit_rate=emb.tiers()["hit_rate"])
+        out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        del model, emb
+    out["tier_ram_bytes"] = out.pop("ram_bytes")  # the hot prefixes' budget
+    out["ram_bytes"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    torch.manual_seed(0)
+    model = DLRM(make_embedding({"method": "full"}, features, dim, TableOptimizerConfig()), num_dense=13, config=config)
+    in_ram = timed_steps(model, model, data, args.steps, args.repeats, args.warmup, lambda: None)
+    samples = args.steps * args.batch
+    out.update(
+        samples_per_s=samples / median(times),
+        min_max=[samples / max(times), samples / min(times)],
+        in_ram_samples_per_s=samples / median(in_ram),
+        in_ram_min_max=[samples / max(in_ram), samples / min(in_ram)],
+        ram_share=args.disk_ram_share,
+    )
+    out["ratio"] = out["samples_per_s"] / out["in_ram_samples_per_s"]
+    out["goal_at_least_0_5x_in_ram"] = out["ratio"] >= 0.5
+    return out
 
 
 def batches(features, batch: int, count: int, lo: int, hi: int):
@@ -141,8 +203,34 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--types", nargs="+", default=["table_wise", "row_wise"], help="sharding types the planner may use")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per rank (the single run gets 2x)")
+    parser.add_argument("--sections", nargs="+", default=["disk_tier", "sharding"], choices=["disk_tier", "sharding"])
+    parser.add_argument("--disk-rows", type=int, default=2_000_000, help="table rows of the disk_tier model (26 tables)")
+    parser.add_argument("--disk-dim", type=int, default=64)
+    parser.add_argument("--disk-ram-share", type=float, default=0.1, help="placement.ram_budget as a share of the table bytes")
+    parser.add_argument("--disk-dir", default=None, help="folder of the cold tables' files (default: a temporary folder)")
     args = parser.parse_args()
 
+    result = ScaleResult(batch_size=args.batch, steps=args.steps, repeats=args.repeats, command=" ".join(["python", *sys.argv]))
+    rows = []
+    if "disk_tier" in args.sections:  # first: its peak RSS is the process's
+        torch.set_num_threads(2 * args.threads)
+        tier = result.disk_tier = disk_tier(args)
+        rows += [
+            ("disk tier", tier["samples_per_s"], f"samples/s (min {tier['min_max'][0]:,.0f}, max {tier['min_max'][1]:,.0f})"),
+            ("same tables in RAM", tier["in_ram_samples_per_s"], f"samples/s (min {tier['in_ram_min_max'][0]:,.0f}, max {tier['in_ram_min_max'][1]:,.0f})"),
+            ("disk / RAM", tier["ratio"], "goal >= 0.5"),
+            ("hot-tier hit rate", tier["hit_rate"], f"hot rows: {tier['ram_share']:.0%} of the table bytes"),
+            ("table bytes", tier["table_bytes"], f"RAM tier {tier['tier_ram_bytes']:,}, disk {tier['disk_bytes']:,}"),
+            ("peak RSS bytes", tier["peak_rss_bytes"], f"machine RAM {tier['ram_bytes']:,}"),
+        ]
+    if "sharding" in args.sections:
+        rows += sharding(args, result)
+    save_result(args.json, result)
+    print(format_table(rows, title=f"global batch {args.batch}, {args.steps} steps x {args.repeats} repeats"))
+
+
+def sharding(args, result: ScaleResult) -> list:
+    """1 process against 2 gloo ranks at the same global batch; fills ``result``'s sharding fields."""
     torch.set_num_threads(2 * args.threads)
     model, features = build(False, args.cardinality_scale)
     data = batches(features, args.batch, 8, 0, args.batch)
@@ -161,35 +249,19 @@ def main() -> None:
     rates = lambda times: (samples / median(times), [samples / max(times), samples / min(times)])  # noqa: E731
     single_rate, single_range = rates(single)
     sharded_rate, sharded_range = rates(sharded)
-    result = ScaleResult(
-        single_samples_per_s=single_rate,
-        single_min_max=single_range,
-        sharded_samples_per_s=sharded_rate,
-        sharded_min_max=sharded_range,
-        sharded_world_size=2,
-        sharding_types=list(args.types),
-        ratio=sharded_rate / single_rate,
-        goal_sharded_at_least_0_8x=sharded_rate >= 0.8 * single_rate,
-        table_rows=sum(f.num_embeddings for f in features),
-        cardinality_scale=args.cardinality_scale,
-        batch_size=args.batch,
-        steps=args.steps,
-        repeats=args.repeats,
-        threads_per_rank=args.threads,
-        command=" ".join(["python", *sys.argv]),
-    )
-    save_result(args.json, result)
-    print(
-        format_table(
-            [
-                ("single process", single_rate, f"samples/s (min {single_range[0]:,.0f}, max {single_range[1]:,.0f})"),
-                ("2 gloo ranks, sharded", sharded_rate, f"samples/s (min {sharded_range[0]:,.0f}, max {sharded_range[1]:,.0f})"),
-                ("sharded / single", result.ratio, "goal >= 0.8"),
-                ("table rows", result.table_rows, f"Kaggle x {args.cardinality_scale}"),
-            ],
-            title=f"Kaggle DLRM, global batch {args.batch}, {args.steps} steps x {args.repeats} repeats",
-        )
-    )
+    result.single_samples_per_s, result.single_min_max = single_rate, single_range
+    result.sharded_samples_per_s, result.sharded_min_max = sharded_rate, sharded_range
+    result.sharded_world_size, result.sharding_types = 2, list(args.types)
+    result.ratio = sharded_rate / single_rate
+    result.goal_sharded_at_least_0_8x = sharded_rate >= 0.8 * single_rate
+    result.table_rows = sum(f.num_embeddings for f in features)
+    result.cardinality_scale, result.threads_per_rank = args.cardinality_scale, args.threads
+    return [
+        ("single process", single_rate, f"samples/s (min {single_range[0]:,.0f}, max {single_range[1]:,.0f})"),
+        ("2 gloo ranks, sharded", sharded_rate, f"samples/s (min {sharded_range[0]:,.0f}, max {sharded_range[1]:,.0f})"),
+        ("sharded / single", result.ratio, "goal >= 0.8"),
+        ("table rows", result.table_rows, f"Kaggle x {args.cardinality_scale}"),
+    ]
 
 
 if __name__ == "__main__":

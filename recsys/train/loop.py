@@ -25,6 +25,7 @@ from recsys.evaluation.evaluate import evaluate
 from recsys.evaluation.report import load_bayes, write_report
 from recsys.models.build import build_model, recipe_from_dict, recipe_to_dict
 from recsys.models.dlrm import DLRM
+from recsys.models.config import ModelRecipe
 from recsys.core.checkpoint import (
     checkpoint_path,
     load_checkpoint,
@@ -186,13 +187,11 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
     log.info(describe_allocator())
     log.info("torch threads: %d, device: %s", torch.get_num_threads(), device)
 
-    if cfg.placement.ram_budget is not None and cfg.placement.disk_dir is None:  # cold tables live with the run
-        cfg = dataclasses.replace(cfg, placement=dataclasses.replace(cfg.placement, disk_dir=str(run_dir / "tables")))
     meta = DatasetMeta.load(cfg.data.path)
     validates = meta.rows.get("valid", 0) > 0
     if not validates:
         log.warning("the dataset has no validation rows; training without validation")
-    model = build_model(cfg.recipe(), meta, device, shardable=world is not None)
+    model = build_model(_tables_in_run(cfg.recipe(), run_dir), meta, device, shardable=world is not None)
     net = shard_model(model, cfg, world, device, run_dir) if world else model  # what a step calls
     dense_opt = make_dense_optimizer(model, tcfg.dense_optimizer, tcfg.dense_lr)
     memory = model.embedding.memory().summary()
@@ -362,6 +361,14 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
         embedding=embedding_spec,
         report=str(md_path),
     )
+
+
+def _tables_in_run(recipe: ModelRecipe, run_dir: Path) -> ModelRecipe:
+    """The recipe with cold tables in ``<run dir>/tables`` unless placement.disk_dir says where
+    (checkpoints keep the unset key, so a model rebuilt elsewhere writes its own files)."""
+    if recipe.placement.ram_budget is None or recipe.placement.disk_dir is not None:
+        return recipe
+    return dataclasses.replace(recipe, placement=dataclasses.replace(recipe.placement, disk_dir=str(run_dir / "tables")))
 
 
 def _evaluate(net: torch.nn.Module, batches: ParquetBatches, device: torch.device, world: World | None):

@@ -11,6 +11,7 @@ from recsys.cli.common import CONF_DIR
 from recsys.cli.train import to_job_config
 from recsys.data.config import DataConfig
 from recsys.embeddings.build import make_embedding
+from recsys.evaluation.offline import EvalJobConfig, evaluate_checkpoint
 from recsys.embeddings.placement import TieredLookup, hot_rows
 from recsys.embeddings.placement_config import PlacementConfig
 from recsys.embeddings.plan import FeatureInfo
@@ -96,6 +97,9 @@ def test_training_with_a_ram_budget_matches_training_in_ram(tiny_dataset, tmp_pa
     assert tiered.final_loss == pytest.approx(in_ram.final_loss, abs=1e-6)
     assert tiered.eval["logloss"] == pytest.approx(in_ram.eval["logloss"], abs=1e-6)
     assert tiered.eval["auc"] == pytest.approx(in_ram.eval["auc"], abs=1e-6)
+    # the checkpoint rebuilds the tiered model elsewhere (its own cold files) and evaluates the same
+    offline = evaluate_checkpoint(EvalJobConfig(checkpoint=str(tmp_path / "disk")), tmp_path / "eval")
+    assert offline["metrics"]["logloss"] == pytest.approx(tiered.eval["logloss"], abs=1e-9)
 
 
 @pytest.mark.parametrize(
