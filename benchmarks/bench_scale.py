@@ -117,6 +117,7 @@ def disk_tier(args) -> dict:
     in_ram = timed_steps(model, model, data, args.steps, args.repeats, args.warmup, lambda: None)
     samples = args.steps * args.batch
     out.update(
+        threads=torch.get_num_threads(),
         samples_per_s=samples / median(times),
         min_max=[samples / max(times), samples / min(times)],
         in_ram_samples_per_s=samples / median(in_ram),
@@ -207,13 +208,17 @@ def main() -> None:
     parser.add_argument("--disk-rows", type=int, default=2_000_000, help="table rows of the disk_tier model (26 tables)")
     parser.add_argument("--disk-dim", type=int, default=64)
     parser.add_argument("--disk-ram-share", type=float, default=0.1, help="placement.ram_budget as a share of the table bytes")
+    parser.add_argument(
+        "--disk-threads", type=int, default=1,
+        help="torch threads of the disk_tier section (on the shared 2-core box, 2 threads made FBGEMM's CPU backward vary 0.01-1.2 s a call)",
+    )
     parser.add_argument("--disk-dir", default=None, help="folder of the cold tables' files (default: a temporary folder)")
     args = parser.parse_args()
 
     result = ScaleResult(batch_size=args.batch, steps=args.steps, repeats=args.repeats, command=" ".join(["python", *sys.argv]))
     rows = []
     if "disk_tier" in args.sections:  # first: its peak RSS is the process's
-        torch.set_num_threads(2 * args.threads)
+        torch.set_num_threads(args.disk_threads)
         tier = result.disk_tier = disk_tier(args)
         rows += [
             ("disk tier", tier["samples_per_s"], f"samples/s (min {tier['min_max'][0]:,.0f}, max {tier['min_max'][1]:,.0f})"),

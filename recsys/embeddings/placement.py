@@ -30,7 +30,13 @@ from torch import nn
 from recsys.core.units import format_bytes
 from recsys.embeddings.placement_config import PlacementConfig
 from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
-from recsys.embeddings.tables import INIT_BLOCK_ROWS, PhysicalTable, TableBatchedLookup, init_rows, optimizer_state_bytes
+from recsys.embeddings.tables import (
+    INIT_BLOCK_ROWS,
+    PhysicalTable,
+    TableBatchedLookup,
+    init_rows,
+    optimizer_state_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +186,7 @@ class TieredLookup(nn.Module):
         }
 
     def forward(self, values: torch.Tensor, offsets: torch.Tensor, bags_per_slot: list[int] | None = None) -> torch.Tensor:
-        lengths = offsets[1:] - offsets[:-1]  # (bags,)
+        lengths = (offsets[1:] - offsets[:-1]).long()  # (bags,) int64, as the ids
         per_slot = bags_per_slot if bags_per_slot is not None else [lengths.numel() // self.num_slots] * self.num_slots
         bag_slot = torch.repeat_interleave(torch.arange(self.num_slots), torch.tensor(per_slot))  # (bags,)
         id_bag = torch.repeat_interleave(torch.arange(lengths.numel()), lengths, output_size=values.numel())  # (N,)

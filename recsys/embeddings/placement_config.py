@@ -39,8 +39,7 @@ class PlacementConfig:
         for key in ("hot_tier", "cold_tier"):
             if getattr(self, key) not in TIERS:
                 raise ValueError(f"placement.{key}={getattr(self, key)!r} is not one of {list(TIERS)}")
-        if self.ram_budget is not None:
-            self.budget_bytes  # raises naming the key when unparsable
+        parse_bytes(self.ram_budget or 0, key="placement.ram_budget")  # an unparsable size fails here, naming the key
 
     @property
     def budget_bytes(self) -> Optional[int]:

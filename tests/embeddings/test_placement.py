@@ -11,12 +11,12 @@ from recsys.cli.common import CONF_DIR
 from recsys.cli.train import to_job_config
 from recsys.data.config import DataConfig
 from recsys.embeddings.build import make_embedding
-from recsys.evaluation.offline import EvalJobConfig, evaluate_checkpoint
 from recsys.embeddings.placement import TieredLookup, hot_rows
 from recsys.embeddings.placement_config import PlacementConfig
 from recsys.embeddings.plan import FeatureInfo
 from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
 from recsys.embeddings.tables import PhysicalTable
+from recsys.evaluation.offline import EvalJobConfig, evaluate_checkpoint
 from recsys.models.config import DLRMConfig
 from recsys.train.config import TrainerConfig, TrainJobConfig
 from recsys.train.loop import train
@@ -119,9 +119,8 @@ def test_a_bad_placement_is_an_error_naming_its_key(override, key):
 
 
 def test_an_unknown_placement_key_fails_at_composition():
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        with pytest.raises(Exception, match="ram_budgte"):
-            compose("train", overrides=["placement.ram_budgte=1GB", "data.path=x"])
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"), pytest.raises(Exception, match="ram_budgte"):
+        compose("train", overrides=["placement.ram_budgte=1GB", "data.path=x"])
 
 
 def test_a_recipe_keeps_its_placement():
