@@ -31,30 +31,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     DEFAULT_CACHE_DIR,
+    Timing,
     cached_synthetic_dataset,
     compose_train_job,
     format_table,
     median,
     save_result,
+    start_benchmark,
     time_call,
 )
 
-from recsys.allocator import describe_allocator, ensure_tcmalloc  # noqa: E402
-
 METHODS = ("hash", "qr", "md", "unified")
-
-
-@dataclasses.dataclass
-class Timing:
-    """Milliseconds (or samples/s) over repeats."""
-
-    median: float
-    min: float
-    max: float
-
-    @classmethod
-    def of(cls, values: list[float]) -> "Timing":
-        return cls(median(values), min(values), max(values))
 
 
 @dataclasses.dataclass
@@ -219,7 +206,7 @@ def loop_points(dataset: Path, args: argparse.Namespace) -> list[LoopPoint]:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    ensure_tcmalloc()
+    allocator = start_benchmark()
     import torch
 
     import recsys_kernels
@@ -257,7 +244,7 @@ def main(argv=None) -> None:
     print(f"goal: every compressed method >= 0.9x full samples/s: {goals['all_at_least_0.9x_full']}")
     result = KernelsResult(
         rows=args.rows, cardinality_scale=args.cardinality_scale, batch_size=args.batch_size, repeats=args.repeats,
-        allocator=describe_allocator(), kernels="built" if recsys_kernels.available() else recsys_kernels.unavailable_reason(),
+        allocator=allocator, kernels="built" if recsys_kernels.available() else recsys_kernels.unavailable_reason(),
         transform=transform, md_layout=layout, loop_steps=args.loop_steps, loop=loop, goals=goals,
     )
     save_result(args.json, result)

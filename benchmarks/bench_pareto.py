@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
-import logging
 import shutil
 import subprocess
 import sys
@@ -38,10 +37,9 @@ from common import (  # noqa: E402
     compose_train_job,
     format_table,
     save_result,
+    start_benchmark,
     synthetic_job_overrides,
 )
-
-from recsys.allocator import describe_allocator, ensure_tcmalloc  # noqa: E402
 
 BUDGETS = (1.0, 1 / 4, 1 / 16, 1 / 64)
 METHODS = ("hash", "qr", "md", "unified")
@@ -168,12 +166,10 @@ def plot(points: list[Point], path: Path) -> None:
 
 
 def main(argv=None) -> ParetoResult:
-    ensure_tcmalloc()
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    allocator = start_benchmark()
     from recsys.data.layout import DatasetMeta
 
-    print(describe_allocator(), flush=True)
     dataset = cached_synthetic_dataset(args.rows, args.seed, args.cache_dir, args.cardinality_scale)
     meta = DatasetMeta.load(dataset)
     budgets = [float(eval_fraction(b)) for b in args.budgets.split(",")]
@@ -202,7 +198,7 @@ def main(argv=None) -> ParetoResult:
     print(format_table(rows, title=f"bench_pareto: test AUC by method and budget ({meta.rows['train']:,} training rows)"))
     for key, value in goals.items():
         print(f"  {key}: {value}")
-    out = ParetoResult(args.rows, meta.rows["train"], meta.rows["test"], describe_allocator(), points, goals, str(plot_path))
+    out = ParetoResult(args.rows, meta.rows["train"], meta.rows["test"], allocator, points, goals, str(plot_path))
     save_result(args.json, out)
     print(f"wrote {args.json} and {plot_path}")
     report = args.json.with_name(args.json.stem + "_report.html")  # its numbers: <stem>_report.json

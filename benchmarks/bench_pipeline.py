@@ -79,12 +79,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     DEFAULT_CACHE_DIR,
+    Timing,
     cached_synthetic_dataset,
     format_table,
     median,
     rate,
     save_result,
-    spread,
     synthetic_criteo_tsv,
 )
 from pipeline_ingest import pandas_ingest, recsys_ingest, time_ingest, time_loader  # noqa: E402
@@ -97,7 +97,7 @@ log = logging.getLogger("bench_pipeline")
 
 @dataclasses.dataclass
 class PipelineResult:
-    """Everything one run measured (written to ``--json``). ``*_spread`` are {median, min, max}."""
+    """Everything one run measured (written to ``--json``). ``*_spread`` are samples/s over the repeats."""
 
     rows: int
     batch_size: int
@@ -106,12 +106,12 @@ class PipelineResult:
     ingest_vs_pandas: float
     loader_samples_per_s: float
     train_loop_samples_per_s: float
-    train_loop_spread: dict
+    train_loop_spread: Timing
     step_samples_per_s: float
-    step_spread: dict
+    step_spread: Timing
     step_samples_per_s_glibc: float
     torchrec_samples_per_s: float
-    torchrec_spread: dict
+    torchrec_spread: Timing
     roofline_samples_per_s: float
     roofline_per_repeat: list
     step_vs_roofline: float
@@ -187,9 +187,9 @@ def run(args: argparse.Namespace) -> PipelineResult:
     step_vs_roof = [s / r for s, r in zip(per_repeat, roof["roofline_per_repeat"])]
 
     samples = args.steps * BATCH_SIZE
-    loop = spread([r["samples_per_s"] for r in loop_runs])
-    step_rates = spread([samples / t for t in step["seconds"]])
-    torchrec_rates = spread([samples / t for t in torchrec["seconds"]])
+    loop = Timing.of([r["samples_per_s"] for r in loop_runs])
+    step_rates = Timing.of([samples / t for t in step["seconds"]])
+    torchrec_rates = Timing.of([samples / t for t in torchrec["seconds"]])
     ingest_rate, pandas_rate = rate(rows, ingest_s), rate(rows, pandas_s)
     return PipelineResult(
         rows=rows,
@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> PipelineResult:
         pandas_rows_per_s=pandas_rate,
         ingest_vs_pandas=ingest_rate / pandas_rate,
         loader_samples_per_s=rate(loader_rows, loader_s),
-        train_loop_samples_per_s=loop["median"],
+        train_loop_samples_per_s=loop.median,
         train_loop_spread=loop,
         step_samples_per_s=step["samples_per_s"],
         step_spread=step_rates,
@@ -210,8 +210,8 @@ def run(args: argparse.Namespace) -> PipelineResult:
         step_vs_roofline=median(step_vs_roof),
         step_vs_roofline_per_repeat=step_vs_roof,
         roofline_bound_holds=all(ratio <= 1.0 for ratio in step_vs_roof),
-        loop_vs_step=loop["median"] / step["samples_per_s"],
-        loop_vs_torchrec=loop["median"] / torchrec["samples_per_s"],
+        loop_vs_step=loop.median / step["samples_per_s"],
+        loop_vs_torchrec=loop.median / torchrec["samples_per_s"],
         step_vs_torchrec=step["samples_per_s"] / torchrec["samples_per_s"],
         tcmalloc_vs_glibc=step["samples_per_s"] / glibc["samples_per_s"],
         flops_per_sample=roof["flops_per_sample"],
@@ -254,8 +254,8 @@ def _parent_allocator() -> dict:
     return {"active": active_allocator()}
 
 
-def _spread_note(s: dict) -> str:
-    return f"median of {s['n']}, min {s['min']:,.0f}, max {s['max']:,.0f}"
+def _spread_note(s: Timing) -> str:
+    return f"median of {s.n}, min {s.min:,.0f}, max {s.max:,.0f}"
 
 
 def report(r: PipelineResult) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -28,10 +29,9 @@ from common import (  # noqa: E402
     compose_train_job,
     format_table,
     save_result,
+    start_benchmark,
     synthetic_job_overrides,
 )
-
-from recsys.allocator import describe_allocator, ensure_tcmalloc  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -73,20 +73,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> QualityResult:
-    ensure_tcmalloc()
     args = parse_args(argv)
-    import logging
-
+    allocator = start_benchmark(logging.INFO)  # recsys's INFO lines, not FBGEMM's table arguments
     from omegaconf import OmegaConf
 
     from recsys.data.layout import DatasetMeta
     from recsys.evaluation.report import load_bayes
-    from recsys.core.logging import quiet_libraries
     from recsys.train.loop import train
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    quiet_libraries()  # recsys's INFO lines, not FBGEMM's table arguments
-    print(describe_allocator(), flush=True)
     dataset = cached_synthetic_dataset(args.rows, args.seed, args.cache_dir, args.cardinality_scale)
     meta = DatasetMeta.load(dataset)
     job, raw_cfg = compose_train_job(synthetic_job_overrides(dataset, args, f"trainer={args.trainer}"))
@@ -120,7 +114,7 @@ def main(argv=None) -> QualityResult:
         fm_evaluated=fm.evaluated,
         train_samples_per_s=result.train_samples_per_s,
         embedding_parameters=result.memory["parameters"],
-        allocator=describe_allocator(),
+        allocator=allocator,
         config=OmegaConf.to_container(raw_cfg, resolve=True),
     )
     print(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
 import shutil
 import sys
 import tempfile
@@ -33,7 +32,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import format_table, median, save_result, time_call  # noqa: E402
+from common import Timing, format_table, median, save_result, start_benchmark, time_call  # noqa: E402
 
 from recsys.data.schema import CRITEO_CATEGORICAL as SPARSE_FEATURES  # noqa: E402
 from recsys.data.schema import CRITEO_DENSE as DENSE_FEATURES  # noqa: E402
@@ -52,24 +51,13 @@ GOAL_SECONDS = 60.0
 
 
 @dataclasses.dataclass
-class Timing:
-    median_s: float
-    min_s: float
-    max_s: float
-
-    @classmethod
-    def of(cls, seconds: list[float]) -> "Timing":
-        return cls(median(seconds), min(seconds), max(seconds))
-
-
-@dataclasses.dataclass
 class ReportBenchResult:
     runs: int
     rows_per_run: int
     repeats: int
-    baseline_global_metrics: Timing
-    report_one_run: Timing
-    report_all_runs: Timing
+    baseline_global_metrics_s: Timing
+    report_one_run_s: Timing
+    report_all_runs_s: Timing
     report_vs_baseline: float
     html_bytes: int
     goal_seconds: float
@@ -143,6 +131,10 @@ def global_metrics(runs: list[Path]) -> None:
         CTRMetrics.compute(t.column("score").to_numpy(), t.column("label").to_numpy())
 
 
+def _seconds(t: Timing) -> tuple[float, str]:
+    return t.median, f"s  min {t.min:.2f}  max {t.max:.2f}"
+
+
 def main(argv=None) -> ReportBenchResult:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=10)
@@ -152,7 +144,7 @@ def main(argv=None) -> ReportBenchResult:
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--keep", type=Path, default=None, help="copy the last report (HTML + JSON) here")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    start_benchmark(tcmalloc=False)
     from recsys.evaluation.report_html import build_report
 
     rng = np.random.default_rng(args.seed)
@@ -172,15 +164,14 @@ def main(argv=None) -> ReportBenchResult:
         html_bytes = out.stat().st_size
     result = ReportBenchResult(
         runs=args.runs, rows_per_run=args.rows, repeats=args.repeats,
-        baseline_global_metrics=Timing.of(baseline), report_one_run=Timing.of(one), report_all_runs=Timing.of(every),
+        baseline_global_metrics_s=Timing.of(baseline), report_one_run_s=Timing.of(one), report_all_runs_s=Timing.of(every),
         report_vs_baseline=median(every) / median(baseline), html_bytes=html_bytes,
         goal_seconds=GOAL_SECONDS, goal_met=median(every) < GOAL_SECONDS,
     )
     rows = [
-        (f"global metrics of {args.runs} runs (baseline)", result.baseline_global_metrics.median_s,
-         f"s  min {min(baseline):.2f}  max {max(baseline):.2f}"),
-        ("report over 1 run", result.report_one_run.median_s, f"s  min {min(one):.2f}  max {max(one):.2f}"),
-        (f"report over {args.runs} runs", result.report_all_runs.median_s, f"s  min {min(every):.2f}  max {max(every):.2f}"),
+        (f"global metrics of {args.runs} runs (baseline)", *_seconds(result.baseline_global_metrics_s)),
+        ("report over 1 run", *_seconds(result.report_one_run_s)),
+        (f"report over {args.runs} runs", *_seconds(result.report_all_runs_s)),
         ("report / baseline", result.report_vs_baseline, "x"),
         ("HTML size", html_bytes, "bytes"),
         (f"under {GOAL_SECONDS:.0f} s", result.goal_met, ""),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import logging
 import sys
 import tempfile
 import time
@@ -37,6 +38,7 @@ from common import (  # noqa: E402
     median,
     raw_rows,
     save_result,
+    start_benchmark,
     synthetic_job_overrides,
 )
 
@@ -197,9 +199,7 @@ def measure(name, quantize, model, dense, sparse, label, args, sizes, baseline_a
 
 def main(argv=None) -> ServingResult:
     args = parse_args(argv)
-    import logging
-
-    from recsys.core.logging import quiet_libraries
+    start_benchmark(logging.INFO, tcmalloc=False)  # recsys-predict keeps the default allocator
     from recsys.serving.artifact import MODEL_FILES, load_model, read_metadata
     from recsys.serving.config import ArtifactFormat, ExportConfig, Quantize
     from recsys.serving.export import export_artifact
@@ -208,8 +208,6 @@ def main(argv=None) -> ServingResult:
     from recsys.models.build import build_model, recipe_from_dict
     from recsys.serving.model import serving_model
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    quiet_libraries()
     dataset = cached_synthetic_dataset(args.rows, args.seed, args.cache_dir, args.cardinality_scale)
     run_dir, trained_auc = trained_checkpoint(args, dataset)
     dense, sparse, label = raw_test_inputs(dataset, args.test_rows)

@@ -1,7 +1,8 @@
 """Helpers shared by the benchmark scripts.
 
-* :func:`time_call` / :func:`median`: wall-clock timings with warm-up, summarised by the median
-  (the machines are shared and noisy; medians and ratios are what we report).
+* :func:`start_benchmark`: what every benchmark does first (allocator, logging, the allocator line).
+* :func:`time_call` / :class:`Timing`: wall-clock timings with warm-up, summarised by the median
+  with min and max (the machines are shared and noisy; medians and ratios are what we report).
 * :func:`save_result` / :func:`format_table`: a result dataclass to JSON and to a printed table.
 * :func:`allocator_env` / :func:`run_worker`: run a Python command in a child process under a
   chosen malloc (tcmalloc via ``LD_PRELOAD``, or glibc), and read back the JSON it prints.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import shutil
@@ -29,6 +31,29 @@ import numpy as np
 RESULT_PREFIX = "BENCH_RESULT "  # a worker's result line on stdout: prefix + one JSON object
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "recsys" / "bench"
 ALLOCATORS = ("tcmalloc", "glibc")
+LOG_FORMAT = "%(asctime)s %(name)s: %(message)s"
+
+
+def start_benchmark(log_level: int = logging.WARNING, tcmalloc: bool = True) -> str:
+    """Set a benchmark's process up as the entry points set theirs; return the allocator line.
+
+    Logs go to stderr at ``log_level`` with FBGEMM's and torchrec's chatter kept out. With
+    ``tcmalloc`` (as the training entry points, so training figures are comparable; serving's
+    and the report's keep the default malloc) the process re-executes itself under tcmalloc
+    when it is installed (``recsys.allocator.ensure_tcmalloc``) and prints the allocator in
+    use, which results record: every training figure depends on it.
+    """
+    from recsys.allocator import describe_allocator, ensure_tcmalloc
+    from recsys.core.logging import quiet_libraries
+
+    if tcmalloc:
+        ensure_tcmalloc()
+    logging.basicConfig(level=log_level, format=LOG_FORMAT)
+    quiet_libraries()
+    line = describe_allocator()
+    if tcmalloc:
+        print(line, flush=True)
+    return line
 
 
 # ---------------------------------------------------------------------------------------------
@@ -51,9 +76,21 @@ def time_call(fn: Callable[[], object], repeats: int, warmup: int = 0) -> list[f
     return times
 
 
-def spread(values: Sequence[float]) -> dict:
-    """Median, min, max and count of repeated measurements (every reported figure carries them)."""
-    return {"median": median(values), "min": float(min(values)), "max": float(max(values)), "n": len(values)}
+@dataclasses.dataclass
+class Timing:
+    """Repeated measurements of one figure (seconds, milliseconds or a rate: the field holding
+    it names the unit), as every reported figure carries them: the median, min, max and count."""
+
+    median: float
+    min: float
+    max: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> "Timing":
+        if not values:
+            raise ValueError("a timing needs at least one measurement")
+        return cls(median(values), float(min(values)), float(max(values)), len(values))
 
 
 def rate(count: float, seconds: Sequence[float]) -> float:

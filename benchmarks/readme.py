@@ -131,11 +131,23 @@ def render_scale_disk_tier(r: dict) -> str:
     )
 
 
+def render_report(r: dict) -> str:
+    every, base = r["report_all_runs_s"], r["baseline_global_metrics_s"]
+    return (
+        f"`bench_report.py --runs {r['runs']} --rows {r['rows_per_run']} --repeats {r['repeats']}`: a report over "
+        f"{r['runs']} runs of {r['rows_per_run']:,} test rows took a median {every['median']:.0f} s (min {every['min']:.0f}, "
+        f"max {every['max']:.0f}), against {base['median']:.0f} s for the bare global metrics of the same {r['runs']} runs "
+        f"measured in the same run ({r['report_vs_baseline']:.1f}x). The goal of under {r['goal_seconds']:.0f} s is "
+        + ("met." if r["goal_met"] else "**not met** in this measurement.")
+    )
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "pipeline": render_pipeline,
     "quality": render_quality,
     "pareto": render_pareto,
     "scale_disk_tier": render_scale_disk_tier,
+    "report": render_report,
 }
 
 

@@ -25,6 +25,7 @@ from common import (  # noqa: E402
     compose_train_job,
     format_table,
     save_result,
+    start_benchmark,
     synthetic_job_overrides,
 )
 
@@ -58,21 +59,16 @@ class SweepResult:
 
 
 def main(argv=None) -> SweepResult:
-    from recsys.allocator import ensure_tcmalloc
-
-    ensure_tcmalloc()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_synthetic_training_args(p)
     p.add_argument("--only", nargs="*", help="names of SETTINGS to run (default: all)")
     p.add_argument("--extra", action="append", default=[], metavar="NAME=OVERRIDE[,OVERRIDE...]",
                    help="another setting: a name and comma-separated overrides")
     args = p.parse_args(argv)
-    import logging
-
+    start_benchmark()
     from recsys.evaluation.report import load_bayes
     from recsys.train.loop import train
 
-    logging.basicConfig(level=logging.WARNING)
     settings = {k: v for k, v in SETTINGS.items() if not args.only or k in args.only}
     for item in args.extra:
         name, _, overrides = item.partition("=")
