@@ -12,7 +12,7 @@
 
 An override without ``method`` (or with the default's) inherits the default's options; one with
 another method starts from that method's defaults. With a budget, the default method's size
-knob (:data:`BUDGET_KNOBS`) is solved by :mod:`recsys.embeddings.compiler`.
+knobs (:data:`BUDGET_KNOBS`) are solved by :mod:`recsys.embeddings.compiler`.
 
 Configs never fail silently: an unknown key, an impossible combination or a setting that would
 change nothing is a ``ValueError`` naming the key. The module is light (no torch), so entry
@@ -38,8 +38,13 @@ SPECS: dict[str, type] = {
     "unified": UnifiedSpec,
     "optembed": OptEmbedSpec,
 }
-# the spec field a budget tunes, per method (methods without one take no budget)
-BUDGET_KNOBS: dict[str, str] = {"hash": "compression", "qr": "collisions", "md": "alpha", "unified": "compression"}
+# the spec fields a budget tunes, per method, the size knob first (methods without one take no budget)
+BUDGET_KNOBS: dict[str, tuple[str, ...]] = {
+    "hash": ("compression",),
+    "qr": ("collisions",),
+    "md": ("alpha", "rounding"),
+    "unified": ("compression",),
+}
 
 
 @dataclasses.dataclass
@@ -139,14 +144,17 @@ def _check_budget(default: Any, budget: Optional[float], budget_bytes: Optional[
     if budget_bytes is not None and not budget_bytes > 0:
         raise ValueError(f"embedding.budget_bytes must be positive, got {budget_bytes}")
     key = "budget" if budget is not None else "budget_bytes"
-    knob = BUDGET_KNOBS.get(default.method)
-    if knob is None:
+    knobs = BUDGET_KNOBS.get(default.method)
+    if knobs is None:
         raise ValueError(
             f"embedding.{key} needs a method with a size knob ({', '.join(sorted(BUDGET_KNOBS))}); "
             f"method={default.method} has none"
         )
-    if _changed(default, knob):
-        raise ValueError(f"embedding.{knob}={getattr(default, knob)} and embedding.{key} are both set: the budget sets {knob}")
+    for knob in knobs:
+        if _changed(default, knob):
+            raise ValueError(
+                f"embedding.{knob}={getattr(default, knob)} and embedding.{key} are both set: the budget sets {' and '.join(knobs)}"
+            )
     if getattr(default, "rows", None) is not None:
         raise ValueError(f"embedding.rows and embedding.{key} are both set: rows fixes the size the budget would tune")
 

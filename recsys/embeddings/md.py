@@ -19,9 +19,15 @@ Two variants:
   the mean training count of its ids (from the vocabulary; without counts, the Zipf density
   1/(rank+1) is assumed).
 
-Dimensions are rounded to FBGEMM's multiple of 4. A block whose rule gives less than 2 rounds
-to 0: it gets no table and its ids contribute a zero vector, the limit of the α rule, which is
-what lets a 16-wide model reach 1/16 of its table bytes.
+Dimensions are rounded to FBGEMM's multiple of 4 with a threshold t (``rounding``): a block
+of fractional dim d gets 4·floor(d/4 + t), so t = 0.5 is nearest rounding. A block that rounds
+to 0 gets no table and its ids contribute a zero vector, the limit of the α rule, which is what
+lets a 16-wide model reach 1/16 of its table bytes. The DLRM reference's ``md_solver`` has two
+knobs, the scale (``d0``, here ``base_dim``) and α; here a budget solves α and t. Why two: with
+row-wise Adagrad a dim-4 row costs 20 of a dim-16 row's 68 bytes, and the big tables' tail
+blocks, which hold most rows and have nearly the same popularity, cross from 4 to 0 within a
+few thousandths of α, so one knob jumps from about 0.29 of the full bytes to about 0.06; t then
+sets how wide the blocks that stay are, so a budget between the two is used.
 """
 
 from __future__ import annotations
@@ -44,10 +50,11 @@ def alpha_power_rule(popularity: np.ndarray, alpha: float, base_dim: int, top: f
     return base_dim * (popularity / (popularity.max() if top is None else top)) ** alpha
 
 
-def round_dims(dims: np.ndarray, base_dim: int) -> np.ndarray:
-    """Nearest multiple of FBGEMM's 4, at most ``base_dim``; below 2 becomes 0 (no table)."""
+def round_dims(dims: np.ndarray, base_dim: int, rounding: float = 0.5) -> np.ndarray:
+    """4·floor(d/4 + ``rounding``) (FBGEMM's multiple of 4), at most ``base_dim``; 0 means no
+    table. ``rounding`` 0.5 is nearest rounding (below 2 becomes 0)."""
     q = FBGEMM_DIM_MULTIPLE
-    return np.minimum(base_dim, np.round(np.asarray(dims) / q).astype(np.int64) * q)
+    return np.minimum(base_dim, np.floor(np.asarray(dims) / q + rounding).astype(np.int64) * q)
 
 
 def block_boundaries(n: int, num_blocks: int) -> list[int]:
@@ -60,8 +67,7 @@ def block_popularity(info: FeatureInfo, boundaries: list[int]) -> np.ndarray:
     """Mean training count per id of each block (Zipf density when counts are unknown)."""
     starts, ends = np.array(boundaries[:-1]), np.array(boundaries[1:])
     if info.counts is not None:
-        cumulative = np.concatenate([[0.0], np.cumsum(np.asarray(info.counts, dtype=np.float64))])
-        mass = cumulative[ends] - cumulative[starts]
+        mass = (info.cumulative_counts[ends] - info.cumulative_counts[starts]).astype(np.float64)
     else:
         harmonic = lambda k: np.log(k + 0.5) + 0.5772156649  # noqa: E731  H_k ≈ ln(k+½) + γ
         mass = harmonic(ends) - np.where(starts > 0, harmonic(starts), 0.0)
@@ -85,11 +91,12 @@ def feature_blocks(items: list[tuple[FeatureInfo, MDSpec]], dim: int) -> list[Fe
         if base > dim or base % FBGEMM_DIM_MULTIPLE:
             raise ValueError(f"embedding.base_dim={base} ({info.name}) must be a multiple of 4 and at most the model dim {dim}")
         if spec.variant == MDVariant.per_table:
-            d = round_dims(alpha_power_rule(np.array([1.0 / info.num_embeddings]), spec.alpha, base, top=1.0 / n_min), base)
+            rule = alpha_power_rule(np.array([1.0 / info.num_embeddings]), spec.alpha, base, top=1.0 / n_min)
+            d = round_dims(rule, base, spec.rounding)
             out.append(FeatureBlocks([0, info.num_embeddings], [int(d[0])]))
             continue
         bounds = block_boundaries(info.num_embeddings, spec.num_blocks)
-        dims = round_dims(alpha_power_rule(block_popularity(info, bounds), spec.alpha, base), base)
+        dims = round_dims(alpha_power_rule(block_popularity(info, bounds), spec.alpha, base), base, spec.rounding)
         out.append(FeatureBlocks(bounds, [int(d) for d in dims]))
     return out
 

@@ -13,6 +13,7 @@ will see only plain tables.)
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Optional
 
 import numpy as np
@@ -37,6 +38,14 @@ class FeatureInfo:
     name: str
     num_embeddings: int
     counts: Optional[np.ndarray] = dataclasses.field(default=None, compare=False, repr=False)
+
+    @functools.cached_property
+    def cumulative_counts(self) -> np.ndarray:
+        """(num_embeddings + 1,) training counts of ranks below each rank, so a rank range's
+        count is one subtraction; computed once (a budget solve compiles hundreds of plans)."""
+        if self.counts is None:
+            raise ValueError(f"feature {self.name} has no vocabulary counts")
+        return np.concatenate([[0], np.cumsum(np.asarray(self.counts, dtype=np.int64))])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -124,6 +124,11 @@ class MDSpec:
     alpha: temperature of the power rule d ∝ p^α, α ≥ 0: 0 keeps every block at base_dim,
         1 makes dims proportional to popularity (the paper's range is [0, 1]), larger α
         shrinks rare blocks faster (a budget searches α in [0, 8]).
+    rounding: threshold t in [0, 1) of the rounding of a block's fractional dim d to FBGEMM's
+        multiple of 4: the block gets 4·floor(d/4 + t), at most base_dim. 0.5 is nearest
+        rounding; a larger t rounds more blocks up (and keeps more rare blocks), a smaller one
+        rounds more down. A budget solves α and t together, so blocks whose popularity is
+        nearly equal (the big tables' tails) need not all change width at the same α.
     base_dim: dimension of the most popular block (default: the model's dimension).
     variant: ``blocks`` (frequency blocks inside each table) or ``per_table``.
     num_blocks: frequency blocks per table (``blocks`` variant).
@@ -131,6 +136,7 @@ class MDSpec:
 
     method: str = "md"
     alpha: float = 0.3
+    rounding: float = 0.5
     base_dim: Optional[int] = None
     variant: MDVariant = MDVariant.blocks
     num_blocks: int = 8
@@ -139,6 +145,8 @@ class MDSpec:
         self.variant = MDVariant(self.variant)
         if self.alpha < 0:
             raise ValueError(f"embedding.alpha must be >= 0, got {self.alpha}")
+        if not 0.0 <= self.rounding < 1.0:
+            raise ValueError(f"embedding.rounding must be in [0, 1) (0.5: nearest multiple of 4), got {self.rounding}")
         if self.num_blocks < 1:
             raise ValueError(f"embedding.num_blocks must be >= 1, got {self.num_blocks}")
 

@@ -36,6 +36,8 @@ DIM = 16
         ({"method": "qr", "overrides": {"C3": {"method": "qr", "collisions": 4}}}, r"embedding.overrides.C3=.* changes nothing"),
         ({"method": "md", "overrides": {"C3": {"method": "hash", "rows": 8, "compression": 2}}}, r"embedding.overrides.C3.compression=2.* no effect"),
         ({"method": "md", "overrides": {"C3": {"alpha": -1}}}, r"embedding.overrides.C3.alpha must be >= 0"),
+        ({"method": "md", "rounding": 1.0}, r"embedding.rounding must be in \[0, 1\)"),
+        ({"method": "md", "rounding": 0.3, "budget": 0.25}, r"embedding.rounding=0.3 and embedding.budget are both set: the budget sets alpha and rounding"),
     ],
 )
 def test_pointless_unknown_or_impossible_settings_name_the_key(config, message):

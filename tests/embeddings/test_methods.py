@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from recsys.data.synth_model import KAGGLE_CARDINALITIES
 from recsys.embeddings.build import make_embedding
 from recsys.embeddings.compiler import METHODS, compile_plan, plan_bytes
 from recsys.embeddings.embedding_config import BUDGET_KNOBS, parse_embedding_config
@@ -157,6 +158,38 @@ def test_md_dimensions_follow_the_alpha_rule():
     assert list(round_dims(alpha_power_rule(popularity, 2.0, 16), 16)) == [16, 0, 0, 0]
 
 
+def test_md_rounding_threshold_moves_where_fractional_dims_round():
+    dims = np.array([1.9, 2.0, 3.5, 5.9, 9.0, 15.0])
+    assert list(round_dims(dims, 16)) == [0, 4, 4, 4, 8, 16]  # 0.5: nearest multiple of 4
+    assert list(round_dims(dims, 16, rounding=0.0)) == [0, 0, 0, 4, 8, 12]  # always down
+    assert list(round_dims(dims, 16, rounding=0.9)) == [4, 4, 4, 8, 12, 16]  # nearly always up, at most base_dim
+    # through a config: a higher threshold widens blocks and keeps rare ones (1000 ids, counts 1000 then 1)
+    info = FeatureInfo("C1", 1000, np.concatenate([np.full(10, 1000), np.full(990, 1)]))
+
+    def block_dims(rounding: float) -> list[int]:
+        config = {"method": "md", "alpha": 0.3, "num_blocks": 3, "rounding": rounding}
+        plan = compile_plan(parse_embedding_config(config), [info], DIM, TableOptimizer.rowwise_adagrad)
+        return [t.dim for t in plan.tables]
+
+    # popularity 1000, 1, 1: 16 * (1/1000)^0.3 = 2.01 -> 4·floor(0.50 + t)
+    assert block_dims(0.5) == [16, 4, 4] and block_dims(0.4) == [16]
+
+
+def test_md_budgets_of_a_quarter_and_a_sixteenth_give_different_plans_that_use_them():
+    """Kaggle's 26 table sizes: with one knob (alpha, nearest rounding) the largest plan under
+    1/4 used 0.155 of the full bytes, because the big tables' tail blocks go from dim 4 to 0
+    together; alpha and the rounding threshold together use most of each budget."""
+    features = [FeatureInfo(f"C{i}", n + 1) for i, n in enumerate(KAGGLE_CARDINALITIES, 1)]
+    full = sum(f.num_embeddings for f in features) * (DIM + 1) * 4  # weights + one Adagrad float per row
+    plans = {}
+    for budget, least_used in ((1 / 4, 0.8), (1 / 16, 0.9)):
+        plan = compile_plan(parse_embedding_config({"method": "md", "budget": budget}), features, DIM, TableOptimizer.rowwise_adagrad)
+        used = plan.memory(TableOptimizer.rowwise_adagrad).total_bytes
+        assert least_used * budget * full <= used <= budget * full, (budget, used / full)
+        plans[budget] = [(t.name, t.num_embeddings, t.dim) for t in plan.tables]
+    assert plans[1 / 4] != plans[1 / 16]
+
+
 def test_md_blocks_use_vocabulary_counts_and_are_frequency_ranges():
     counts = np.concatenate([np.full(10, 1000), np.full(990, 1)])
     info = FeatureInfo("C1", 1000, counts)
@@ -207,11 +240,13 @@ def test_budget_picks_the_largest_plan_that_fits(method, budget):
     assert used <= budget * full
     # neither neighbouring knob value gives a larger plan that fits (QR's bytes are not
     # monotone in collisions: quotient tables shrink as remainder tables grow)
-    field = BUDGET_KNOBS[method]
-    values = [v.item() for v in METHODS[method].knob_values()]
+    field, *others = BUDGET_KNOBS[method]  # the size knob, the solved others held (md's rounding)
+    fixed = {key: getattr(plan.default_spec, key) for key in others}
+    values = [v.item() for v in METHODS[method].knob_values[0]()]
     at = values.index(getattr(plan.default_spec, field))
     for neighbour in {values[max(at - 1, 0)], values[min(at + 1, len(values) - 1)]}:
-        size = plan_bytes(parse_embedding_config({"method": method, field: neighbour}), features, DIM, TableOptimizer.rowwise_adagrad)
+        config = {"method": method, field: neighbour, **fixed}
+        size = plan_bytes(parse_embedding_config(config), features, DIM, TableOptimizer.rowwise_adagrad)
         assert size > budget * full or size <= used, (field, neighbour)
     if method != "md":  # md's sizes move in steps of 4 dims per block; the others come close
         assert used >= 0.8 * budget * full
