@@ -17,6 +17,8 @@ multi-hot fields are split on their in-field delimiter into lists of ids of the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,6 +31,8 @@ MAX_HEX_DIGITS = 8
 MAX_DECIMAL_DIGITS = 18
 MAX_STRING_BYTES = 64
 _STRING_KEY = mix_key(0x5EED, 64)
+# (bytes, starts, lengths) of fields that are present and short enough -> (int64 ids, BAD mask or None)
+Decoder = Callable[[np.ndarray, np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray | None]"]
 
 
 def _hex_pair_table() -> np.ndarray:
@@ -55,9 +59,11 @@ _HEX_PAIR = _hex_pair_table()
 
 def parse_ids(column: pa.ChunkedArray | pa.Array, id_type: str) -> tuple[np.ndarray, np.ndarray]:
     """Text ids of ``id_type`` -> (int64 ids, uint8 status); see the module docstring."""
-    convert = {"hex": _hex_ids, "int": _decimal_ids, "string": _string_ids}[id_type]
+    if id_type not in _ID_TYPES:
+        raise ValueError(f"id_type must be one of {sorted(_ID_TYPES)}, got {id_type!r}")
+    max_length, decode = _ID_TYPES[id_type]
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    parts = [convert(*_fields(c)) for c in chunks]
+    parts = [_convert(*_fields(c), max_length, decode) for c in chunks]
     if len(parts) == 1:
         return parts[0]
     if not parts:
@@ -90,63 +96,66 @@ def _gather(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, width: in
     return out
 
 
-def _hex_ids(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each pair of hex digits becomes its byte by one table lookup; the 4 bytes are read as a
-    big-endian uint32. When every present id has 8 digits (real Criteo data) the digit
-    matrix is a view of the data buffer, with no gather."""
+def _convert(
+    data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, max_length: int, decode: Decoder
+) -> tuple[np.ndarray, np.ndarray]:
+    """What every id type shares: empty fields stay ``MISSING_RAW_ID``, fields over ``max_length``
+    bytes are ``TOO_LONG``, and ``decode`` reads the rest, returning their values and which of
+    them hold a character the type does not allow (``None`` when none does); those are ``BAD``."""
     n = len(lengths)
     ids = np.full(n, MISSING_RAW_ID, dtype=np.int64)
-    status = np.where(lengths > MAX_HEX_DIGITS, TOO_LONG, OK).astype(np.uint8)
-    present = (lengths > 0) & (lengths <= MAX_HEX_DIGITS)
+    status = np.where(lengths > max_length, TOO_LONG, OK).astype(np.uint8)
+    present = (lengths > 0) & (lengths <= max_length)
     if not present.any():
         return ids, status
-    first = starts[present]
-    contiguous = np.all(lengths[present] == MAX_HEX_DIGITS) and np.all(np.diff(first) == MAX_HEX_DIGITS)
-    if contiguous:
-        digits = data[first[0] : first[0] + MAX_HEX_DIGITS * len(first)].reshape(-1, MAX_HEX_DIGITS)
-    else:
-        digits = _gather(data, first, lengths[present], MAX_HEX_DIGITS, right=True, pad=ord("0"))
-    pairs = _HEX_PAIR[np.ascontiguousarray(digits).view(np.uint16)]  # (m, 4); 256 = not hex
-    ids[present] = pairs.astype(np.uint8).view(">u4").ravel().astype(np.int64)
-    if pairs.max() > 255:  # one global check first: rows are almost always all good
-        bad = np.flatnonzero(present)[pairs.max(axis=1) > 255]
-        status[bad], ids[bad] = BAD, MISSING_RAW_ID
+    values, bad = decode(data, starts[present], lengths[present])
+    ids[present] = values
+    if bad is not None and bad.any():
+        at = np.flatnonzero(present)[bad]
+        status[at], ids[at] = BAD, MISSING_RAW_ID
     return ids, status
+
+
+def _decode_hex(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each pair of hex digits becomes its byte by one table lookup; the 4 bytes are read as a
+    big-endian uint32. When every id has 8 digits (real Criteo data) the digit matrix is a view
+    of the data buffer, with no gather."""
+    if np.all(lengths == MAX_HEX_DIGITS) and np.all(np.diff(starts) == MAX_HEX_DIGITS):
+        digits = data[starts[0] : starts[0] + MAX_HEX_DIGITS * len(starts)].reshape(-1, MAX_HEX_DIGITS)
+    else:
+        digits = _gather(data, starts, lengths, MAX_HEX_DIGITS, right=True, pad=ord("0"))
+    pairs = _HEX_PAIR[np.ascontiguousarray(digits).view(np.uint16)]  # (m, 4); 256 = not hex
+    values = pairs.astype(np.uint8).view(">u4").ravel().astype(np.int64)
+    if pairs.max() <= 255:  # one global check first: rows are almost always all good
+        return values, None
+    return values, pairs.max(axis=1) > 255
 
 
 _POWERS_OF_TEN = 10 ** np.arange(MAX_DECIMAL_DIGITS - 1, -1, -1, dtype=np.int64)
 
 
-def _decimal_ids(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    n = len(lengths)
-    ids = np.full(n, MISSING_RAW_ID, dtype=np.int64)
-    status = np.where(lengths > MAX_DECIMAL_DIGITS, TOO_LONG, OK).astype(np.uint8)
-    present = (lengths > 0) & (lengths <= MAX_DECIMAL_DIGITS)
-    if not present.any():
-        return ids, status
-    digits = _gather(data, starts[present], lengths[present], MAX_DECIMAL_DIGITS, right=True, pad=ord("0"))
+def _decode_decimal(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    digits = _gather(data, starts, lengths, MAX_DECIMAL_DIGITS, right=True, pad=ord("0"))
     digits = digits.astype(np.int64) - ord("0")  # (m, 18)
-    bad = ((digits < 0) | (digits > 9)).any(axis=1)
-    ids[present] = np.where(bad, MISSING_RAW_ID, digits @ _POWERS_OF_TEN)
-    status[np.flatnonzero(present)[bad]] = BAD
-    return ids, status
+    return digits @ _POWERS_OF_TEN, ((digits < 0) | (digits > 9)).any(axis=1)
 
 
-def _string_ids(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    n = len(lengths)
-    ids = np.full(n, MISSING_RAW_ID, dtype=np.int64)
-    status = np.where(lengths > MAX_STRING_BYTES, TOO_LONG, OK).astype(np.uint8)
-    present = (lengths > 0) & (lengths <= MAX_STRING_BYTES)
-    if not present.any():
-        return ids, status
-    width = -(-int(lengths[present].max()) // 8) * 8
-    words = np.ascontiguousarray(_gather(data, starts[present], lengths[present], width, right=False, pad=0))
+def _decode_string(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, None]:
+    width = -(-int(lengths.max()) // 8) * 8
+    words = np.ascontiguousarray(_gather(data, starts, lengths, width, right=False, pad=0))
     words = words.view(np.uint64)  # (m, width / 8)
-    h = splitmix64(lengths[present].astype(np.uint64) + _STRING_KEY)
+    h = splitmix64(lengths.astype(np.uint64) + _STRING_KEY)
     for j in range(words.shape[1]):
         h = splitmix64(h ^ words[:, j])
-    ids[present] = (h >> np.uint64(1)).astype(np.int64)  # 63 bits: never MISSING_RAW_ID
-    return ids, status
+    return (h >> np.uint64(1)).astype(np.int64), None  # 63 bits: never MISSING_RAW_ID
+
+
+# id type -> (longest field, decoder of the fields up to that length)
+_ID_TYPES: dict[str, tuple[int, Decoder]] = {
+    "hex": (MAX_HEX_DIGITS, _decode_hex),
+    "int": (MAX_DECIMAL_DIGITS, _decode_decimal),
+    "string": (MAX_STRING_BYTES, _decode_string),
+}
 
 
 def yymmddhh(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
