@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from recsys.data.layout import LABEL, DatasetMeta, list_shards, read_vocab_counts
-from recsys.evaluation.significance import score_order
+from recsys.core.metrics import SortedScores
+from recsys.data.layout import DatasetMeta, list_shards, read_vocab_counts
 
 BUCKETS: tuple[str, ...] = ("head", "torso", "tail", "oov")
 HEAD_SHARE, TORSO_SHARE = 0.5, 0.9
@@ -104,26 +104,13 @@ class GroupMetrics:
 
 
 class ScoreIndex:
-    """One model's rows in score order, for many grouped AUCs and loglosses.
-
-    A group's AUC is its Mann-Whitney U over (P, N) positive/negative pairs, ties counted half
-    (Mann & Whitney 1947). In score order with negatives first among equal scores, the rank of a
-    positive inside its group (its place among the group's rows) counts every group negative
-    below or tied with it, so U = sum of those ranks - P(P+1)/2 - (tied pairs)/2. Each grouping
-    then costs a gather and a scan per group, with no sort; tied pairs come from the few rows
-    whose score repeats.
-    """
+    """One model's rows sorted by score once (:class:`~recsys.core.metrics.SortedScores`), for
+    the AUC and logloss of many groupings of them (each feature's frequency buckets)."""
 
     def __init__(self, p: np.ndarray, y: np.ndarray, order: np.ndarray | None = None) -> None:
         p = np.asarray(p, dtype=np.float64)
         self.y = np.asarray(y, dtype=np.float64)
-        self.order = score_order(p, self.y) if order is None else order  # (N,)
-        ascending = p[self.order]
-        self.pos_sorted = self.y[self.order] > 0  # (N,)
-        equal_next = ascending[1:] == ascending[:-1]
-        tied = np.r_[False, equal_next] | np.r_[equal_next, False]
-        self.tied_at = np.flatnonzero(tied)  # sorted positions of rows whose score repeats
-        self.tie_block = np.cumsum(np.r_[True, ~equal_next][self.tied_at]) - 1  # block id of each
+        self.sorted = SortedScores(p, self.y, order)
         q = np.clip(p, _EPS, 1 - _EPS)
         self.row_loss = -(self.y * np.log(q) + (1 - self.y) * np.log1p(-q))  # (N,)
 
@@ -133,20 +120,8 @@ class ScoreIndex:
         rows = np.bincount(groups, minlength=n_groups)
         positives = np.bincount(groups, weights=self.y, minlength=n_groups)
         loss = np.bincount(groups, weights=self.row_loss, minlength=n_groups)
-        in_order = groups[self.order]  # (N,) group of each row, score order
-        rank_sum = np.zeros(n_groups)
-        for g in np.flatnonzero(rows):
-            at = np.flatnonzero(in_order == g)  # the group's rows, in score order: rank k + 1
-            rank_sum[g] = (np.flatnonzero(self.pos_sorted[at]) + 1).sum()
-        key = self.tie_block * n_groups + in_order[self.tied_at]  # (T,) tie block x group
-        size = (int(self.tie_block[-1]) + 1 if self.tie_block.size else 0) * n_groups
-        tied_pos = np.bincount(key, weights=self.pos_sorted[self.tied_at], minlength=size)
-        tied_neg = np.bincount(key, minlength=size) - tied_pos
-        tied_pairs = (tied_pos * tied_neg).reshape(-1, n_groups).sum(axis=0)
-        wins = rank_sum - positives * (positives + 1) / 2 - tied_pairs / 2
-        pairs = positives * (rows - positives)
+        auc = self.sorted.auc_by_group(groups, n_groups)
         with np.errstate(invalid="ignore", divide="ignore"):
-            auc = np.where(pairs > 0, wins / np.where(pairs > 0, pairs, 1), np.nan)
             logloss = np.where(rows > 0, loss / np.maximum(rows, 1), np.nan)
         return GroupMetrics(rows.tolist(), positives.astype(np.int64).tolist(), auc.tolist(), logloss.tolist())
 
