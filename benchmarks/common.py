@@ -349,8 +349,9 @@ def compose_train_job(overrides: Sequence[str]):
     """
     from hydra import compose, initialize_config_dir
 
-    import recsys.cli.train as train_app  # registers the schema
+    from recsys.cli.common import CONF_DIR, HYDRA_VERSION_BASE
+    from recsys.cli.train import to_job_config  # registers the schemas
 
-    with initialize_config_dir(config_dir=train_app.CONF_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base=HYDRA_VERSION_BASE):
         cfg = compose("train", overrides=list(overrides))
-    return train_app.to_job_config(cfg), cfg
+    return to_job_config(cfg), cfg

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import hydra
-from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
-
-from recsys.cli.common import CONF_DIR, HYDRA_VERSION_BASE
-from recsys.core.logging import quiet_libraries
+from recsys.cli.common import hydra_entry_point
 from recsys.serving.config import ExportConfig
 
-ConfigStore.instance().store(name="export_schema", node=ExportConfig)
 
-
-@hydra.main(config_path=CONF_DIR, config_name="export", version_base=HYDRA_VERSION_BASE)
-def _app(cfg: DictConfig) -> None:
+def export(job: ExportConfig) -> None:
     from recsys.serving.export import export_artifact
 
-    quiet_libraries()
-    job: ExportConfig = OmegaConf.to_object(cfg)
     metadata = export_artifact(job)
     plan = metadata["plan"]
     print(
@@ -27,9 +17,7 @@ def _app(cfg: DictConfig) -> None:
     )
 
 
-def main() -> None:
-    _app()
-
+main = hydra_entry_point("export", export, schema=ExportConfig)
 
 if __name__ == "__main__":
     main()

@@ -5,25 +5,15 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-import hydra
-from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
-
-from recsys.cli.common import CONF_DIR, HYDRA_VERSION_BASE, run_dir
-from recsys.core.logging import quiet_libraries
+from recsys.cli.common import hydra_entry_point, run_dir
 from recsys.serving.config import PredictConfig
 
-ConfigStore.instance().store(name="predict_schema", node=PredictConfig)
 
-
-@hydra.main(config_path=CONF_DIR, config_name="predict", version_base=HYDRA_VERSION_BASE)
-def _app(cfg: DictConfig) -> None:
+def predict(job: PredictConfig) -> None:
     from recsys.core.io import write_json
     from recsys.data.ingest import BadRowError
     from recsys.serving.predict import predict_files
 
-    quiet_libraries()
-    job: PredictConfig = OmegaConf.to_object(cfg)
     try:
         result = predict_files(job)
     except BadRowError as exc:
@@ -39,9 +29,7 @@ def _app(cfg: DictConfig) -> None:
         print(f"AUC {result.metrics['auc']:.5f} logloss {result.metrics['logloss']:.5f}")
 
 
-def main() -> None:
-    _app()
-
+main = hydra_entry_point("predict", predict, schema=PredictConfig)
 
 if __name__ == "__main__":
     main()

@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import sys
 
-import hydra
-from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
-
-from recsys.cli.common import CONF_DIR, HYDRA_VERSION_BASE
-from recsys.core.logging import quiet_libraries
+from recsys.cli.common import hydra_entry_point
 from recsys.data.config import PreprocessConfig
 
-ConfigStore.instance().store(name="preprocess_schema", node=PreprocessConfig)
 
+def preprocess(job: PreprocessConfig) -> None:
+    from recsys.data.ingest import preprocess as ingest
 
-@hydra.main(config_path=CONF_DIR, config_name="preprocess", version_base=HYDRA_VERSION_BASE)
-def _app(cfg: DictConfig) -> None:
-    quiet_libraries()
-    from recsys.data.ingest import preprocess
-
-    job: PreprocessConfig = OmegaConf.to_object(cfg)
     try:
-        stats = preprocess(job)
+        stats = ingest(job)
     except (ValueError, OSError) as exc:  # bad rows (fail mode), no good row, bad schema or config, missing files
         print(f"recsys-preprocess: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -37,6 +27,9 @@ def schema_file_overrides(argv: list[str]) -> list[str]:
     only, so a schema file is passed on as a file and read by the ingest."""
     return [f"schema_file={arg.split('=', 1)[1]}" if arg.startswith("schema=") and arg.endswith((".yaml", ".yml"))
             else arg for arg in argv]
+
+
+_app = hydra_entry_point("preprocess", preprocess, schema=PreprocessConfig)
 
 
 def main() -> None:

@@ -6,16 +6,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import hydra
-from hydra.core.config_store import ConfigStore
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from recsys.cli.common import CONF_DIR, HYDRA_VERSION_BASE
-from recsys.core.logging import quiet_libraries
+from recsys.cli.common import hydra_entry_point
 from recsys.evaluation.config import ReportJobConfig
 
-ConfigStore.instance().store(name="report_schema", node=ReportJobConfig)
 log = logging.getLogger(__name__)
 
 
@@ -27,16 +23,12 @@ def report(cfg: ReportJobConfig) -> dict:
     return build_report(runs, cfg.output, cfg.baseline, cfg.title, cfg.bins, cfg.workers)
 
 
-@hydra.main(config_path=CONF_DIR, config_name="report", version_base=HYDRA_VERSION_BASE)
-def _app(cfg: DictConfig) -> None:
-    quiet_libraries()
-    job = OmegaConf.to_object(cfg)
+def _run(job: ReportJobConfig) -> None:
     result = report(job)
     print(f"report: {job.output} ({len(result['runs'])} runs, {len(result['problems'])} problems)")
 
 
-def main() -> None:
-    _app()
+main = hydra_entry_point("report", _run, schema=ReportJobConfig)
 
 
 class SweepReport(Callback):

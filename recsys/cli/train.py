@@ -5,13 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from recsys.allocator import ensure_tcmalloc
-from recsys.cli.common import CONF_DIR, HYDRA_VERSION_BASE, run_dir
+from recsys.cli.common import hydra_entry_point, run_dir
 from recsys.cli.schemas import register_train_schemas
-from recsys.core.logging import quiet_libraries
 from recsys.embeddings.embedding_config import parse_embedding_config
 from recsys.train.config import TrainJobConfig
 
@@ -39,10 +36,7 @@ def trainer_for(job: TrainJobConfig) -> Callable:
     return train
 
 
-@hydra.main(config_path=CONF_DIR, config_name="train", version_base=HYDRA_VERSION_BASE)
-def _app(cfg: DictConfig) -> float:
-    quiet_libraries()
-    job = to_job_config(cfg)
+def train_job(job: TrainJobConfig) -> float:
     train = trainer_for(job)
     if job.distributed.nproc > 1 and "RANK" not in os.environ:  # not under torchrun: start the ranks here
         from recsys.train.distributed import launch
@@ -54,10 +48,7 @@ def _app(cfg: DictConfig) -> float:
     return result.eval["auc"]
 
 
-def main() -> None:
-    ensure_tcmalloc()
-    _app()
-
+main = hydra_entry_point("train", train_job, to_job=to_job_config, tcmalloc=True)
 
 if __name__ == "__main__":
     main()
