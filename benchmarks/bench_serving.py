@@ -203,18 +203,14 @@ def main(argv=None) -> ServingResult:
     from recsys.serving.artifact import MODEL_FILES, load_model, read_metadata
     from recsys.serving.config import ArtifactFormat, ExportConfig, Quantize
     from recsys.serving.export import export_artifact
-    from recsys.core.checkpoint import load_checkpoint
-    from recsys.data.layout import DatasetMeta
-    from recsys.models.build import build_model, recipe_from_dict
+    from recsys.models.build import load_trained_model
     from recsys.serving.model import serving_model
 
     dataset = cached_synthetic_dataset(args.rows, args.seed, args.cache_dir, args.cardinality_scale)
     run_dir, trained_auc = trained_checkpoint(args, dataset)
     dense, sparse, label = raw_test_inputs(dataset, args.test_rows)
-    payload = load_checkpoint(run_dir)
-    meta = DatasetMeta.load(dataset)
-    model = build_model(recipe_from_dict(payload["recipe"]), meta)
-    model.load_state_dict(payload["model"])
+    trained = load_trained_model(run_dir, str(dataset))
+    model, meta = trained.model, trained.meta
     results: list[ServingRow] = []
     baseline_auc = None
     fp32_table_bytes = None

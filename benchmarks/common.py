@@ -103,12 +103,11 @@ def rate(count: float, seconds: Sequence[float]) -> float:
 
 
 def save_result(path: str | os.PathLike, result) -> None:
-    """Write a result dataclass as indented JSON (atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
-    os.replace(tmp, path)
+    """Write a result dataclass as indented JSON (atomically), making its directory."""
+    from recsys.core.io import write_json
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, dataclasses.asdict(result))
 
 
 def format_value(value) -> str:

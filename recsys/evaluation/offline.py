@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 
 from recsys.allocator import describe_allocator
-from recsys.data.layout import DatasetMeta
 from recsys.data.loader import ParquetBatches
 from recsys.core.metrics import CTRMetrics
 from recsys.evaluation.breakdown import feature_memory
@@ -14,8 +13,7 @@ from recsys.evaluation.config import EvalJobConfig
 from recsys.evaluation.evaluate import predict
 from recsys.evaluation.report import load_bayes, write_report
 from recsys.evaluation.runs import write_predictions
-from recsys.models.build import build_model, recipe_from_dict
-from recsys.core.checkpoint import load_checkpoint, resolve_checkpoint
+from recsys.models.build import load_trained_model
 
 log = logging.getLogger(__name__)
 
@@ -24,28 +22,15 @@ def evaluate_checkpoint(cfg: EvalJobConfig, out_dir: str | Path) -> dict:
     """Score ``cfg.checkpoint`` on ``cfg.split``; write ``eval.json``/``eval.md`` (and, as configured,
     ``predictions.parquet`` and ``report.html``) into ``out_dir``."""
     log.info(describe_allocator())
-    path = resolve_checkpoint(cfg.checkpoint)
-    payload = load_checkpoint(path)
-    recipe = recipe_from_dict(payload["recipe"])
-    data_path = cfg.data_path or recipe.data_path
-    meta = DatasetMeta.load(data_path)
-    trained_on = recipe.data_path
-    if data_path != trained_on:
-        trained_meta = DatasetMeta.load(trained_on) if Path(trained_on, "meta.json").exists() else None
-        if trained_meta and trained_meta.num_embeddings != meta.num_embeddings:
-            raise ValueError(
-                f"{data_path} has table sizes {meta.num_embeddings}, but the checkpoint was trained on "
-                f"{trained_on} with {trained_meta.num_embeddings}: ids would not mean the same rows"
-            )
-    model = build_model(recipe, meta)
-    model.load_state_dict(payload["model"])
+    trained = load_trained_model(cfg.checkpoint, cfg.data_path)
+    model, data_path = trained.model, trained.data_path
     batches = ParquetBatches(data_path, cfg.split, cfg.batch_size, limit_batches=cfg.max_batches)
     probs, labels = predict(model, batches)  # split file order: batches are not shuffled
     metrics = CTRMetrics.compute(probs, labels)
     embedding = model.embedding
     extra = {
-        "checkpoint": str(path.resolve()),
-        "step": payload["state"]["step"],
+        "checkpoint": str(trained.checkpoint.resolve()),
+        "step": trained.payload["state"]["step"],
         "feature_memory": feature_memory(embedding.plan, embedding.lookup.optimizer_config.kind),
     }
     out_dir = Path(out_dir)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from omegaconf import OmegaConf
 
+from recsys.core.checkpoint import load_checkpoint, resolve_checkpoint
 from recsys.data.layout import DatasetMeta
 from recsys.embeddings.build import build_embedding
 from recsys.models.config import ModelArch, ModelRecipe
@@ -38,6 +42,44 @@ def build_model(
     else:
         model = DLRM(embedding, num_dense=num_dense, config=recipe.model)
     return model.to(torch.device(device))
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    """A model rebuilt from a checkpoint with its weights, and what it was rebuilt from."""
+
+    model: DLRM | FactorizationMachine
+    recipe: ModelRecipe
+    checkpoint: Path  # the checkpoint file
+    payload: dict[str, Any]  # the checkpoint's contents (state, recipe, weights)
+    data_path: str  # the dataset the model is sized for and reads
+    meta: DatasetMeta
+
+
+def load_trained_model(checkpoint: str | os.PathLike, data_path: str | None = None) -> TrainedModel:
+    """The model saved in ``checkpoint`` (a run directory or a ``step_*.pt``), rebuilt from its
+    recipe (no training code) over ``data_path``, by default the dataset it was trained on.
+
+    Raises:
+        ValueError: ``data_path``'s tables differ in size from the training dataset's, so its
+            ids would not mean the same rows.
+    """
+    path = resolve_checkpoint(checkpoint)
+    payload = load_checkpoint(path)
+    recipe = recipe_from_dict(payload["recipe"])
+    data_path = data_path or recipe.data_path
+    meta = DatasetMeta.load(data_path)
+    trained_on = recipe.data_path
+    if data_path != trained_on:
+        trained_meta = DatasetMeta.load(trained_on) if Path(trained_on, "meta.json").exists() else None
+        if trained_meta and trained_meta.num_embeddings != meta.num_embeddings:
+            raise ValueError(
+                f"{data_path} has table sizes {meta.num_embeddings}, but the checkpoint was trained on "
+                f"{trained_on} with {trained_meta.num_embeddings}: ids would not mean the same rows"
+            )
+    model = build_model(recipe, meta)
+    model.load_state_dict(payload["model"])
+    return TrainedModel(model, recipe, path, payload, data_path, meta)
 
 
 def recipe_from_dict(raw: Mapping[str, Any]) -> ModelRecipe:

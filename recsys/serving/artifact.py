@@ -14,11 +14,10 @@ artifact version, and each file's checksum, so a damaged file fails at load with
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
-from recsys.core.io import read_json
+from recsys.core.io import file_sha256, read_json
 from recsys.serving.config import ArtifactFormat
 
 ARTIFACT_VERSION = 1
@@ -28,14 +27,6 @@ MODEL_FILES = {ArtifactFormat.torchscript: "model.ts", ArtifactFormat.export: "m
 
 class ArtifactError(ValueError):
     """An artifact that is incomplete, damaged or from another recsys version."""
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_metadata(artifact: str | Path) -> dict[str, Any]:
@@ -60,7 +51,7 @@ def verified_model_path(artifact: str | Path, fmt: ArtifactFormat | str) -> Path
     expected = metadata.get("files", {}).get(path.name)
     if expected is None or not path.exists():
         raise ArtifactError(f"{artifact}: no {path.name} ({fmt.value} was not exported)")
-    if sha256(path) != expected["sha256"]:
+    if file_sha256(path) != expected["sha256"]:
         raise ArtifactError(f"{path}: contents do not match the SHA-256 in {METADATA} (damaged or replaced file)")
     return path
 

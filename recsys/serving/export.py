@@ -18,11 +18,10 @@ from pathlib import Path
 
 import torch
 
-from recsys.core.checkpoint import load_checkpoint, resolve_checkpoint
-from recsys.core.io import read_json, write_json
+from recsys.core.io import file_sha256, read_json, write_json
 from recsys.data.layout import DatasetMeta
-from recsys.models.build import build_model, recipe_from_dict
-from recsys.serving.artifact import ARTIFACT_VERSION, METADATA, MODEL_FILES, sha256
+from recsys.models.build import load_trained_model
+from recsys.serving.artifact import ARTIFACT_VERSION, METADATA, MODEL_FILES
 from recsys.serving.config import ArtifactFormat, ExportConfig, Quantize
 from recsys.serving.model import ServingModel, serving_model
 from recsys.serving.tables import row_bytes, stored_table_bytes
@@ -80,13 +79,8 @@ def export_artifact(cfg: ExportConfig) -> dict:
     """Write the artifact ``cfg.output``; return its metadata."""
     if not (cfg.torchscript or cfg.export):
         raise ValueError("ExportConfig: torchscript and export are both false; nothing to write")
-    path = resolve_checkpoint(cfg.checkpoint)
-    payload = load_checkpoint(path)
-    recipe = recipe_from_dict(payload["recipe"])
-    data_path = cfg.data_path or recipe.data_path
-    meta = DatasetMeta.load(data_path)
-    model = build_model(recipe, meta)
-    model.load_state_dict(payload["model"])
+    trained = load_trained_model(cfg.checkpoint, cfg.data_path)
+    model, meta, data_path = trained.model, trained.meta, trained.data_path
     quantize = Quantize(cfg.quantize)
     serving = serving_model(model.eval(), meta, data_path, quantize)
     for p in serving.parameters():
@@ -108,8 +102,8 @@ def export_artifact(cfg: ExportConfig) -> dict:
         files[MODEL_FILES[ArtifactFormat.export]] = ArtifactFormat.export
         written[ArtifactFormat.export] = program.module()
     check_models(serving, written)
-    metadata = describe(serving, model, meta, data_path, quantize, path, payload)
-    metadata["files"] = {name: {"format": fmt.value, "bytes": (out / name).stat().st_size, "sha256": sha256(out / name)}
+    metadata = describe(serving, model, meta, data_path, quantize, trained.checkpoint, trained.payload)
+    metadata["files"] = {name: {"format": fmt.value, "bytes": (out / name).stat().st_size, "sha256": file_sha256(out / name)}
                          for name, fmt in files.items()}
     write_json(out / METADATA, metadata)
     log.info("wrote %s (%s tables, %s)", out, quantize.value, ", ".join(files))
