@@ -126,13 +126,6 @@ class ScoreIndex:
         return GroupMetrics(rows.tolist(), positives.astype(np.int64).tolist(), auc.tolist(), logloss.tolist())
 
 
-def frequency_breakdown(
-    scores: ScoreIndex, bucket_of_row: dict[str, np.ndarray]
-) -> dict[str, GroupMetrics]:
-    """AUC and logloss per feature and frequency bucket; ``bucket_of_row`` from :meth:`BucketEdges.assign`."""
-    return {f: scores.grouped(b, len(BUCKETS)) for f, b in bucket_of_row.items()}
-
-
 def feature_memory(plan, optimizer) -> list[dict]:
     """Embedding bytes of each logical feature of an :class:`~recsys.embeddings.plan.EmbeddingPlan`.
 
