@@ -1,20 +1,35 @@
-"""The checkpoint format: one file per saved step, written atomically and verified on load.
+"""The checkpoint format: one entry per saved step, written atomically and verified on load.
 
-A checkpoint is ``<run>/checkpoints/step_<step>.pt`` (a ``torch.save`` payload, see
-:func:`make_payload`) beside ``step_<step>.pt.sha256``, the SHA-256 of the file's bytes. The
+A one-process run's checkpoint is ``<run>/checkpoints/step_<step>.pt`` (a ``torch.save`` payload,
+see :func:`make_payload`) beside ``step_<step>.pt.sha256``, the SHA-256 of the file's bytes. The
 payload is written to a temporary name and renamed only after its checksum is on disk, so a
 process killed at any point leaves either a complete, verifiable checkpoint or none. A file
 whose checksum is missing or wrong (a torn write on a filesystem without atomic rename, a
 damaged disk) is skipped, with a warning, for the previous checkpoint.
+
+A sharded run's checkpoint is a directory ``step_<step>.dcp`` in the format of
+``torch.distributed.checkpoint`` (DCP): every rank writes the shards it holds (``__<rank>_*.distcp``,
+nothing is gathered), rank 0 the global ``.metadata``, so a table too big for one process is
+saved and any world size loads it, DCP resharding it to the new layout. Its tensors are the model
+without its lookup (``model.<key>``, the one-process state-dict keys) and each physical table's
+whole weights and fused-optimizer state (``tables.<table>.weight``, ``tables.<table>.momentum1``).
+The rest of the payload (recipe, loop state, dense optimizer, RNG: small, and the same on every
+rank) is ``payload.pt``, and ``checksums.json`` holds the SHA-256 of every file (each rank hashes
+its own). The directory is written as ``step_<step>.dcp.tmp`` and renamed when complete, so a torn
+one never has the checkpoint's name, and one that does not match its checksums is skipped.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import random
 import re
+import shutil
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
@@ -24,15 +39,26 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
 FORMAT_VERSION = 2
-_NAME = re.compile(r"step_(\d+)\.pt$")
+SHARDED_SUFFIX = ".dcp"
+_NAME = re.compile(r"step_(\d+)\.(pt|dcp)$")
+_PAYLOAD_FILE = "payload.pt"
+_CHECKSUMS_FILE = "checksums.json"
+MODEL_PREFIX = "model."
+TABLE_PREFIX = "tables."
 
 
 class CorruptCheckpointError(ValueError):
     """A checkpoint file whose bytes do not match its checksum (or that has none)."""
 
 
-def checkpoint_path(run_dir: str | os.PathLike, step: int) -> Path:
-    return Path(run_dir) / CHECKPOINT_DIR / f"step_{step:09d}.pt"
+def checkpoint_path(run_dir: str | os.PathLike, step: int, sharded: bool = False) -> Path:
+    """Where step ``step``'s checkpoint goes: a ``.pt`` file, or a ``.dcp`` directory when sharded."""
+    return Path(run_dir) / CHECKPOINT_DIR / f"step_{step:09d}{SHARDED_SUFFIX if sharded else '.pt'}"
+
+
+def is_sharded(path: str | os.PathLike) -> bool:
+    """True for a sharded (DCP directory) checkpoint."""
+    return Path(path).suffix == SHARDED_SUFFIX
 
 
 def rng_state() -> dict:
@@ -96,7 +122,7 @@ def _checksum_path(path: Path) -> Path:
 
 
 def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY)  # a directory too: its entries (a rename) reach the disk
     try:
         os.fsync(fd)
     finally:
@@ -117,22 +143,100 @@ def save_checkpoint(path: str | os.PathLike, payload: dict, keep: int | None = N
     _fsync(checksum_tmp)
     os.replace(checksum_tmp, _checksum_path(path))  # checksum first: a .pt on disk always has one
     os.replace(tmp, path)
-    if keep:
-        for old in list_checkpoints(path.parent)[:-keep]:
+    rotate_checkpoints(path.parent, keep)
+    return path
+
+
+def rotate_checkpoints(directory: Path, keep: int | None) -> None:
+    """Delete all but the newest ``keep`` checkpoints of ``directory`` (None or 0 keeps all)."""
+    if not keep:
+        return
+    for old in list_checkpoints(directory)[:-keep]:
+        if old.is_dir():
+            shutil.rmtree(old)
+        else:
             old.unlink()
             _checksum_path(old).unlink(missing_ok=True)
+
+
+def save_sharded_checkpoint(path: str | os.PathLike, tensors: dict, payload: dict, keep: int | None = None) -> Optional[Path]:
+    """Write a sharded checkpoint directory; every rank calls it (one process without a group).
+
+    Args:
+        path: the ``step_<step>.dcp`` directory (see :func:`checkpoint_path`).
+        tensors: ``model.<key>`` tensors (the same on every rank) and ``tables.<table>.<state>``
+            ShardedTensors whose local shards are this rank's rows: DCP writes each rank's
+            shards from that rank and a replicated tensor once.
+        payload: :func:`make_payload`'s dict without ``model`` (written by rank 0).
+        keep: rotation, as :func:`save_checkpoint`.
+
+    Returns the directory on rank 0, None on the other ranks.
+    """
+    import torch
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+
+    distributed = dist.is_available() and dist.is_initialized()
+    rank = dist.get_rank() if distributed else 0
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)  # a torn write of an earlier, killed run
+        tmp.mkdir(parents=True)
+    if distributed:
+        dist.barrier()
+    with _dcp_in(distributed):
+        dcp.save(tensors, storage_writer=dcp.FileSystemWriter(str(tmp)), no_dist=not distributed)
+    mine = {f.name: _sha256(f) for f in sorted(tmp.glob(f"__{rank}_*"))}  # each rank hashes its own shards
+    everyone = [mine]
+    if distributed:
+        everyone = [None] * dist.get_world_size()
+        dist.all_gather_object(everyone, mine)
+    if rank != 0:
+        return None
+    torch.save(payload, tmp / _PAYLOAD_FILE)
+    _fsync(tmp / _PAYLOAD_FILE)
+    checksums = {name: digest for part in everyone for name, digest in part.items()}
+    for name in (".metadata", _PAYLOAD_FILE):
+        checksums[name] = _sha256(tmp / name)
+    (tmp / _CHECKSUMS_FILE).write_text(json.dumps(checksums, indent=1, sort_keys=True) + "\n")
+    _fsync(tmp / _CHECKSUMS_FILE)
+    _fsync(tmp)
+    if path.exists():  # the same step saved again (a run resumed at its last checkpoint)
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    _fsync(path.parent)
+    rotate_checkpoints(path.parent, keep)
     return path
 
 
 def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
-    """Checkpoint files in ``directory``, oldest step first (verified or not)."""
-    found = [p for p in Path(directory).glob("step_*.pt") if _NAME.search(p.name)]
+    """Checkpoints (files and DCP directories) in ``directory``, oldest step first (verified or not)."""
+    found = [p for p in Path(directory).glob("step_*") if _NAME.search(p.name)]
     return sorted(found, key=lambda p: int(_NAME.search(p.name).group(1)))
 
 
+def _verify_sharded(path: Path) -> None:
+    checksums_file = path / _CHECKSUMS_FILE
+    if not checksums_file.exists():
+        raise CorruptCheckpointError(f"{path}: no {_CHECKSUMS_FILE} (torn or foreign checkpoint)")
+    checksums = json.loads(checksums_file.read_text())
+    present = {f.name for f in path.iterdir()} - {_CHECKSUMS_FILE}
+    if present != set(checksums):
+        raise CorruptCheckpointError(
+            f"{path}: files {sorted(present ^ set(checksums))} missing or not in {_CHECKSUMS_FILE} (torn or damaged write)"
+        )
+    for name, digest in checksums.items():
+        if _sha256(path / name) != digest:
+            raise CorruptCheckpointError(f"{path}: {name} does not match {_CHECKSUMS_FILE} (torn or damaged write)")
+
+
 def verify_checkpoint(path: str | os.PathLike) -> None:
-    """Raise :class:`CorruptCheckpointError` unless ``path`` matches its recorded checksum."""
+    """Raise :class:`CorruptCheckpointError` unless ``path`` matches its recorded checksum(s)."""
     path = Path(path)
+    if path.is_dir():
+        _verify_sharded(path)
+        return
     checksum = _checksum_path(path)
     if not checksum.exists():
         raise CorruptCheckpointError(f"{path}: no checksum file {checksum.name} (torn or foreign checkpoint)")
@@ -147,7 +251,7 @@ def resolve_checkpoint(location: str | os.PathLike) -> Path:
     skipped with a warning, so a run killed mid-write resumes from the one before.
     """
     location = Path(location)
-    if location.is_file():
+    if location.is_file() or is_sharded(location) and location.is_dir():
         verify_checkpoint(location)
         return location
     for directory in (location / CHECKPOINT_DIR, location):
@@ -159,15 +263,15 @@ def resolve_checkpoint(location: str | os.PathLike) -> Path:
                 log.warning("skipping checkpoint: %s", exc)
                 continue
             return candidate
-    raise FileNotFoundError(f"no valid checkpoint at {location} (expected a step_*.pt file or a run directory)")
+    raise FileNotFoundError(
+        f"no valid checkpoint at {location} (expected a step_*.pt file, a step_*.dcp directory or a run directory)"
+    )
 
 
-def load_checkpoint(location: str | os.PathLike) -> dict[str, Any]:
-    """The payload of a checkpoint file or of a run directory's newest valid checkpoint."""
+def _read_payload(path: Path) -> dict[str, Any]:
     import torch
 
-    path = resolve_checkpoint(location)
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = torch.load(path / _PAYLOAD_FILE if path.is_dir() else path, map_location="cpu", weights_only=False)
     version = payload.get("format_version") if isinstance(payload, dict) else None
     if version != FORMAT_VERSION:
         raise ValueError(
@@ -175,3 +279,64 @@ def load_checkpoint(location: str | os.PathLike) -> dict[str, Any]:
             "(written by another recsys version)"
         )
     return payload
+
+
+def load_checkpoint(location: str | os.PathLike) -> dict[str, Any]:
+    """The payload of a checkpoint or of a run directory's newest valid checkpoint, in this process.
+
+    A sharded checkpoint is read whole (DCP without a process group): its payload gets
+    ``model`` (every key but the lookup's) and ``tables`` ({table: {"weight": (rows, dim),
+    "momentum1": (rows,)}}), which :func:`recsys.models.build.load_weights` puts into a model.
+    """
+    path = resolve_checkpoint(location)
+    payload = _read_payload(path)
+    if path.is_dir():
+        payload["model"], payload["tables"] = {}, {}
+        for key, tensor in _read_sharded_tensors(path).items():
+            if key.startswith(MODEL_PREFIX):
+                payload["model"][key[len(MODEL_PREFIX) :]] = tensor
+            else:
+                table, state = key[len(TABLE_PREFIX) :].rsplit(".", 1)
+                payload["tables"].setdefault(table, {})[state] = tensor
+    return payload
+
+
+def load_sharded_checkpoint(path: str | os.PathLike, tensors: dict) -> dict[str, Any]:
+    """Load a (verified) sharded checkpoint's tensors in place into ``tensors`` and return the rest
+    of its payload. Every rank calls it with its own ShardedTensors: DCP reads the rows each local
+    shard holds, whatever world size wrote them."""
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+
+    payload = _read_payload(Path(path))
+    distributed = dist.is_available() and dist.is_initialized()
+    with _dcp_in(distributed):
+        dcp.load(tensors, storage_reader=dcp.FileSystemReader(str(path)), no_dist=not distributed)
+    return payload
+
+
+@contextmanager
+def _dcp_in(distributed: bool):
+    """DCP warns on every use without a process group; here one process is meant."""
+    with warnings.catch_warnings():
+        if not distributed:
+            warnings.filterwarnings("ignore", message="torch.distributed is (disabled|unavailable)", category=UserWarning)
+        yield
+
+
+def _read_sharded_tensors(path: Path) -> dict:
+    """Every tensor of a DCP directory, whole, read in this process (no process group)."""
+    import torch
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    reader = dcp.FileSystemReader(str(path))
+    entries = reader.read_metadata().state_dict_metadata
+    tensors = {
+        key: torch.empty(meta.size, dtype=meta.properties.dtype)
+        for key, meta in entries.items()
+        if isinstance(meta, TensorStorageMetadata)
+    }
+    with _dcp_in(distributed=False):
+        dcp.load(tensors, storage_reader=reader, no_dist=True)
+    return tensors

@@ -18,6 +18,7 @@ file, and the OS page cache is the RAM tier in front of the disk.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import weakref
@@ -70,6 +71,43 @@ def hot_rows(tables: list[PhysicalTable], budget: int, kind: TableOptimizer) -> 
     return [min(fits, t.num_embeddings) for t in tables]
 
 
+def cold_bytes(tables: list[PhysicalTable], hot: list[int], kind: TableOptimizer) -> dict[str, int]:
+    """Bytes of each cold tail (weights and fused-optimizer state), by table name; tables with
+    no cold rows are left out."""
+    return {t.name: (t.num_embeddings - k) * row_bytes(t, kind) for t, k in zip(tables, hot) if k < t.num_embeddings}
+
+
+COLD_FILES = ("cold_weights.f32", "cold_momentum1.f32")
+
+
+def check_disk_space(cold: dict[str, int], directory: Path) -> None:
+    """Refuse cold tails that do not fit the free space of ``directory`` (made or not yet), naming
+    the tables, their bytes, the free bytes and the directory. Cold files already there (an
+    earlier run's, replaced when the tables are made) count as free."""
+    existing = directory
+    while not existing.exists():
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    free += sum(os.stat(directory / name).st_blocks * 512 for name in COLD_FILES if (directory / name).exists())
+    need = sum(cold.values())
+    if need <= free:
+        return
+    largest = sorted(cold.items(), key=lambda kv: -kv[1])
+    listed = ", ".join(f"{name} {format_bytes(b)}" for name, b in largest[:10])
+    more = f" and {len(largest) - 10} more" if len(largest) > 10 else ""
+    raise ValueError(
+        f"placement: the cold tables need {format_bytes(need)} ({need:,} bytes: weights + optimizer state) "
+        f"on disk, but {directory} has {format_bytes(free)} ({free:,} bytes) free; tables: {listed}{more}. "
+        "Set placement.disk_dir to a larger disk, or raise placement.ram_budget"
+    )
+
+
+def disk_dir_of(placement: PlacementConfig) -> Path:
+    """Where the cold files go: ``placement.disk_dir``, else the system's temporary folder
+    (a fresh folder inside it, made with the model)."""
+    return Path(placement.disk_dir) if placement.disk_dir is not None else Path(tempfile.gettempdir())
+
+
 def _mapped(path: Path, numel: int) -> torch.Tensor:
     """A fresh zero-filled float32 file of ``numel`` values, memory-mapped (no RAM allocated)."""
     path.unlink(missing_ok=True)
@@ -116,14 +154,15 @@ class TieredLookup(nn.Module):
         buffers = None
         if self.on_disk:
             self.disk_dir = self._disk_dir(placement.disk_dir)
-            buffers = {"weights": _mapped(self.disk_dir / "cold_weights.f32", sum(t.num_embeddings * t.dim for t in cold_parts))}
+            weights_file, momentum_file = COLD_FILES
+            buffers = {"weights": _mapped(self.disk_dir / weights_file, sum(t.num_embeddings * t.dim for t in cold_parts))}
             if kind is TableOptimizer.rowwise_adagrad:
-                buffers["momentum1"] = _mapped(self.disk_dir / "cold_momentum1.f32", sum(t.num_embeddings for t in cold_parts))
+                buffers["momentum1"] = _mapped(self.disk_dir / momentum_file, sum(t.num_embeddings for t in cold_parts))
         self.cold = TableBatchedLookup(
             cold_parts, optimizer, seed=None, slot_tables=[cold_index[slot_tables[s]] for s in self.cold_slots], host_buffers=buffers
         )
         self.ram_bytes = sum(k * row_bytes(t, kind) for t, k in zip(tables, hot))
-        self.cold_bytes = sum((t.num_embeddings - k) * row_bytes(t, kind) for t, k in zip(tables, hot))
+        self.cold_bytes = sum(cold_bytes(tables, hot, kind).values())
         # per slot: rows of its table's hot part (ids below it are hot)
         self.register_buffer("slot_hot_rows", torch.tensor([hot[t] for t in slot_tables], dtype=torch.int64), persistent=False)
         dims = [tables[t].dim for t in slot_tables]
@@ -141,7 +180,7 @@ class TieredLookup(nn.Module):
             path = Path(configured)
             path.mkdir(parents=True, exist_ok=True)
             return path
-        path = Path(tempfile.mkdtemp(prefix="recsys-tables-"))
+        path = Path(tempfile.mkdtemp(prefix="recsys-tables-"))  # in disk_dir_of's folder
         weakref.finalize(self, shutil.rmtree, path, True)  # a folder we made goes with the model
         return path
 
@@ -229,10 +268,13 @@ def tiered_lookup(
         return None
     if device.type != "cpu":
         raise NotImplementedError(f"placement.ram_budget on {device.type} is not built yet (CPU only)")
-    hot = hot_rows(tables, budget, TableOptimizer(optimizer.kind))
+    kind = TableOptimizer(optimizer.kind)
+    hot = hot_rows(tables, budget, kind)
     if all(k == t.num_embeddings for t, k in zip(tables, hot)):
         log.info("placement: all tables fit placement.ram_budget=%s in RAM", format_bytes(budget))
         return None
+    if placement.cold_tier == "disk":
+        check_disk_space(cold_bytes(tables, hot, kind), disk_dir_of(placement))
     lookup = TieredLookup(tables, hot, optimizer, placement, seed=seed, slot_tables=slot_tables)
     tiers = lookup.tiers()
     log.info(

@@ -163,6 +163,29 @@ class TableBatchedLookup(nn.Module):
         """Views of each table's (num_embeddings, dim) weights, by table name."""
         return {t.name: w for t, w in zip(self.tables, self.tbe.split_embedding_weights())}
 
+    @torch.no_grad()
+    def load_tables(self, states: dict[str, dict[str, torch.Tensor]], optimizer_state: bool = True) -> None:
+        """Copy whole tables in, by name: ``{table: {"weight": (rows, dim), "momentum1": (rows,)}}``
+        (a sharded checkpoint's layout); ``optimizer_state=False`` loads the weights only."""
+        # per table: [momentum1] with row-wise Adagrad; SGD has no state (an empty list)
+        momenta = self.tbe.split_optimizer_states() or [[] for _ in self.tables]
+        for table, weight, momentum in zip(self.tables, self.tbe.split_embedding_weights(), momenta):
+            state = states.get(table.name)
+            if state is None:
+                raise KeyError(f"table {table.name}: not in the checkpoint (it has {sorted(states)})")
+            weight.copy_(state["weight"])
+            if not (optimizer_state and momentum):
+                continue
+            saved = state.get("momentum1")
+            if saved is None or saved.shape != momentum[0].shape:
+                raise ValueError(
+                    f"table {table.name}: the checkpoint's momentum1 has shape "
+                    f"{None if saved is None else tuple(saved.shape)}, this table's row-wise Adagrad needs "
+                    f"{tuple(momentum[0].shape)} (a column-wise sharded table keeps one state per column "
+                    "shard: resume it with the same sharding, or load the weights only)"
+                )
+            momentum[0].copy_(saved)
+
     @property
     def output_dims(self) -> list[int]:
         return [t.dim for t in self.tables]

@@ -11,7 +11,8 @@ class EvalJobConfig:
     """``recsys-eval``: score a checkpoint on a split.
 
     Args:
-        checkpoint: a ``step_*.pt`` file or a training run directory (its latest checkpoint).
+        checkpoint: a ``step_*.pt`` file, a sharded run's ``step_*.dcp`` directory, or a training run
+            directory (its latest checkpoint).
         data_path: dataset to score; defaults to the one the model was trained on.
         split: ``train``, ``valid`` or ``test``.
         batch_size: rows per scoring batch.

@@ -50,15 +50,16 @@ class TrainedModel:
 
     model: DLRM | FactorizationMachine
     recipe: ModelRecipe
-    checkpoint: Path  # the checkpoint file
+    checkpoint: Path  # the checkpoint file (or sharded checkpoint directory)
     payload: dict[str, Any]  # the checkpoint's contents (state, recipe, weights)
     data_path: str  # the dataset the model is sized for and reads
     meta: DatasetMeta
 
 
 def load_trained_model(checkpoint: str | os.PathLike, data_path: str | None = None) -> TrainedModel:
-    """The model saved in ``checkpoint`` (a run directory or a ``step_*.pt``), rebuilt from its
-    recipe (no training code) over ``data_path``, by default the dataset it was trained on.
+    """The model saved in ``checkpoint`` (a run directory, a ``step_*.pt`` or a sharded run's
+    ``step_*.dcp``), rebuilt from its recipe (no training code) over ``data_path``, by default
+    the dataset it was trained on.
 
     Raises:
         ValueError: ``data_path``'s tables differ in size from the training dataset's, so its
@@ -78,8 +79,30 @@ def load_trained_model(checkpoint: str | os.PathLike, data_path: str | None = No
                 f"{trained_on} with {trained_meta.num_embeddings}: ids would not mean the same rows"
             )
     model = build_model(recipe, meta)
-    model.load_state_dict(payload["model"])
+    load_weights(model, payload, optimizer_state=False)  # scoring needs no optimizer state
     return TrainedModel(model, recipe, path, payload, data_path, meta)
+
+
+def load_weights(model: DLRM | FactorizationMachine, payload: Mapping[str, Any], optimizer_state: bool = True) -> None:
+    """Put a checkpoint payload's weights into a one-process ``model``.
+
+    A one-process checkpoint is the model's state dict; a sharded one (``tables`` in the
+    payload, see :func:`recsys.core.checkpoint.load_checkpoint`) has every other key in
+    ``model`` and each physical table whole. ``optimizer_state=False`` skips the tables'
+    fused-optimizer state (evaluation and export need the weights only)."""
+    tables = payload.get("tables")
+    if tables is None:
+        model.load_state_dict(payload["model"])
+        return
+    missing, unexpected = model.load_state_dict(payload["model"], strict=False)
+    lookup_prefix = "embedding.lookup."
+    stray = unexpected + [k for k in missing if not k.startswith(lookup_prefix)]
+    if stray:
+        raise KeyError(f"checkpoint keys do not match the model: {stray[:8]}")
+    lookup = model.embedding.lookup
+    if not hasattr(lookup, "load_tables"):
+        raise NotImplementedError(f"loading a sharded checkpoint into a {type(lookup).__name__} is not built yet")
+    lookup.load_tables(tables, optimizer_state)
 
 
 def recipe_from_dict(raw: Mapping[str, Any]) -> ModelRecipe:

@@ -33,7 +33,8 @@ class ExportConfig:
     """``recsys-export``: a trained checkpoint → an artifact directory.
 
     Args:
-        checkpoint: a ``step_*.pt`` file or a training run directory (its newest valid checkpoint).
+        checkpoint: a ``step_*.pt`` file, a sharded run's ``step_*.dcp`` directory, or a training run
+            directory (its newest valid checkpoint).
         output: the artifact directory to create (must not exist or be empty).
         quantize: row format of the inference tables.
         data_path: the dataset whose vocabularies and dense transform go inside the artifact;

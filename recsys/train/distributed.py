@@ -129,57 +129,6 @@ def shard_model(model: DLRM, cfg: TrainJobConfig, world: World, device: torch.de
     return dmp
 
 
-def _table_states(model: DLRM, dmp: DistributedModelParallel) -> dict[str, list]:
-    """Per physical table, its sharded weight and (row-wise Adagrad) momentum: ShardedTensors
-    whose local shards are views of this rank's fused kernel state."""
-    weights = model.embedding.lookup.ebc.state_dict()
-    optimizer = dmp.fused_optimizer.state_dict()["state"]
-    states = {}
-    for table in model.embedding.plan.tables:
-        suffix = f"embedding_bags.{table.name}.weight"
-        weight = next(v for k, v in weights.items() if k.endswith(suffix))
-        state = next((v for k, v in optimizer.items() if k.endswith(suffix)), {})
-        states[table.name] = [weight, state.get(f"{table.name}.momentum1")]
-    return states
-
-
-def _dense_state(model: DLRM) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in model.state_dict().items() if not k.startswith("embedding.lookup.")}
-
-
-@torch.no_grad()
-def gather_single(model: DLRM, dmp: DistributedModelParallel, single: Optional[DLRM]) -> None:
-    """Copy a sharded model into ``single``, the same recipe built for one process (rank 0
-    passes it, the others None): every rank sends its shards, rank 0 writes the whole tables and
-    their optimizer state. The checkpoint of a sharded run is then the one-process format, which
-    any world size (and evaluation, export) reads."""
-    leader = single is not None
-    if leader:
-        single.load_state_dict(_dense_state(model), strict=False)
-        weights = single.embedding.lookup.table_weights()
-        momenta = single.embedding.lookup.tbe.split_optimizer_states()
-    for index, (name, (weight, momentum)) in enumerate(_table_states(model, dmp).items()):
-        weight.gather(dst=0, out=weights[name] if leader else None)
-        if momentum is not None:
-            momentum.gather(dst=0, out=momenta[index][0] if leader else None)
-
-
-@torch.no_grad()
-def scatter_single(single: DLRM, model: DLRM, dmp: DistributedModelParallel) -> None:
-    """The reverse of :func:`gather_single`: every rank copies its shards (and the dense
-    layers) out of a one-process model, e.g. one loaded from a checkpoint."""
-    model.load_state_dict(_dense_state(single), strict=False)
-    weights = single.embedding.lookup.table_weights()
-    momenta = single.embedding.lookup.tbe.split_optimizer_states()
-    for index, (name, (weight, momentum)) in enumerate(_table_states(model, dmp).items()):
-        for shard in weight.local_shards():
-            (row, col), (rows, cols) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
-            shard.tensor.copy_(weights[name][row : row + rows, col : col + cols])
-        for shard in momentum.local_shards() if momentum is not None else []:
-            (row,), (rows,) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
-            shard.tensor.copy_(momenta[index][0][row : row + rows])
-
-
 def evaluate_sharded(model: torch.nn.Module, batches, device: str) -> CTRMetrics:
     """Metrics over every rank's slice of every batch (all ranks must call it)."""
     probs, labels = predict(model, batches, device)

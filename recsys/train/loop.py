@@ -23,30 +23,14 @@ from recsys.data.layout import DatasetMeta
 from recsys.data.loader import ParquetBatches
 from recsys.evaluation.evaluate import evaluate
 from recsys.evaluation.report import load_bayes, write_report
-from recsys.models.build import build_model, recipe_from_dict, recipe_to_dict
+from recsys.models.build import build_model
 from recsys.models.dlrm import DLRM
 from recsys.models.config import ModelRecipe
-from recsys.core.checkpoint import (
-    checkpoint_path,
-    load_checkpoint,
-    make_payload,
-    resolve_checkpoint,
-    restore_rng,
-    save_checkpoint,
-)
-from recsys.train.config import DenseOptimizer, EvalModel, TrainJobConfig, job_config_dict
+from recsys.train.checkpointing import Checkpointer
+from recsys.train.config import DenseOptimizer, TrainJobConfig
 from recsys.train.schedule import LRScheduler, warn_if_few_steps
-from recsys.train.selection import SelectionState, adopt_best, best_checkpoint_path, link_best
-from recsys.train.distributed import (
-    World,
-    agreed_run_dir,
-    evaluate_sharded,
-    gather_single,
-    join_world,
-    leave_world,
-    scatter_single,
-    shard_model,
-)
+from recsys.train.selection import SelectionState, adopt_best, link_best
+from recsys.train.distributed import World, agreed_run_dir, evaluate_sharded, join_world, leave_world, shard_model
 
 log = logging.getLogger(__name__)
 
@@ -202,9 +186,10 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
     if model.embedding.tiers() is not None:
         memory["placement"] = model.embedding.tiers()
     state = LoopState()
+    checkpointer = Checkpointer(cfg, run_dir, meta, model, net if world else None, dense_opt, world)
     if tcfg.resume_from:
-        resumed = resolve_checkpoint(tcfg.resume_from)
-        state = _restore(resumed, model, dense_opt, (meta, net) if world else None)
+        resumed, saved_state = checkpointer.restore(tcfg.resume_from)
+        state = LoopState(**saved_state)
         if leader:
             state.selection = adopt_best(resumed, run_dir, state.selection)
         log.info("resumed from %s at step %d (epoch %d, batch %d)", tcfg.resume_from, state.step, state.epoch, state.batch_in_epoch)
@@ -230,27 +215,8 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
         mininterval=0.5 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s, not a flood
     )
 
-    saved: dict[int, Path | None] = {}
-
     def checkpoint() -> Path | None:
-        """Save this step's checkpoint once (a validation's best, then the end); its path on rank 0."""
-        if state.step in saved:
-            return saved[state.step]
-        if world:  # the sharded tables gathered into the one-process format on rank 0
-            single = build_model(cfg.recipe(), meta, "cpu") if leader else None
-            gather_single(model, net, single)
-            if not leader:
-                saved[state.step] = None
-                return None
-        payload = make_payload(
-            model=(single if world else model).state_dict(),
-            recipe=recipe_to_dict(cfg.recipe()),
-            state=dataclasses.asdict(state),
-            config=job_config_dict(cfg),
-            dense_optimizer=dense_opt.state_dict(),
-        )
-        saved[state.step] = save_checkpoint(checkpoint_path(run_dir, state.step), payload, keep=tcfg.keep_checkpoints)
-        return saved[state.step]
+        return checkpointer.save(dataclasses.asdict(state))
 
     def validate() -> bool:
         """Validate; keep the best checkpoint; True when early stopping says stop."""
@@ -311,7 +277,7 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
                 break
         bar.close()
         checkpoint()
-        evaluated = _load_model_to_evaluate(cfg, model, run_dir, state, world)
+        evaluated = checkpointer.load_best(state.step, state.selection.best_auc)
         log.info("final evaluation on %s: the %s model", cfg.eval.split, evaluated)
         result_metrics = _evaluate(net, _batches(cfg, cfg.eval.split, train=False, limit=cfg.eval.max_batches, world=world), device, world)
         metrics_log.write("test", state.step, **result_metrics.to_dict())
@@ -380,31 +346,3 @@ def _validate(cfg: TrainJobConfig, net: torch.nn.Module, metrics_log: MetricsLog
     metrics_log.write("valid", step, auc=m.auc, logloss=m.logloss, normalized_entropy=m.normalized_entropy)
     log.info("step %d valid: AUC %.5f logloss %.5f (%d rows)", step, m.auc, m.logloss, m.rows)
     return m.auc
-
-
-def _load_model_to_evaluate(cfg: TrainJobConfig, model: DLRM, run_dir: Path, state: LoopState, world: World | None) -> str:
-    """Load the best checkpoint's weights when ``eval.model=best`` and one exists; say which model it is.
-    A sharded run evaluates its last model (loading the best into the shards is not built yet)."""
-    best = best_checkpoint_path(run_dir)
-    if world or EvalModel(cfg.eval.model) is EvalModel.last or not best.exists():
-        return f"last (step {state.step})"
-    payload = load_checkpoint(best)
-    model.load_state_dict(payload["model"])
-    return f"best (step {payload['state']['step']}, valid AUC {state.selection.best_auc:.5f})"
-
-
-def _restore(location: Path, model: DLRM, dense_opt: torch.optim.Optimizer, sharded: tuple | None = None) -> LoopState:
-    """Load a checkpoint (the one-process format, whatever world wrote it); a sharded model
-    (``sharded`` = (meta, DMP)) takes its shards of the tables."""
-    payload = load_checkpoint(location)
-    if sharded:
-        single = build_model(recipe_from_dict(payload["recipe"]), sharded[0], "cpu")
-        single.load_state_dict(payload["model"])
-        scatter_single(single, model, sharded[1])
-    else:
-        model.load_state_dict(payload["model"])
-    if "dense_optimizer" not in payload:
-        raise ValueError(f"{location} is a final (compacted) model, not a training checkpoint: it cannot be resumed")
-    dense_opt.load_state_dict(payload["dense_optimizer"])
-    restore_rng(payload["rng"])
-    return LoopState(**payload["state"])

@@ -47,7 +47,7 @@ from recsys.evaluation.evaluate import predict
 from recsys.embeddings.specs import TableOptimizer
 from recsys.core.metrics import CTRMetrics, auc
 from recsys.evaluation.report import load_bayes, write_report
-from recsys.models.build import build_model, recipe_to_dict
+from recsys.models.build import build_model, load_weights, recipe_to_dict
 from recsys.models.dlrm import DLRM
 from recsys.core.checkpoint import checkpoint_path, load_checkpoint, make_payload, save_checkpoint
 from recsys.train.config import TrainJobConfig, job_config_dict
@@ -103,7 +103,7 @@ def stage_config(cfg: TrainJobConfig, network: OptEmbedNetwork, artifacts: Path,
 def load_trained(cfg: TrainJobConfig, run_dir: Path) -> DLRM:
     """The model of ``cfg`` with the weights of ``run_dir``'s latest checkpoint."""
     model = build_model(cfg.recipe(), DatasetMeta.load(cfg.data.path), cfg.device)
-    model.load_state_dict(load_checkpoint(run_dir)["model"])
+    load_weights(model, load_checkpoint(run_dir))
     return model
 
 

@@ -3,7 +3,9 @@
 The best model is the one a user should ship and evaluate, not the last one: a late epoch can
 overfit the rare ids. Each validation that beats the best AUC so far checkpoints the model and
 points ``checkpoints/best.pt`` at that file by a hard link (no second copy of a multi-GB
-checkpoint, and step rotation can delete the step file while ``best.pt`` keeps the bytes).
+checkpoint, and step rotation can delete the step file while ``best.pt`` keeps the bytes). A
+sharded run's best is ``checkpoints/best.dcp``: a symbolic link, replaced atomically, to a
+directory of hard links to the step directory's files (a directory cannot be hard-linked).
 Early stopping (Prechelt, "Early Stopping - But When?", 1998) ends the run after ``patience``
 validations in a row without an improvement of more than ``min_delta``.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Optional
@@ -23,10 +26,18 @@ from recsys.train.config import EarlyStoppingConfig
 log = logging.getLogger(__name__)
 
 BEST_NAME = "best.pt"
+BEST_SHARDED_NAME = "best.dcp"
+_BEST_SHARDED_COPIES = ".best.*.dcp"  # the directories best.dcp points at
 
 
 def best_checkpoint_path(run_dir: str | os.PathLike) -> Path:
-    return Path(run_dir) / CHECKPOINT_DIR / BEST_NAME
+    """The run's best checkpoint: ``best.dcp`` where a sharded run linked one, else ``best.pt``."""
+    return _best_in(Path(run_dir) / CHECKPOINT_DIR)
+
+
+def _best_in(directory: Path) -> Path:
+    sharded = directory / BEST_SHARDED_NAME
+    return sharded if sharded.exists() else directory / BEST_NAME
 
 
 @dataclasses.dataclass
@@ -50,17 +61,53 @@ class SelectionState:
 
 
 def link_best(checkpoint: Path, run_dir: str | os.PathLike) -> Path:
-    """Point ``best.pt`` (and its checksum) at ``checkpoint`` atomically, by hard links."""
-    best = best_checkpoint_path(run_dir)
-    best.parent.mkdir(parents=True, exist_ok=True)
+    """Point the run's best checkpoint at ``checkpoint`` atomically, by hard links: ``best.pt``
+    (and its checksum) for a file, ``best.dcp`` for a sharded checkpoint's directory. The best
+    of the other format, if any (a run resumed in another world size), is removed."""
+    directory = Path(run_dir) / CHECKPOINT_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    if checkpoint.is_dir():
+        best = _link_best_directory(checkpoint, directory)
+        for stale in (directory / BEST_NAME, directory / f"{BEST_NAME}.sha256"):
+            stale.unlink(missing_ok=True)
+        return best
+    best = directory / BEST_NAME
     for source, target in ((Path(f"{checkpoint}.sha256"), Path(f"{best}.sha256")), (checkpoint, best)):
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(source, tmp)
-        except OSError:  # another filesystem (a resumed run's best): copy instead
-            shutil.copyfile(source, tmp)
-        os.replace(tmp, target)  # checksum first, as save_checkpoint does: a best.pt always has one
+        _hard_link(source, target.with_name(target.name + ".tmp"))
+        os.replace(target.with_name(target.name + ".tmp"), target)  # checksum first: a best.pt always has one
+    (directory / BEST_SHARDED_NAME).unlink(missing_ok=True)
+    for stale in directory.glob(_BEST_SHARDED_COPIES):
+        shutil.rmtree(stale)
+    return best
+
+
+def _hard_link(source: Path, target: Path) -> None:
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:  # another filesystem (a resumed run's best): copy instead
+        shutil.copyfile(source, target)
+
+
+def _link_best_directory(checkpoint: Path, directory: Path) -> Path:
+    """``best.dcp`` → ``.best.<step>.dcp``, a directory of hard links to ``checkpoint``'s files."""
+    step = re.search(r"(\d+)\.dcp$", checkpoint.resolve().name).group(1)  # of step_N.dcp or another run's .best.N.dcp
+    copy = directory / f".best.{step}.dcp"
+    if not copy.exists():
+        tmp = copy.with_name(copy.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for source in checkpoint.iterdir():
+            _hard_link(source, tmp / source.name)
+        os.replace(tmp, copy)
+    best = directory / BEST_SHARDED_NAME
+    link = best.with_name(best.name + ".tmp")
+    link.unlink(missing_ok=True)
+    link.symlink_to(copy.name)
+    os.replace(link, best)  # rename swaps the link itself: best.dcp always names a whole checkpoint
+    for stale in directory.glob(_BEST_SHARDED_COPIES):
+        if stale != copy:
+            shutil.rmtree(stale)
     return best
 
 
@@ -73,8 +120,8 @@ def adopt_best(resumed: Path, run_dir: str | os.PathLike, selection: SelectionSt
 
     if selection.best_step is None:
         return selection
-    candidates = [resumed.parent / BEST_NAME]
-    if resumed.name != BEST_NAME and _step_of(resumed) == selection.best_step:
+    candidates = [_best_in(resumed.parent)]
+    if resumed.name not in (BEST_NAME, BEST_SHARDED_NAME) and _step_of(resumed) == selection.best_step:
         candidates.append(resumed)
     for candidate in candidates:
         try:
@@ -91,5 +138,5 @@ def adopt_best(resumed: Path, run_dir: str | os.PathLike, selection: SelectionSt
 
 
 def _step_of(path: Path) -> Optional[int]:
-    stem = path.name.removesuffix(".pt")
+    stem = path.name.removesuffix(".pt").removesuffix(".dcp")
     return int(stem.split("_")[1]) if stem.startswith("step_") else None

@@ -1,5 +1,7 @@
-"""Sharded runs checkpoint in the one-process format: 2 ranks → 1 rank → 2 ranks keeps every
-weight and optimizer state exactly; the plan is written; the loop's real path (self-launch)."""
+"""Sharded runs checkpoint through torch.distributed.checkpoint: each rank writes its own shards;
+a 2-rank checkpoint resumes on 1 process and a 1-process one on 2 ranks with identical weights,
+and the resumed runs reach the unbroken run's loss; 2 → 2 equals the unbroken run; the best
+checkpoint (``best.dcp``) is the best validation's, and the final evaluation loads it into the shards."""
 
 from __future__ import annotations
 
@@ -8,15 +10,23 @@ import json
 import pytest
 import torch
 
-from recsys.core.checkpoint import load_checkpoint
+from recsys.core.checkpoint import checkpoint_path, load_checkpoint
+from recsys.data.layout import DatasetMeta
+from recsys.models.build import build_model, load_weights, recipe_from_dict
 from recsys.train.config import DistributedConfig, ShardingConfig, TrainJobConfig, TrainerConfig
 from recsys.train.distributed import launch
 from recsys.train.loop import train
+from recsys.train.selection import best_checkpoint_path
+
+STEPS = 8
 
 
-def job(data, steps: int, nproc: int, resume=None) -> TrainJobConfig:
+def job(data, nproc: int, steps: int = STEPS, resume=None) -> TrainJobConfig:
     cfg = TrainJobConfig(
-        trainer=TrainerConfig(max_steps=steps, progress=False, tensorboard=False, resume_from=resume, threads=1, val_batches=2),
+        trainer=TrainerConfig(
+            max_steps=steps, progress=False, tensorboard=False, resume_from=resume and str(resume), threads=1,
+            val_batches=2, log_every_steps=1, checkpoint_every_steps=4, eval_every_steps=4, keep_checkpoints=3,
+        ),
         distributed=DistributedConfig(nproc=nproc),
         sharding=ShardingConfig(types=["row_wise", "table_wise"], overrides={"C1": "row_wise"}, rank_memory="1GB"),
     )
@@ -33,25 +43,55 @@ def run(cfg: TrainJobConfig, run_dir):
     return launch(train, cfg, run_dir) if cfg.distributed.nproc > 1 else train(cfg, run_dir)
 
 
-def assert_same_model(a: dict, b: dict) -> None:
+def one_process_state(location, data) -> dict:
+    """A checkpoint (either format) as a one-process model's state dict."""
+    payload = load_checkpoint(location)
+    model = build_model(recipe_from_dict(payload["recipe"]), DatasetMeta.load(data))
+    load_weights(model, payload)
+    return model.state_dict()
+
+
+def assert_same(a: dict, b: dict, atol: float = 0.0) -> None:
     assert a.keys() == b.keys()
     for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=atol, msg=key)
+
+
+def loss_at(run_dir, step: int) -> float:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return next(r["loss"] for r in records if r["kind"] == "train" and r["step"] == step)
 
 
 @pytest.mark.slow
-def test_two_ranks_to_one_and_back_keep_every_weight(tiny_dataset, tmp_path):
-    two = run(job(tiny_dataset, 4, 2), tmp_path / "two")
+def test_resume_across_world_sizes_keeps_every_weight_and_the_unbroken_loss(tiny_dataset, tmp_path):
+    unbroken = run(job(tiny_dataset, 2), tmp_path / "two")
+    at4 = checkpoint_path(unbroken.run_dir, 4, sharded=True)
+    for step_dir in (at4, checkpoint_path(unbroken.run_dir, STEPS, sharded=True)):
+        files = {p.name for p in step_dir.iterdir()}
+        assert any(f.startswith("__0_") for f in files) and any(f.startswith("__1_") for f in files), files  # no gather
+    assert not list((tmp_path / "two" / "checkpoints").glob("*.pt"))
     plan = json.loads((tmp_path / "two" / "sharding_plan.json").read_text())
-    assert plan["world_size"] == 2
     assert {t["table"]: t["sharding_type"] for t in plan["tables"]}["C1"] == "row_wise"
     assert (tmp_path / "two" / "sharding_plan.txt").read_text().count("TBE") == 1
-    saved = load_checkpoint(two.run_dir)
-    assert saved["state"]["step"] == 4 and saved["state"]["samples"] == 4 * 256
 
-    one = run(job(tiny_dataset, 4, 1, resume=two.run_dir), tmp_path / "one")  # loads, trains no step, saves
-    assert_same_model(saved["model"], load_checkpoint(one.run_dir)["model"])
+    # the best validation's checkpoint is best.dcp, and the final evaluation saw it
+    valid = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    best = max((r for r in valid if r["kind"] == "valid"), key=lambda r: r["auc"])
+    assert best_checkpoint_path(unbroken.run_dir).name == "best.dcp"
+    assert load_checkpoint(best_checkpoint_path(unbroken.run_dir))["state"]["step"] == best["step"]
+    assert unbroken.evaluated.startswith(f"best (step {best['step']}")
 
-    back = run(job(tiny_dataset, 4, 2, resume=one.run_dir), tmp_path / "back")
-    assert_same_model(saved["model"], load_checkpoint(back.run_dir)["model"])
-    assert back.eval["auc"] == pytest.approx(two.eval["auc"], abs=1e-6)
+    # 2 ranks → 1 process: loads every weight exactly (no step trained, its own .pt saved) ...
+    loaded = run(job(tiny_dataset, 1, steps=4, resume=at4), tmp_path / "one_at4")
+    assert_same(one_process_state(at4, tiny_dataset), load_checkpoint(loaded.run_dir)["model"])
+    # ... and trains on to the unbroken run's loss (1 and 2 processes differ by float rounding)
+    one = run(job(tiny_dataset, 1, resume=at4), tmp_path / "one")
+    assert loss_at(tmp_path / "one", STEPS) == pytest.approx(loss_at(tmp_path / "two", STEPS), abs=1e-4)
+
+    # 1 process → 2 ranks, and 2 → 2: both reach the unbroken run's weights and loss exactly
+    final = one_process_state(checkpoint_path(unbroken.run_dir, STEPS, sharded=True), tiny_dataset)
+    for name, resume in (("back", tmp_path / "one_at4"), ("again", at4)):
+        resumed = run(job(tiny_dataset, 2, resume=resume), tmp_path / name)
+        assert loss_at(tmp_path / name, STEPS) == loss_at(tmp_path / "two", STEPS), name
+        assert_same(final, one_process_state(checkpoint_path(resumed.run_dir, STEPS, sharded=True), tiny_dataset))
+    assert one.steps == STEPS

@@ -1,0 +1,186 @@
+"""How training saves and restores checkpoints, in one process or sharded over ranks.
+
+A one-process run writes the ``.pt`` format; a sharded run writes a ``torch.distributed.checkpoint``
+(DCP) directory into which every rank saves the shards it holds, its tables' rows and their
+row-wise Adagrad state, nothing gathered (the format: :mod:`recsys.core.checkpoint`). Any world
+size resumes either: a one-process run reads a sharded checkpoint whole; a sharded run loads a
+sharded one through DCP, which reads each rank's rows of the new plan from whichever files hold
+them, and a one-process one by copying its rows out of the whole tables. The dense layers and
+their optimizer, the loop position and every rank's RNG state come back too, so a resumed run
+continues the unbroken one's steps.
+
+Column-wise sharding gives each column shard its own row-wise Adagrad state (torchrec keeps one
+per shard), so such a table's optimizer state resumes only under the same column split; its
+weights load anywhere (evaluation and export read weights only).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+from torchrec.distributed.model_parallel import DistributedModelParallel
+
+from recsys.core.checkpoint import (
+    MODEL_PREFIX,
+    TABLE_PREFIX,
+    checkpoint_path,
+    is_sharded,
+    load_checkpoint,
+    load_sharded_checkpoint,
+    make_payload,
+    resolve_checkpoint,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+    save_sharded_checkpoint,
+)
+from recsys.data.layout import DatasetMeta
+from recsys.models.build import build_model, load_weights, recipe_from_dict, recipe_to_dict
+from recsys.models.dlrm import DLRM
+from recsys.train.config import EvalModel, TrainJobConfig, job_config_dict
+from recsys.train.distributed import World
+from recsys.train.selection import best_checkpoint_path
+
+log = logging.getLogger(__name__)
+
+LOOKUP_PREFIX = "embedding.lookup."  # the tables' keys in a model's state dict
+
+
+class Checkpointer:
+    """Saves and restores one run's model, dense optimizer, loop state and RNG.
+
+    Args:
+        cfg: the job (its recipe, config and ``trainer.keep_checkpoints`` go into checkpoints).
+        run_dir: where ``checkpoints/`` goes.
+        meta: the dataset's tables (to rebuild a one-process model for a sharded run).
+        model: the model; in a sharded run, the module DistributedModelParallel sharded in place.
+        dmp: the DistributedModelParallel wrapper in a sharded run, else None.
+        dense_opt: the dense layers' torch optimizer.
+        world: this rank's place in a sharded run, else None.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainJobConfig,
+        run_dir: Path,
+        meta: DatasetMeta,
+        model: DLRM,
+        dmp: Optional[DistributedModelParallel],
+        dense_opt: torch.optim.Optimizer,
+        world: Optional[World],
+    ) -> None:
+        self.cfg, self.run_dir, self.meta = cfg, run_dir, meta
+        self.model, self.dmp, self.dense_opt, self.world = model, dmp, dense_opt, world
+        self._saved: dict[int, Optional[Path]] = {}
+
+    def save(self, state: dict) -> Optional[Path]:
+        """Save the loop position ``state`` (once per step); the checkpoint's path on rank 0, None elsewhere."""
+        step = state["step"]
+        if step in self._saved:
+            return self._saved[step]
+        payload = make_payload(
+            model={} if self.world else self.model.state_dict(),
+            recipe=recipe_to_dict(self.cfg.recipe()),
+            state=state,
+            config=job_config_dict(self.cfg),
+            dense_optimizer=self.dense_opt.state_dict(),
+        )
+        keep = self.cfg.trainer.keep_checkpoints
+        if self.world:
+            del payload["model"]  # the tensors go through DCP
+            payload["rank_rng"] = [None] * self.world.size
+            dist.all_gather_object(payload["rank_rng"], rng_state())
+            path = checkpoint_path(self.run_dir, step, sharded=True)
+            self._saved[step] = save_sharded_checkpoint(path, sharded_tensors(self.model, self.dmp), payload, keep)
+        else:
+            self._saved[step] = save_checkpoint(checkpoint_path(self.run_dir, step), payload, keep)
+        return self._saved[step]
+
+    def restore(self, location: str | Path) -> tuple[Path, dict]:
+        """Resume from a checkpoint (a file, a directory, or a run's newest): weights, dense
+        optimizer and RNG; returns the checkpoint's path and its loop state."""
+        path = self._agreed(lambda: resolve_checkpoint(location))
+        payload = self._load_weights(path, optimizer_state=True)
+        if "dense_optimizer" not in payload:
+            raise ValueError(f"{path} is a final (compacted) model, not a training checkpoint: it cannot be resumed")
+        self.dense_opt.load_state_dict(payload["dense_optimizer"])
+        ranks = payload.get("rank_rng")
+        same_world = ranks is not None and self.world is not None and len(ranks) == self.world.size
+        restore_rng(ranks[self.world.rank] if same_world else payload["rng"])
+        return path, payload["state"]
+
+    def load_best(self, step: int, best_auc: Optional[float]) -> str:
+        """Load the best checkpoint's weights when ``eval.model=best`` and one exists; say which
+        model the final evaluation sees."""
+        best = self._agreed(lambda: best_checkpoint_path(self.run_dir) if best_checkpoint_path(self.run_dir).exists() else None)
+        if EvalModel(self.cfg.eval.model) is EvalModel.last or best is None:
+            return f"last (step {step})"
+        payload = self._load_weights(best, optimizer_state=False)
+        return f"best (step {payload['state']['step']}, valid AUC {best_auc:.5f})"
+
+    def _agreed(self, decide):
+        """``decide()`` on rank 0, the same answer on every rank (one rank reads the disk)."""
+        if not self.world:
+            return decide()
+        box = [decide() if self.world.leader else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def _load_weights(self, path: Path, optimizer_state: bool) -> dict:
+        """Put ``path``'s weights into the model (or this rank's shards); its payload without tensors."""
+        if self.world and is_sharded(path):
+            return load_sharded_checkpoint(path, sharded_tensors(self.model, self.dmp, optimizer_state))  # in place
+        payload = load_checkpoint(path)
+        if self.world:  # a one-process checkpoint: each rank copies its rows out of the whole tables
+            single = build_model(recipe_from_dict(payload["recipe"]), self.meta, "cpu")
+            single.load_state_dict(payload.pop("model"))
+            scatter_single(single, self.model, self.dmp)
+        else:
+            load_weights(self.model, payload, optimizer_state)
+        return payload
+
+
+def table_states(model: DLRM, dmp: DistributedModelParallel) -> dict[str, list]:
+    """Per physical table, its sharded weight and (row-wise Adagrad) momentum: ShardedTensors
+    whose local shards are views of this rank's fused kernel state."""
+    weights = model.embedding.lookup.ebc.state_dict()
+    optimizer = dmp.fused_optimizer.state_dict()["state"]
+    states = {}
+    for table in model.embedding.plan.tables:
+        suffix = f"embedding_bags.{table.name}.weight"
+        weight = next(v for k, v in weights.items() if k.endswith(suffix))
+        state = next((v for k, v in optimizer.items() if k.endswith(suffix)), {})
+        states[table.name] = [weight, state.get(f"{table.name}.momentum1")]
+    return states
+
+
+def sharded_tensors(model: DLRM, dmp: DistributedModelParallel, optimizer_state: bool = True) -> dict:
+    """What a sharded checkpoint holds, as live views of this rank's state (so DCP saves from
+    them and loads into them in place): ``model.<key>`` for everything but the lookup, and
+    ``tables.<table>.weight`` / ``.momentum1`` ShardedTensors."""
+    tensors = {MODEL_PREFIX + k: v for k, v in model.state_dict().items() if not k.startswith(LOOKUP_PREFIX)}
+    for name, (weight, momentum) in table_states(model, dmp).items():
+        tensors[f"{TABLE_PREFIX}{name}.weight"] = weight
+        if momentum is not None and optimizer_state:
+            tensors[f"{TABLE_PREFIX}{name}.momentum1"] = momentum
+    return tensors
+
+
+@torch.no_grad()
+def scatter_single(single: DLRM, model: DLRM, dmp: DistributedModelParallel) -> None:
+    """Copy a one-process model into a sharded one: the dense layers, and each rank's shards of
+    every table and of its optimizer state."""
+    model.load_state_dict({k: v for k, v in single.state_dict().items() if not k.startswith(LOOKUP_PREFIX)}, strict=False)
+    weights = single.embedding.lookup.table_weights()
+    momenta = single.embedding.lookup.tbe.split_optimizer_states()
+    for index, (name, (weight, momentum)) in enumerate(table_states(model, dmp).items()):
+        for shard in weight.local_shards():
+            (row, col), (rows, cols) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
+            shard.tensor.copy_(weights[name][row : row + rows, col : col + cols])
+        for shard in momentum.local_shards() if momentum is not None else []:
+            (row,), (rows,) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
+            shard.tensor.copy_(momenta[index][0][row : row + rows])
