@@ -1,0 +1,35 @@
+"""End-to-end smoke test of benchmarks/bench_scale.py with tiny settings: both sections (1 process
+against 2 sharded gloo ranks; cold tails on disk against RAM) run, print their table and write
+every figure the issue asks for."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "benchmarks" / "bench_scale.py"
+
+
+@pytest.mark.slow
+def test_bench_scale_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "scale.json"
+    cmd = [sys.executable, str(SCRIPT), "--sections", "disk_tier", "sharding", "--cardinality-scale", "0.0005",
+           "--batch", "128", "--steps", "2", "--repeats", "3", "--warmup", "1", "--disk-rows", "26000",
+           "--disk-dim", "16", "--disk-dir", str(tmp_path), "--json", str(out)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "sharded / single" in proc.stdout and "disk / RAM" in proc.stdout  # the printed table
+    result = json.loads(out.read_text())
+    assert result["sharded_world_size"] == 2 and result["sharding_types"] == ["table_wise", "row_wise"]
+    for key in ("single_samples_per_s", "sharded_samples_per_s", "ratio", "table_rows"):
+        assert result[key] > 0, key
+    assert result["single_min_max"][0] <= result["single_samples_per_s"] <= result["single_min_max"][1]
+    tier = result["disk_tier"]
+    for key in ("table_bytes", "ram_bytes", "peak_rss_bytes", "samples_per_s", "in_ram_samples_per_s", "disk_bytes"):
+        assert tier[key] > 0, key
+    assert 0 < tier["hit_rate"] < 1
