@@ -56,8 +56,10 @@ class TrainerConfig:
     """The loop: epochs, optimizers, validation, checkpoints, logging.
 
     ``eval_every_steps``/``checkpoint_every_steps`` of 0 mean "at the end of each epoch only".
-    ``resume_from`` is a checkpoint file or a run directory (its latest checkpoint).
-    ``keep_best`` keeps the checkpoint of the best validation AUC as ``checkpoints/best.pt``.
+    ``resume_from`` is a checkpoint (a ``.pt`` file or a sharded run's ``.dcp`` directory, from
+    any world size) or a run directory (its latest checkpoint).
+    ``keep_best`` keeps the checkpoint of the best validation AUC as ``checkpoints/best.pt``
+    (``checkpoints/best.dcp`` for a sharded run).
     """
 
     epochs: int = 1

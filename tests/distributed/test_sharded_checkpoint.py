@@ -12,6 +12,7 @@ import torch
 
 from recsys.core.checkpoint import checkpoint_path, load_checkpoint
 from recsys.data.layout import DatasetMeta
+from recsys.evaluation.offline import EvalJobConfig, evaluate_checkpoint
 from recsys.models.build import build_model, load_weights, recipe_from_dict
 from recsys.train.config import DistributedConfig, ShardingConfig, TrainJobConfig, TrainerConfig
 from recsys.train.distributed import launch
@@ -80,6 +81,10 @@ def test_resume_across_world_sizes_keeps_every_weight_and_the_unbroken_loss(tiny
     assert best_checkpoint_path(unbroken.run_dir).name == "best.dcp"
     assert load_checkpoint(best_checkpoint_path(unbroken.run_dir))["state"]["step"] == best["step"]
     assert unbroken.evaluated.startswith(f"best (step {best['step']}")
+    offline = evaluate_checkpoint(
+        EvalJobConfig(checkpoint=str(best_checkpoint_path(unbroken.run_dir)), save_predictions=False, html_report=False), tmp_path / "eval"
+    )
+    assert offline["metrics"]["auc"] == pytest.approx(unbroken.eval["auc"], abs=1e-6)  # the shards held best.dcp's weights
 
     # 2 ranks → 1 process: loads every weight exactly (no step trained, its own .pt saved) ...
     loaded = run(job(tiny_dataset, 1, steps=4, resume=at4), tmp_path / "one_at4")
