@@ -30,7 +30,8 @@ from recsys.embeddings.memory import MemoryReport
 from recsys.embeddings.placement import TieredLookup, tiered_lookup
 from recsys.embeddings.placement_config import PlacementConfig
 from recsys.embeddings.plan import EmbeddingPlan
-from recsys.embeddings.combiners import Single
+from recsys.embeddings.combiners import ProjectedSum, Single
+from recsys.embeddings.grouped_projection import GroupedProjection
 from recsys.embeddings.sharding import ShardableLookup
 from recsys.embeddings.tables import TableBatchedLookup
 from recsys.embeddings.specs import TableOptimizerConfig
@@ -99,6 +100,14 @@ class EmbeddingCollection(nn.Module):
         in_order = [s for f in plan.features for s in f.slots] == list(range(len(plan.slots)))
         # the lookup output already is the answer when every combiner keeps its slots as they are
         self.identity_output = in_order and all(isinstance(f.combiner, Single) for f in plan.features)
+        # mixed-dimension features: every projection in one batched matmul (the per-feature
+        # combiners stay the reference, and serve the variable-batch layout and export)
+        grouped = in_order and all(isinstance(f.combiner, ProjectedSum) and f.combiner.full <= 1 for f in plan.features)
+        self.grouped_projection = None
+        if grouped:
+            widths = [self.column_widths[block] for block in self.column_order]
+            self.grouped_projection = GroupedProjection([f.combiner for f in plan.features],
+                                                        [sum(self.column_widths[:block]) for block in self.column_order], widths)
         # and the logical KJT already is the physical one when, besides, every transform is the identity
         self.passthrough = self.identity_output and all(isinstance(f.transform, Identity) for f in plan.features)
         fuse = fuse_transforms and not self.passthrough
@@ -160,6 +169,8 @@ class EmbeddingCollection(nn.Module):
             flat = self.lookup(ids, offsets)  # (B, Σ slot dims)
             if self.identity_output:
                 return flat
+            if self.grouped_projection is not None:
+                return self.grouped_projection(flat)
             blocks = torch.split(flat, self.column_widths, dim=1)  # views, in slot order
             per_feature = [blocks[i] for i in self.column_order]
         else:

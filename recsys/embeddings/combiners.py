@@ -81,7 +81,10 @@ class ProjectedSum(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         split = self.full * self.dim
-        out = x[:, :split].reshape(x.shape[0], self.full, self.dim).sum(dim=1)  # (B, dim)
+        if self.full == 1:  # the usual case: adjacent unprojected blocks are one table (md.merge_unprojected_runs)
+            out = x[:, :split]
+        else:
+            out = x[:, :split].reshape(x.shape[0], self.full, self.dim).sum(dim=1)  # (B, dim)
         if self.projection.shape[0] > 0:
             out = out + x[:, split:] @ self.projection
         return out

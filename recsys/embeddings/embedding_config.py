@@ -105,6 +105,8 @@ def pointless_settings(spec: Any) -> list[tuple[str, str]]:
         out.append(("seed", "hash=modulo takes no seed"))
     if isinstance(spec, MDSpec) and spec.variant is MDVariant.per_table and _changed(spec, "num_blocks"):
         out.append(("num_blocks", "variant=per_table has one block per table"))
+    if isinstance(spec, MDSpec) and spec.variant is MDVariant.per_table and _changed(spec, "merge_equal_blocks"):
+        out.append(("merge_equal_blocks", "variant=per_table has one block per table"))
     if isinstance(spec, OptEmbedSpec):
         later = spec.stage in (OptEmbedStage.search, OptEmbedStage.retrain)
         if spec.artifacts and not later and spec.network is OptEmbedNetwork.supernet:

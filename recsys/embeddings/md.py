@@ -101,8 +101,30 @@ def feature_blocks(items: list[tuple[FeatureInfo, MDSpec]], dim: int) -> list[Fe
     return out
 
 
+def merge_equal_runs(fb: FeatureBlocks, dim: int, any_dim: bool) -> FeatureBlocks:
+    """Adjacent blocks of equal dimension as one block: any equal dims when ``any_dim``
+    (``merge_equal_blocks``), else only runs at the model dim or at 0.
+
+    A run at the model dim (no projection) or at 0 (no table) merges exactly: an unprojected
+    block is a plain table of ``dim``-wide rows with the feature's init bound and per-row
+    optimizer state, so two adjacent ones are the same model as one table over both rank
+    ranges. Merging projected blocks gives the union one projection instead of one each: the
+    paper's rule over a coarser partition. Either way it is about speed: every block is a slot
+    of B (mostly empty) bags in the fused lookup, B x d columns of its output and a projection.
+    """
+    bounds, dims = [fb.boundaries[0]], []
+    for b, d in enumerate(fb.dims):
+        if dims and d == dims[-1] and (any_dim or d in (0, dim)):
+            bounds[-1] = fb.boundaries[b + 1]
+        else:
+            dims.append(d)
+            bounds.append(fb.boundaries[b + 1])
+    return FeatureBlocks(bounds, dims)
+
+
 def compile_features(items: list[tuple[FeatureInfo, MDSpec]], dim: int, builder: PlanBuilder) -> None:
-    for (info, _), fb in zip(items, feature_blocks(items, dim)):
+    for (info, spec), paper_blocks in zip(items, feature_blocks(items, dim)):
+        fb = merge_equal_runs(paper_blocks, dim, spec.merge_equal_blocks)
         kept = [b for b, d in enumerate(fb.dims) if d]
         slots = [
             builder.slot(

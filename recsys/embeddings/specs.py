@@ -132,6 +132,12 @@ class MDSpec:
     base_dim: dimension of the most popular block (default: the model's dimension).
     variant: ``blocks`` (frequency blocks inside each table) or ``per_table``.
     num_blocks: frequency blocks per table (``blocks`` variant).
+    merge_equal_blocks: adjacent blocks whose rounded dims are equal become one block with one
+        projection (``blocks`` variant; the same rule over a coarser partition). It halves the
+        slots and projected columns of a Kaggle plan, which is what makes mixed dimensions
+        train near full-table speed on a CPU. False keeps every geometric block apart with its
+        own projection; blocks at the model dim (unprojected) or at 0 (no table) merge either
+        way, since that changes nothing.
     """
 
     method: str = "md"
@@ -140,6 +146,7 @@ class MDSpec:
     base_dim: Optional[int] = None
     variant: MDVariant = MDVariant.blocks
     num_blocks: int = 8
+    merge_equal_blocks: bool = True
 
     def __post_init__(self) -> None:
         self.variant = MDVariant(self.variant)

@@ -22,6 +22,7 @@ DIM = 16
         ({"method": "unified", "rows": 64, "compression": 2}, r"embedding.compression=2.* no effect: rows is set"),
         ({"method": "hash", "hash": "modulo", "seed": 3}, r"embedding.seed=3 has no effect: hash=modulo"),
         ({"method": "md", "variant": "per_table", "num_blocks": 4}, r"embedding.num_blocks=4 has no effect: variant=per_table"),
+        ({"method": "md", "variant": "per_table", "merge_equal_blocks": False}, r"embedding.merge_equal_blocks=False has no effect: variant=per_table"),
         ({"method": "optembed", "artifacts": "/x"}, r"embedding.artifacts=/x has no effect: stage=all"),
         ({"method": "optembed", "stage": "retrain", "artifacts": "/x", "supernet_epochs": 2}, r"embedding.supernet_epochs=2 has no effect"),
         ({"method": "optembed", "stage": "supernet", "retrain_epochs": 2}, r"embedding.retrain_epochs=2 has no effect"),

@@ -11,7 +11,7 @@ from recsys.data.synth_model import KAGGLE_CARDINALITIES
 from recsys.embeddings.build import make_embedding
 from recsys.embeddings.compiler import METHODS, compile_plan, plan_bytes
 from recsys.embeddings.embedding_config import BUDGET_KNOBS, parse_embedding_config
-from recsys.embeddings.md import alpha_power_rule, block_boundaries, round_dims
+from recsys.embeddings.md import FeatureBlocks, alpha_power_rule, block_boundaries, merge_equal_runs, round_dims
 from recsys.embeddings.plan import FeatureInfo
 from recsys.embeddings.qr import partition_sizes
 from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
@@ -198,6 +198,25 @@ def test_md_blocks_use_vocabulary_counts_and_are_frequency_ranges():
     assert block_boundaries(1000, 3) == [0, 10, 100, 1000]
     # popularity: 1000 (ranks 0-9), 1 (10-99), 1 (100-999): dims 16, 16*(1/1000)^0.5 -> 0
     assert [(t.name, t.num_embeddings, t.dim) for t in plan.tables] == [("C1_b0", 10, 16)]
+
+
+def test_md_merges_adjacent_blocks_of_equal_dims():
+    paper = FeatureBlocks([0, 1, 8, 64, 512, 4096, 32768], [16, 16, 16, 8, 8, 0])
+    assert merge_equal_runs(paper, 16, any_dim=True) == FeatureBlocks([0, 64, 4096, 32768], [16, 8, 0])
+    # merge_equal_blocks=false: projected blocks keep their own projections
+    assert merge_equal_runs(paper, 16, any_dim=False) == FeatureBlocks([0, 64, 512, 4096, 32768], [16, 8, 8, 0])
+    assert merge_equal_runs(FeatureBlocks([0, 2, 4, 6], [8, 0, 0]), 16, False) == FeatureBlocks([0, 2, 6], [8, 0])
+    # the merged plan is the same model: same ids reach the same (fewer) tables, the same init bound
+    counts = np.concatenate([np.full(100, 1000), np.full(900, 1)])
+    info = FeatureInfo("C1", 1000, counts)
+    plan = compile_plan(parse_embedding_config({"method": "md", "alpha": 0.3, "num_blocks": 3}), [info], DIM,
+                        TableOptimizer.rowwise_adagrad)
+    # paper blocks [0,10) x16, [10,100) x16, [100,1000) x 16*(1/1000)^0.3 -> 4: the two heads are one table
+    assert [(t.name, t.num_embeddings, t.dim, t.init_rows) for t in plan.tables] == [("C1_b0", 100, 16, 1000),
+                                                                                    ("C1_b1", 900, 4, 1000)]
+    ids = torch.tensor([3, 50, 99, 100, 999])
+    (head, head_bags), (tail, tail_bags) = plan.features[0].transform(ids, torch.ones(5, dtype=torch.int64))
+    assert head.tolist() == [3, 50, 99] and tail.tolist() == [0, 899]
 
 
 def test_unified_features_share_one_table_with_different_probes():
