@@ -111,7 +111,7 @@ class EmbeddingCollection(nn.Module):
         # and the logical KJT already is the physical one when, besides, every transform is the identity
         self.passthrough = self.identity_output and all(isinstance(f.transform, Identity) for f in plan.features)
         fuse = fuse_transforms and not self.passthrough
-        self.fused_transforms = fused_transforms_for(plan) if fuse else None
+        self.fused_transforms = fused_transforms_for(plan, self.device) if fuse else None
 
     @property
     def output_dims(self) -> list[int]:
@@ -149,7 +149,8 @@ class EmbeddingCollection(nn.Module):
         batch = features.stride()
         if self.fused_transforms is not None:
             slots = self.fused_transforms(features.values(), features.lengths(), batch)
-            return slots.values, slots.offsets, slots.bags_per_slot.tolist()
+            bags = [batch] * len(self.slot_dims) if self.fused_transforms.all_pooled else slots.bags_per_slot.tolist()
+            return slots.values, slots.offsets, bags
         lengths = features.lengths().view(len(self.features), batch)  # (F, B)
         values = torch.split(features.values(), features.length_per_key())
         slot_values: List[torch.Tensor] = [torch.empty(0)] * len(self.slot_dims)

@@ -157,15 +157,23 @@ class FusedTransforms(nn.Module):
         params, aux = fold_plan(plan, blocks)
         self.register_buffer("slot_params", params, persistent=False)
         self.register_buffer("aux", aux, persistent=False)
+        # every slot pooled: each has B bags, known without reading the op's output (on a GPU
+        # that read would wait for the device)
+        self.all_pooled = not bool(params[:, 2].any())
 
     def forward(self, values: torch.Tensor, lengths: torch.Tensor, batch: int) -> SlotIds:
         """Args: a KJT's ``values()`` (N,), ``lengths()`` (F*B,) and B."""
         return SlotIds(*torch.ops.recsys.transform_ids(values, lengths, batch, self.slot_params, self.aux))
 
 
-def fused_transforms_for(plan: EmbeddingPlan) -> Optional[FusedTransforms]:
-    """The fused transforms of ``plan``, or None (with a warning saying why) where the op
-    cannot run: the C++ kernels are not built, or a transform has no fused kind."""
+def fused_transforms_for(plan: EmbeddingPlan, device: torch.device) -> Optional[FusedTransforms]:
+    """The fused transforms of ``plan``, or None where the op cannot run: on a device other
+    than the CPU (the op has a CPU kernel only; the per-feature modules are torch ops that run
+    on any device), or, with a warning saying why, where the C++ kernels are not built or a
+    transform has no fused kind."""
+    if device.type != "cpu":
+        log.info("id transforms on %s run one feature at a time: recsys::transform_ids has a CPU kernel only", device)
+        return None
     reason = kernels_unavailable()
     if not reason:
         try:

@@ -63,8 +63,17 @@ def assert_same_slot_ids(emb, features):
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_slot_ids_equal_the_modules(name, max_len):
     emb = make_embedding(CONFIGS[name], FEATURES, DIM, TableOptimizerConfig())
+    # pooled slots only: B bags each, known without reading the op's output
+    assert emb.fused_transforms.all_pooled == (name not in {"qr_mult", "mixed"})
     for seed in range(3):
         assert_same_slot_ids(emb, kjt(np.random.default_rng(seed), 7, max_len))
+
+
+def test_off_the_cpu_the_modules_run():
+    """The op has a CPU kernel only; a plan on another device keeps the per-feature modules."""
+    emb = make_embedding(CONFIGS["hash"], FEATURES, DIM, TableOptimizerConfig())
+    assert fused_transforms.fused_transforms_for(emb.plan, torch.device("meta")) is None
+    assert fused_transforms.fused_transforms_for(emb.plan, torch.device("cpu")) is not None
 
 
 def optembed_plan():
