@@ -1,8 +1,8 @@
 """Quality yardstick: full-table DLRM vs the Bayes-optimal AUC and a factorization machine.
 
 Generates ``--rows`` rows of Kaggle-profile synthetic data (full Kaggle cardinalities unless
-``--cardinality-scale`` says otherwise), trains the Kaggle DLRM (dim 16, the default Kaggle
-trainer settings of ``conf/trainer/default.yaml``) with full tables for one epoch, evaluates on
+``--cardinality-scale`` says otherwise), trains the Kaggle DLRM (dim 16, the tuned trainer
+preset ``conf/trainer/kaggle.yaml`` that ``+experiment=kaggle`` uses) with full tables for one epoch, evaluates on
 the test split, and compares with the generator's Bayes-optimal AUC and logloss of the same
 split (known exactly because the generator knows every row's true click probability). In the
 same run, on the same rows, it trains a factorization machine (Rendle, 2010; ``model.arch=fm``,

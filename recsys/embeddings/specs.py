@@ -39,7 +39,10 @@ class TableOptimizerConfig:
     Args:
         kind: exact row-wise Adagrad (one accumulator per row) or exact SGD.
         lr: learning rate.
-        eps: Adagrad's epsilon.
+        eps: Adagrad's epsilon, added to the root of a row's accumulated mean square gradient
+            (FBGEMM's update is ``lr * g / (sqrt(G) + eps)``): a row whose accumulated gradient is
+            below it moves like SGD with rate ``lr / eps``, so a large eps damps rows seen a few
+            times (``conf/trainer/kaggle.yaml`` says why and what it measured).
         weight_decay: L2 decay applied by the fused update.
     """
 
