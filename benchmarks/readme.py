@@ -87,21 +87,26 @@ def render_quality(r: dict) -> str:
     return " ".join(lines)
 
 
+def _met(value: bool) -> str:
+    return "met" if value else "not met"
+
+
 def render_pareto(r: dict) -> str:
     points = r["results"]
     full = next(p for p in points if p["method"] == "full")
-    budgets = sorted({p["budget"] for p in points if p["budget"] < 1.0}, reverse=True)
-    methods = list(dict.fromkeys(p["method"] for p in points if p["method"] != "full"))
-    head = "| method | " + " | ".join(f"1/{round(1 / b)}" for b in budgets) + " | samples/s vs full |"
+    budgets = sorted({p["budget"] for p in points if p["budget"] is not None and p["budget"] < 1.0}, reverse=True)
+    series = [m for m in dict.fromkeys(p["method"] for p in points) if m not in ("full", "optembed")]
+    speed = (f"samples/s vs full (median of {r['speed_repeats']} runs of {r['speed_steps']} steps)"
+             if "speed_steps" in r else "samples/s vs full")
     lines = [
-        f"`bench_pareto.py --rows {r['rows']}`, test AUC at a fraction of the full tables' "
+        f"`bench_pareto.py --rows {r['rows']}`, test AUC after one epoch at a fraction of the full tables' "
         f"{full['full_bytes'] / 1e9:.2f} GB (weights + optimizer state + projections); full tables "
         f"{full['auc']:.4f}, Bayes-optimal {full['bayes_auc']:.4f}:",
         "",
-        head,
+        "| method | " + " | ".join(f"1/{round(1 / b)}" for b in budgets) + f" | {speed} |",
         "|" + "---|" * (len(budgets) + 2),
     ]
-    for method in methods:
+    for method in series:
         mine = {p["budget"]: p for p in points if p["method"] == method}
         cells = []
         for b in budgets:
@@ -112,8 +117,29 @@ def render_pareto(r: dict) -> str:
             used = p["bytes"] / p["full_bytes"]
             cells.append(f"{p['auc']:.4f}" + (f" (uses {used:.3g})" if abs(used - b) > 0.1 * b else ""))
         speeds = [p["speed_vs_full"] for p in mine.values()]
-        lines.append(f"| {method} | " + " | ".join(cells) + f" | {min(speeds):.2f}-{max(speeds):.2f} |")
-    return "\n".join(lines)
+        name = f"{method} ({next(iter(mine.values()))['setting']})" if next(iter(mine.values())).get("setting") else method
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {min(speeds):.2f}-{max(speeds):.2f} |")
+    notes = []
+    if "samples_per_s" in full:
+        s = full["samples_per_s"]
+        notes.append(f"Full tables train at {_k(s['median'])} samples/s (min {_k(s['min'])}, max {_k(s['max'])}).")
+    optembed = next((p for p in points if p["method"] == "optembed"), None)
+    if optembed:
+        notes.append(
+            f"OptEmbed, at the size its search picks ({optembed['knob']}): AUC {optembed['auc']:.4f} with "
+            f"{optembed['bytes_fraction']:.3g} of the full bytes, {optembed['speed_vs_full']:.2f}x full samples/s (its retraining)."
+        )
+    g = r["goals"]
+    if "all_at_least_0.9x_full_speed" in g:
+        goals = [f"every compressed point >= 0.9x full samples/s: {_met(g['all_at_least_0.9x_full_speed'])}"]
+        if "md_1_16_within_0.002" in g:
+            goals.append(f"MD at 1/16 within 0.002 AUC of full ({g['md_1_16_auc_gap_to_full']:+.4f}): {_met(g['md_1_16_within_0.002'])}")
+        if "qr_at_least_hash_everywhere" in g:
+            goals.append(f"QR >= hash at every budget: {_met(g['qr_at_least_hash_everywhere'])}")
+        if "md_1_4_and_1_16_differ" in g:
+            goals.append(f"MD's 1/4 and 1/16 plans differ: {_met(g['md_1_4_and_1_16_differ'])}")
+        notes.append("Goals: " + "; ".join(goals) + ".")
+    return "\n".join(lines + ([""] + [" ".join(notes)] if notes else []))
 
 
 def render_scale_disk_tier(r: dict) -> str:
