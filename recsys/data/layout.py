@@ -25,10 +25,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from recsys.core.io import read_json, write_json
+
+if TYPE_CHECKING:  # the annotation's name only; read_vocab_counts imports numpy when it runs
+    import numpy as np
 
 LABEL = "label"  # the label column of a prepared dataset, whatever the raw file called it
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -113,7 +117,7 @@ def list_shards(root: str | os.PathLike, split: str) -> list[Path]:
     return sorted(split_dir(root, split).glob("part-*.parquet"))
 
 
-def read_vocab_counts(root: str | os.PathLike, feature: str, num_embeddings: int) -> "np.ndarray | None":
+def read_vocab_counts(root: str | os.PathLike, feature: str, num_embeddings: int) -> np.ndarray | None:
     """Training count of each frequency rank of ``feature`` (the OOV row counted as 0), or None
     when the dataset has no vocabulary file for it."""
     import numpy as np

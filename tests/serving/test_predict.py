@@ -17,7 +17,6 @@ from recsys.data.loader import ParquetBatches
 from recsys.serving.config import ExportConfig, PredictConfig
 from recsys.serving.export import export_artifact
 from recsys.serving.predict import predict_files
-from tests.conftest import REPO
 from tests.serving.conftest import SAMPLE
 
 
