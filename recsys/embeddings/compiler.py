@@ -13,7 +13,6 @@ import dataclasses
 import itertools
 import logging
 from collections.abc import Callable
-from typing import Optional
 
 import numpy as np
 
