@@ -21,7 +21,6 @@ one never has the checkpoint's name, and one that does not match its checksums i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+
+from recsys.core.io import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -109,14 +110,6 @@ def make_payload(
     return payload
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _checksum_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
@@ -139,7 +132,7 @@ def save_checkpoint(path: str | os.PathLike, payload: dict, keep: int | None = N
     torch.save(payload, tmp)
     _fsync(tmp)
     checksum_tmp = _checksum_path(tmp)
-    checksum_tmp.write_text(_sha256(tmp) + "\n")
+    checksum_tmp.write_text(file_sha256(tmp) + "\n")
     _fsync(checksum_tmp)
     os.replace(checksum_tmp, _checksum_path(path))  # checksum first: a .pt on disk always has one
     os.replace(tmp, path)
@@ -187,7 +180,7 @@ def save_sharded_checkpoint(path: str | os.PathLike, tensors: dict, payload: dic
         dist.barrier()
     with _dcp_in(distributed):
         dcp.save(tensors, storage_writer=dcp.FileSystemWriter(str(tmp)), no_dist=not distributed)
-    mine = {f.name: _sha256(f) for f in sorted(tmp.glob(f"__{rank}_*"))}  # each rank hashes its own shards
+    mine = {f.name: file_sha256(f) for f in sorted(tmp.glob(f"__{rank}_*"))}  # each rank hashes its own shards
     everyone = [mine]
     if distributed:
         everyone = [None] * dist.get_world_size()
@@ -198,7 +191,7 @@ def save_sharded_checkpoint(path: str | os.PathLike, tensors: dict, payload: dic
     _fsync(tmp / _PAYLOAD_FILE)
     checksums = {name: digest for part in everyone for name, digest in part.items()}
     for name in (".metadata", _PAYLOAD_FILE):
-        checksums[name] = _sha256(tmp / name)
+        checksums[name] = file_sha256(tmp / name)
     (tmp / _CHECKSUMS_FILE).write_text(json.dumps(checksums, indent=1, sort_keys=True) + "\n")
     _fsync(tmp / _CHECKSUMS_FILE)
     _fsync(tmp)
@@ -227,7 +220,7 @@ def _verify_sharded(path: Path) -> None:
             f"{path}: files {sorted(present ^ set(checksums))} missing or not in {_CHECKSUMS_FILE} (torn or damaged write)"
         )
     for name, digest in checksums.items():
-        if _sha256(path / name) != digest:
+        if file_sha256(path / name) != digest:
             raise CorruptCheckpointError(f"{path}: {name} does not match {_CHECKSUMS_FILE} (torn or damaged write)")
 
 
@@ -240,7 +233,7 @@ def verify_checkpoint(path: str | os.PathLike) -> None:
     checksum = _checksum_path(path)
     if not checksum.exists():
         raise CorruptCheckpointError(f"{path}: no checksum file {checksum.name} (torn or foreign checkpoint)")
-    if checksum.read_text().strip() != _sha256(path):
+    if checksum.read_text().strip() != file_sha256(path):
         raise CorruptCheckpointError(f"{path}: contents do not match {checksum.name} (torn or damaged write)")
 
 
