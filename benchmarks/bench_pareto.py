@@ -109,6 +109,8 @@ class ParetoResult:
     results: list[Point]
     goals: dict
     plot: str
+    cardinality_scale: float = 1.0
+    overrides: list[str] = dataclasses.field(default_factory=list)  # Hydra overrides of every job
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -276,7 +278,8 @@ def main(argv=None) -> ParetoResult:
     seconds = time.perf_counter() - started
     print(f"sweep took {seconds / 60:.1f} min")
     out = ParetoResult(args.rows, meta.rows["train"], meta.rows["test"], allocator, args.speed_steps, args.speed_repeats,
-                       args.hash_threshold, seconds, points, goals, str(plot_path))
+                       args.hash_threshold, seconds, points, goals, str(plot_path), args.cardinality_scale,
+                       list(args.overrides))
     save_result(args.json, out)
     print(f"wrote {args.json} and {plot_path}")
     report = args.json.with_name(args.json.stem + "_report.html")  # its numbers: <stem>_report.json

@@ -98,8 +98,11 @@ def render_pareto(r: dict) -> str:
     series = [m for m in dict.fromkeys(p["method"] for p in points) if m not in ("full", "optembed")]
     speed = (f"samples/s vs full (median of {r['speed_repeats']} runs of {r['speed_steps']} steps)"
              if "speed_steps" in r else "samples/s vs full")
+    scale = r.get("cardinality_scale", 1.0)
+    command = " ".join([f"bench_pareto.py --rows {r['rows']}"] + ([f"--cardinality-scale {scale:g}"] if scale != 1.0 else [])
+                       + ([f"--speed-steps {r['speed_steps']}"] if r.get("speed_steps", 200) != 200 else []) + r.get("overrides", []))
     lines = [
-        f"`bench_pareto.py --rows {r['rows']}`, test AUC after one epoch at a fraction of the full tables' "
+        f"`{command}`, test AUC after one epoch at a fraction of the full tables' "
         f"{full['full_bytes'] / 1e9:.2f} GB (weights + optimizer state + projections); full tables "
         f"{full['auc']:.4f}, Bayes-optimal {full['bayes_auc']:.4f}:",
         "",
@@ -157,6 +160,27 @@ def render_scale_disk_tier(r: dict) -> str:
     )
 
 
+def render_kernels(r: dict) -> str:
+    """bench_kernels: each method's recsys-train speed against full tables, and the fused op."""
+    budgets = ",".join(sorted({f"1/{round(1 / p['budget'])}" for p in r["loop"] if p["method"] != "full"}))
+    methods = ",".join(dict.fromkeys(p["method"] for p in r["loop"] if p["method"] != "full"))
+    lines = [
+        f"`bench_kernels.py --methods {methods} --budgets {budgets} --loop-steps {r['loop_steps']}` "
+        f"({r['rows']:,} rows at {r['cardinality_scale']:g} of the Kaggle cardinalities, batch {r['batch_size']}; "
+        f"`recsys-train`'s own loop, {r['loop_steps']} steps per run, median of {r['repeats']} runs interleaved with full tables'):",
+        "",
+        "| method @ budget | samples/s | vs full (median; per repeat) |",
+        "|---|---|---|",
+    ]
+    for p in r["loop"]:
+        per_repeat = ", ".join(f"{x:.2f}" for x in p["vs_full_per_repeat"])
+        lines.append(f"| {p['method']} @ {p['budget']:g} | {_spread(p['samples_per_s'])} | {p['vs_full']:.2f} ({per_repeat}) |")
+    speedups = [p["speedup"] for p in r["transform"]]
+    lines += ["", f"`recsys::transform_ids` against the per-feature modules: {min(speedups):.1f}-{max(speedups):.1f}x faster per "
+              f"batch. Goal (every compressed method >= 0.9x full): {_met(bool(r['goals']['all_at_least_0.9x_full']))}."]
+    return "\n".join(lines)
+
+
 def render_report(r: dict) -> str:
     every, base = r["report_all_runs_s"], r["baseline_global_metrics_s"]
     return (
@@ -174,6 +198,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "pareto": render_pareto,
     "scale_disk_tier": render_scale_disk_tier,
     "report": render_report,
+    "kernels": render_kernels,
 }
 
 

@@ -62,10 +62,13 @@ class ProjectedSum(nn.Module):
     """Mixed-dimension blocks: each block's vectors projected to the common dim, then summed.
 
     Blocks come in frequency order, so their dims never grow: the first ``full`` blocks are at
-    the common dim and are added unprojected; the narrower rest, side by side (B, Σ d_b), go
-    through ONE matmul with their projections stacked, (Σ d_b, dim) = Σ_b e_b P_b. Blocks of
-    dimension 0 hold no slot: their ids contribute nothing (the α rule gave them less than
-    half a FBGEMM dim group).
+    the common dim and are added unprojected (at most one: adjacent ones merge); the narrower
+    rest, side by side (B, Σ d_b), go through ONE matmul with their projections stacked,
+    (Σ d_b, dim) = Σ_b e_b P_b. Blocks of dimension 0 hold no slot: their ids contribute
+    nothing (the α rule, rounded to FBGEMM's multiple of 4 by ``rounding``, gave them 0).
+    Training runs every feature's projections at once
+    (:mod:`recsys.embeddings.grouped_projection`); this per-feature form is the reference and
+    serves the variable-batch layout and export.
     """
 
     def __init__(self, block_dims: List[int], dim: int) -> None:
