@@ -43,6 +43,16 @@ class Sum(nn.Module):
         return x.view(x.shape[0], self.parts, x.shape[1] // self.parts).sum(dim=1)
 
 
+def product_of_parts(x: torch.Tensor, parts: int) -> torch.Tensor:
+    """Element-wise product of the ``parts`` equal-width slot vectors side by side in ``x``:
+    (R, k * d) -> (R, d)."""
+    split = x.reshape(x.shape[0], parts, x.shape[1] // parts)  # (R, k, d)
+    out = split[:, 0]
+    for i in range(1, parts):
+        out = out * split[:, i]
+    return out
+
+
 class Product(nn.Module):
     """Element-wise product of k per-id slots, then pooled (compositional ``mult``)."""
 
@@ -51,11 +61,7 @@ class Product(nn.Module):
         self.parts = parts
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        parts = x.view(x.shape[0], self.parts, x.shape[1] // self.parts)  # (N, k, d)
-        out = parts[:, 0]
-        for i in range(1, self.parts):
-            out = out * parts[:, i]
-        return pool_per_id(out, lengths)
+        return pool_per_id(product_of_parts(x, self.parts), lengths)  # (N, d) products, pooled
 
 
 class ProjectedSum(nn.Module):

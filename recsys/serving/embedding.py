@@ -26,7 +26,7 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
-from recsys.embeddings.combiners import Product, Single
+from recsys.embeddings.combiners import Product, Single, product_of_parts
 from recsys.embeddings.plan import EmbeddingPlan
 from recsys.embeddings.transforms import FrequencyBlocks, Identity, JaggedIds, RemapRows
 from recsys.serving.config import Quantize
@@ -73,11 +73,7 @@ class SingleHotProduct(nn.Module):
         self.parts = parts
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        parts = x.reshape(x.shape[0], self.parts, x.shape[1] // self.parts)  # (B, k, d)
-        out = parts[:, 0]
-        for i in range(1, self.parts):
-            out = out * parts[:, i]
-        return out  # (B, d)
+        return product_of_parts(x, self.parts)  # (B, d)
 
 
 def _serving_transform(transform: nn.Module) -> nn.Module:
