@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import gc
 import subprocess
 import sys
@@ -109,8 +110,7 @@ class ParetoResult:
     results: list[Point]
     goals: dict
     plot: str
-    cardinality_scale: float = 1.0
-    overrides: list[str] = dataclasses.field(default_factory=list)  # Hydra overrides of every job
+    command: str = ""  # the command line that produced this result
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -278,8 +278,8 @@ def main(argv=None) -> ParetoResult:
     seconds = time.perf_counter() - started
     print(f"sweep took {seconds / 60:.1f} min")
     out = ParetoResult(args.rows, meta.rows["train"], meta.rows["test"], allocator, args.speed_steps, args.speed_repeats,
-                       args.hash_threshold, seconds, points, goals, str(plot_path), args.cardinality_scale,
-                       list(args.overrides))
+                       args.hash_threshold, seconds, points, goals, str(plot_path),
+                       shlex.join(["python", "benchmarks/bench_pareto.py", *(sys.argv[1:] if argv is None else argv)]))
     save_result(args.json, out)
     print(f"wrote {args.json} and {plot_path}")
     report = args.json.with_name(args.json.stem + "_report.html")  # its numbers: <stem>_report.json

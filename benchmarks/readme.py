@@ -98,9 +98,7 @@ def render_pareto(r: dict) -> str:
     series = [m for m in dict.fromkeys(p["method"] for p in points) if m not in ("full", "optembed")]
     speed = (f"samples/s vs full (median of {r['speed_repeats']} runs of {r['speed_steps']} steps)"
              if "speed_steps" in r else "samples/s vs full")
-    scale = r.get("cardinality_scale", 1.0)
-    command = " ".join([f"bench_pareto.py --rows {r['rows']}"] + ([f"--cardinality-scale {scale:g}"] if scale != 1.0 else [])
-                       + ([f"--speed-steps {r['speed_steps']}"] if r.get("speed_steps", 200) != 200 else []) + r.get("overrides", []))
+    command = r["command"].removeprefix("python benchmarks/") if r.get("command") else f"bench_pareto.py --rows {r['rows']}"
     lines = [
         f"`{command}`, test AUC after one epoch at a fraction of the full tables' "
         f"{full['full_bytes'] / 1e9:.2f} GB (weights + optimizer state + projections); full tables "
