@@ -17,7 +17,15 @@ RAM, in the same run. Ids are Zipf-skewed frequency ranks (exponent 1: log-unifo
 ``peak_rss_bytes`` is the process's peak resident set after the disk-tier run (mapped file pages
 that were touched count in it). ``--sections disk_tier`` runs only that section.
 
-Not measured here: the issue's MLPerf-1TB-scale disk run (tables 1.5x RAM) and GPU placements.
+``gpu`` (needs CUDA; ``scripts/gpu_check.sh`` runs it): the Kaggle DLRM on one GPU with every
+table in GPU memory, against the tables in host memory behind FBGEMM's GPU cache (``uvm_cache``
+at ``--cache-load-factor``, LRU and LFU) and in host memory read through unified memory
+(``host``), same batches, in the same run. Ids are drawn fresh on the GPU each step, Zipf-skewed
+frequency ranks of each feature (exponent 1), so the cache sees a stream, not a few batches
+again; its hit rate (share of each batch's distinct rows found in the cache, FBGEMM's count,
+LRU only) is taken over the timed steps after ``--gpu-warmup`` steps.
+
+Not measured here: the issue's MLPerf-1TB-scale disk run (tables 1.5x RAM).
 """
 
 from __future__ import annotations
@@ -59,21 +67,29 @@ class ScaleResult:
     cardinality_scale: Optional[float] = None
     threads_per_rank: Optional[int] = None
     disk_tier: Optional[dict] = None
+    gpu: Optional[dict] = None
 
 
-def build(shardable: bool, scale: float):
+def kaggle_dlrm_config():
+    from recsys.models.config import DLRMConfig
+
+    return DLRMConfig(embedding_dim=16, bottom_mlp=[512, 256, 64, 16], top_mlp=[512, 256, 1])
+
+
+def build(shardable: bool, scale: float, embedding: bool = True):
+    """The Kaggle DLRM on the CPU (None without ``embedding``) and its features."""
     from recsys.data.synth_model import KAGGLE_CARDINALITIES
     from recsys.embeddings.build import make_embedding
     from recsys.embeddings.plan import FeatureInfo
     from recsys.embeddings.specs import TableOptimizerConfig
-    from recsys.models.config import DLRMConfig
     from recsys.models.dlrm import DLRM
 
     features = [FeatureInfo(f"C{i + 1}", max(4, int(n * scale)) + 1) for i, n in enumerate(KAGGLE_CARDINALITIES)]
-    config = DLRMConfig(embedding_dim=16, bottom_mlp=[512, 256, 64, 16], top_mlp=[512, 256, 1])
+    if not embedding:
+        return None, features
     torch.manual_seed(0)
     emb = make_embedding({"method": "full"}, features, 16, TableOptimizerConfig(), shardable=shardable)
-    return DLRM(emb, num_dense=13, config=config), features
+    return DLRM(emb, num_dense=13, config=kaggle_dlrm_config()), features
 
 
 def disk_tier(args) -> dict:
@@ -126,6 +142,77 @@ def disk_tier(args) -> dict:
     )
     out["ratio"] = out["samples_per_s"] / out["in_ram_samples_per_s"]
     out["goal_at_least_0_5x_in_ram"] = out["ratio"] >= 0.5
+    return out
+
+
+class ZipfBatches:
+    """Training batches drawn on ``device`` as they are asked for: single-hot Zipf-skewed ranks
+    of each feature (exponent 1: log-uniform ranks), uniform dense values, 25% positives."""
+
+    def __init__(self, features, batch: int, device: torch.device, seed: int = 0) -> None:
+        from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+        self.kjt = KeyedJaggedTensor
+        self.keys = [f.name for f in features]
+        self.log_rows = torch.tensor([float(f.num_embeddings) for f in features], device=device).log().unsqueeze(1)  # (F, 1)
+        self.batch, self.device = batch, device
+        self.lengths = torch.ones(len(features) * batch, dtype=torch.int32, device=device)
+        self.gen = torch.Generator(device=device).manual_seed(seed)
+
+    def __len__(self) -> int:
+        return 1 << 62  # a stream: every index is a new batch
+
+    def __getitem__(self, _: int):
+        u = torch.rand(len(self.keys), self.batch, generator=self.gen, device=self.device)  # (F, B)
+        ids = (torch.exp(u * self.log_rows) - 1).long()  # (F, B) ranks in [0, rows)
+        kjt = self.kjt(keys=self.keys, values=ids.reshape(-1), lengths=self.lengths, stride=self.batch)
+        dense = torch.rand(self.batch, 13, generator=self.gen, device=self.device)
+        labels = (torch.rand(self.batch, generator=self.gen, device=self.device) < 0.25).float()
+        return dense, kjt, labels
+
+
+GPU_PLACEMENTS = [("device", "lru"), ("uvm_cache", "lru"), ("uvm_cache", "lfu"), ("host", "lru")]
+
+
+def gpu(args) -> dict:
+    """Kaggle DLRM steps on one GPU for each placement of the tables, same batch stream."""
+    from recsys.embeddings.build import make_embedding
+    from recsys.embeddings.placement_config import PlacementConfig
+    from recsys.embeddings.specs import TableOptimizerConfig
+    from recsys.models.dlrm import DLRM
+
+    device = torch.device("cuda")
+    _, features = build(False, args.cardinality_scale, embedding=False)
+    config = kaggle_dlrm_config()
+    out = {"device_name": torch.cuda.get_device_name(), "cache_load_factor": args.cache_load_factor,
+           "table_rows": sum(f.num_embeddings for f in features), "placements": []}
+    samples = args.steps * args.batch
+    for tier, algorithm in GPU_PLACEMENTS:
+        placement = PlacementConfig(hot_tier=tier, cache_load_factor=args.cache_load_factor, cache_algorithm=algorithm)
+        torch.manual_seed(0)
+        torch.cuda.reset_peak_memory_stats()
+        emb = make_embedding({"method": "full"}, features, 16, TableOptimizerConfig(), device=device, placement=placement)
+        model = DLRM(emb, num_dense=13, config=config).to(device)
+        data = ZipfBatches(features, args.batch, device)
+        timed_steps(model, model, data, args.gpu_warmup, 1, 0, torch.cuda.synchronize)  # fills the cache
+        if tier == "uvm_cache" and algorithm == "lru":
+            emb.lookup.tbe.reset_uvm_cache_stats()
+        times = timed_steps(model, model, data, args.steps, args.repeats, 0, torch.cuda.synchronize)
+        tiers = emb.tiers() or {}
+        out["placements"].append({
+            "tier": tier,
+            "cache_algorithm": algorithm if tier == "uvm_cache" else None,
+            "samples_per_s": samples / median(times),
+            "min_max": [samples / max(times), samples / min(times)],
+            "hit_rate": tiers.get("hit_rate"),
+            "device_cache_bytes": tiers.get("device_cache_bytes"),
+            "peak_gpu_bytes": torch.cuda.max_memory_allocated(),
+        })
+        del model, emb, data
+        torch.cuda.empty_cache()
+    base = out["placements"][0]["samples_per_s"]
+    for p in out["placements"]:
+        p["vs_device"] = p["samples_per_s"] / base
     return out
 
 
@@ -204,7 +291,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--types", nargs="+", default=["table_wise", "row_wise"], help="sharding types the planner may use")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per rank (the single run gets 2x)")
-    parser.add_argument("--sections", nargs="+", default=["disk_tier", "sharding"], choices=["disk_tier", "sharding"])
+    parser.add_argument("--sections", nargs="+", default=["disk_tier", "sharding"], choices=["disk_tier", "sharding", "gpu"])
+    parser.add_argument("--cache-load-factor", type=float, default=0.2, help="gpu: uvm_cache rows as a share of all rows")
+    parser.add_argument("--gpu-warmup", type=int, default=100, help="gpu: untimed steps that fill the cache first")
     parser.add_argument("--disk-rows", type=int, default=2_000_000, help="table rows of the disk_tier model (26 tables)")
     parser.add_argument("--disk-dim", type=int, default=64)
     parser.add_argument("--disk-ram-share", type=float, default=0.1, help="placement.ram_budget as a share of the table bytes")
@@ -230,6 +319,13 @@ def main() -> None:
         ]
     if "sharding" in args.sections:
         rows += sharding(args, result)
+    if "gpu" in args.sections:
+        result.gpu = gpu(args)
+        for p in result.gpu["placements"]:
+            name = p["tier"] + (f" ({p['cache_algorithm']}, {args.cache_load_factor:g} of rows)" if p["cache_algorithm"] else "")
+            hit = "" if p["hit_rate"] is None else f", hit rate {p['hit_rate']:.4f}"
+            rows.append((f"GPU {name}", p["samples_per_s"], f"samples/s (min {p['min_max'][0]:,.0f}, max {p['min_max'][1]:,.0f}), "
+                         f"{p['vs_device']:.2f}x device{hit}"))
     save_result(args.json, result)
     print(format_table(rows, title=f"global batch {args.batch}, {args.steps} steps x {args.repeats} repeats"))
 

@@ -3,41 +3,71 @@
 # ../shared/ARCHITECTURE.md "The GPU machine"). First send the wheel parts (fbgemm-gpu 1.6.0,
 # torchrec 1.6.1, hydra; ../shared/tools/gpu-wheels.sh) in consecutive device calls, then run
 #   eval "$(bash .gpu/gpu-wheels.sh --install .gpu | tail -1)" && bash scripts/gpu_check.sh
-# in the same call. Budget: under 8 minutes. It runs
-#   1. the gpu-marked tests (device=cuda training/evaluation, no host sync in the forward pass);
-#   2. single-GPU Kaggle DLRM throughput (full Kaggle cardinalities, batch 2048, all tables in GPU
-#      memory) through recsys-train, samples/s from its report.
-# Not measured yet: uvm_cache placement and its hit rates (placement is not built; see issue 7).
-set -euo pipefail
+# in the same call. Budget: about 6 minutes. Every step has its own time limit and runs even when
+# an earlier one failed; logs and JSON go to $OUT (default /tmp/gpu_check). It runs
+#   1. the gpu-marked tests (device=cuda training/evaluation, every GPU placement against device
+#      memory, no host sync in the forward pass);
+#   2. bench_scale's gpu section: the Kaggle DLRM (full Kaggle cardinalities, batch 2048) with the
+#      tables in GPU memory, in uvm_cache (cache_load_factor 0.2, LRU and LFU) and in host memory,
+#      samples/s and hit rates;
+#   3. recsys-train itself on a 1M-row Kaggle-profile synthetic set, tables in GPU memory and in
+#      uvm_cache at 0.2: samples/s, hit rate and AUC from its report;
+#   4. a torchrun (nccl, 1 rank) run through DistributedModelParallel on the GPU.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD:${PYTHONPATH:-}"
+export PYTHONPATH="$PWD:$PWD/kernels:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 OUT=${OUT:-/tmp/gpu_check}
-mkdir -p "$OUT"
+WORK=/tmp/gpu_check_work
+mkdir -p "$OUT" "$WORK"
+status=0
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAME.log, remember failures
+  local name=$1 limit=$2; shift 2
+  echo "== $name ($(date +%T), limit ${limit}s)"
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  tail -n 25 "$OUT/$name.log"
+  echo "== $name: exit $rc"
+  [[ $rc == 0 ]] || status=1
+}
 echo "== environment"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY - <<'PY'
 import importlib
 for name in ["torch", "fbgemm_gpu", "torchrec", "hydra", "omegaconf", "pyarrow", "numpy", "tqdm", "pytest"]:
     try:
         module = importlib.import_module(name)
         print(f"{name} {getattr(module, '__version__', '?')}")
-    except Exception as error:  # report every missing piece, then fail below
+    except Exception as error:  # report every missing piece; the steps below fail on it
         print(f"MISSING {name}: {error}")
 import torch
-assert torch.cuda.is_available(), "no CUDA device visible"
+print("cuda", torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else "NOT AVAILABLE")
 PY
-echo "== gpu tests"
-timeout 240 $PY -m pytest -q -m gpu tests/gpu -p no:cacheprovider 2>&1 | tail -15
-echo "== Kaggle DLRM on one GPU (all tables in GPU memory)"
-DATA="$OUT/kaggle_synth"
-[[ -f "$DATA/meta.json" ]] || timeout 180 $PY -m recsys.cli.synth output="$DATA" profile=kaggle rows=600000 \
-  hydra.run.dir="$OUT/synth_run" 2>&1 | tail -2
-timeout 200 $PY -m recsys.cli.train +experiment=kaggle data.path="$DATA" device=cuda trainer.max_steps=200 \
-  trainer.eval_every_steps=0 trainer.checkpoint_every_steps=0 trainer.progress=false trainer.tensorboard=false \
-  eval.max_batches=20 hydra.run.dir="$OUT/train_device" 2>&1 | tail -3
-$PY - "$OUT/train_device/eval.json" <<'PY'
+step gpu_tests 180 $PY -m pytest -v -m gpu tests/gpu -p no:cacheprovider -W ignore::DeprecationWarning
+step bench_gpu 200 $PY benchmarks/bench_scale.py --sections gpu --steps 50 --repeats 3 --gpu-warmup 100 --json "$OUT/scale_gpu.json"
+DATA="$WORK/kaggle_synth"
+step synth 150 $PY -m recsys.cli.synth output="$DATA" profile=kaggle rows=1000000 hydra.run.dir="$WORK/synth_run"
+mv "$OUT/synth.log" "$WORK/"  # $OUT brings back at most 8 files
+train() {  # train NAME OVERRIDES...: recsys-train on the GPU, 300 steps, its report copied to $OUT/NAME.json
+  local name=$1; shift
+  step "$name" 150 $PY -m recsys.cli.train +experiment=kaggle data.path="$DATA" device=cuda trainer.max_steps=300 \
+    trainer.eval_every_steps=0 trainer.checkpoint_every_steps=0 trainer.progress=false trainer.tensorboard=false \
+    eval.max_batches=20 hydra.run.dir="$WORK/$name" "$@"
+  cp "$WORK/$name/eval.json" "$OUT/$name.json" 2>/dev/null
+  $PY - "$OUT/$name.json" <<'PY'
 import json, sys
-report = json.load(open(sys.argv[1]))
-print(f"device placement: {report['train']['samples_per_s']:,.0f} samples/s over {report['train']['steps']} steps")
+try:
+    report = json.load(open(sys.argv[1]))
+except OSError:
+    sys.exit(f"{sys.argv[1]}: no report")
+tiers = report.get("memory", {}).get("placement") or {}
+print(f"{sys.argv[1]}: {report['train']['samples_per_s']:,.0f} samples/s over {report['train']['steps']} steps, "
+      f"test AUC {report['metrics']['auc']:.4f}, placement {tiers.get('tier', 'device')}, hit rate {tiers.get('hit_rate')}")
 PY
+}
+train train_device
+train train_uvm_cache placement.hot_tier=uvm_cache placement.cache_load_factor=0.2
+step torchrun_nccl 150 $PY -m torch.distributed.run --nproc_per_node=1 -m recsys.cli.train +experiment=kaggle \
+  data.path="$DATA" device=cuda trainer.max_steps=100 trainer.lr_schedule.warmup_steps=0 trainer.lr_schedule.decay_start=1.0 trainer.eval_every_steps=0 trainer.checkpoint_every_steps=0 \
+  trainer.progress=false trainer.tensorboard=false eval.max_batches=10 hydra.run.dir="$WORK/torchrun"
+exit $status

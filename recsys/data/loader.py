@@ -245,14 +245,19 @@ class ParquetBatches:
                     values.append(block.bags[name].values)
                     lengths.append(block.bags[name].lengths.astype(np.int32))
             flat_values, flat_lengths = np.concatenate(values), np.concatenate(lengths)
+            per_key = [len(v) for v in values]
         else:
             flat_values = np.ascontiguousarray(block.sparse).reshape(-1)
             flat_lengths = np.ones(block.sparse.shape[0] * n, np.int32)
+            per_key = [n] * block.sparse.shape[0]
+        # ids per key known here, on the host: a KJT moved to a GPU keeps them, so splitting it
+        # by key there never waits for the device
         sparse = KeyedJaggedTensor(
             keys=list(self.meta.sparse_features),
             values=torch.from_numpy(flat_values),
             lengths=torch.from_numpy(flat_lengths),
             stride=n,
+            length_per_key=per_key,
         )
         batch = Batch(
             dense=torch.from_numpy(np.ascontiguousarray(block.dense)),

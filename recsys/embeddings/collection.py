@@ -63,7 +63,8 @@ class EmbeddingCollection(nn.Module):
             (its tables stay unallocated until then) instead of the direct FBGEMM call.
         placement: tiers of the tables (:mod:`recsys.embeddings.placement`): with a
             ``ram_budget`` that the tables exceed, hot prefixes stay in RAM and cold tails go
-            to disk.
+            to disk; on a GPU, ``hot_tier`` puts the tables in device memory, in host memory
+            behind FBGEMM's GPU cache (``uvm_cache``) or in host memory (``host``).
     """
 
     def __init__(
@@ -84,14 +85,14 @@ class EmbeddingCollection(nn.Module):
         slot_tables = [s.table for s in plan.slots]
         self.lookup: nn.Module
         tiered = tiered_lookup(plan.tables, optimizer, placement, self.device, seed, slot_tables) if placement else None
-        if tiered is not None and shardable:
-            raise NotImplementedError("placement.ram_budget with a sharded run is not built yet")
+        if shardable and placement is not None and (tiered is not None or placement.hot_tier is not None):
+            raise NotImplementedError("placement.ram_budget and placement.hot_tier with a sharded run are not built yet")
         if tiered is not None:
             self.lookup = tiered
         elif shardable:
             self.lookup = ShardableLookup(plan.tables, optimizer, slot_tables, seed=seed)
         else:
-            self.lookup = TableBatchedLookup(plan.tables, optimizer, device=device, seed=seed, slot_tables=slot_tables)
+            self.lookup = TableBatchedLookup(plan.tables, optimizer, device=device, seed=seed, slot_tables=slot_tables, placement=placement)
         self.feature_modules = nn.ModuleList([FeatureModule(f.transform, f.combiner, f.slots) for f in plan.features])
         self.slot_dims = [s.dim for s in plan.slots]
         # the lookup output splits into one column block per feature (split, not slicing: the
@@ -121,8 +122,9 @@ class EmbeddingCollection(nn.Module):
         return self.plan.memory(self.lookup.optimizer_config.kind)
 
     def tiers(self) -> dict | None:
-        """Bytes per placement tier and the hot tier's hit rate; None without tiers."""
-        return self.lookup.tiers() if isinstance(self.lookup, TieredLookup) else None
+        """Bytes per placement tier and the fast tier's hit rate; None for tables wholly in the
+        device's own memory."""
+        return self.lookup.tiers() if isinstance(self.lookup, (TieredLookup, TableBatchedLookup)) else None
 
     def regularization(self) -> torch.Tensor:
         """The methods' extra loss terms (OptEmbed's threshold regulariser); 0 for most.

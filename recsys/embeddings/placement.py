@@ -266,8 +266,6 @@ def tiered_lookup(
     budget = placement.budget_bytes
     if budget is None:
         return None
-    if device.type != "cpu":
-        raise NotImplementedError(f"placement.ram_budget on {device.type} is not built yet (CPU only)")
     kind = TableOptimizer(optimizer.kind)
     hot = hot_rows(tables, budget, kind)
     if all(k == t.num_embeddings for t, k in zip(tables, hot)):

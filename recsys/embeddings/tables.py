@@ -16,13 +16,14 @@ from typing import Optional
 
 import torch
 from fbgemm_gpu.split_embedding_configs import EmbOptimType
-from fbgemm_gpu.split_table_batched_embeddings_ops_common import EmbeddingLocation, PoolingMode
+from fbgemm_gpu.split_table_batched_embeddings_ops_common import CacheAlgorithm, EmbeddingLocation, PoolingMode
 from fbgemm_gpu.split_table_batched_embeddings_ops_training import (
     ComputeDevice,
     SplitTableBatchedEmbeddingBagsCodegen,
 )
 from torch import nn
 
+from recsys.embeddings.placement_config import PlacementConfig
 from recsys.embeddings.specs import FBGEMM_DIM_MULTIPLE, TableOptimizer, TableOptimizerConfig
 
 # rows of one initialisation block: each block has its own seeded generator, so any row range of a
@@ -97,6 +98,16 @@ def fbgemm_optimizer(kind: TableOptimizer | str) -> EmbOptimType:
     return _FBGEMM_OPTIM[TableOptimizer(kind)]
 
 
+# a tier of whole tables on a GPU → FBGEMM's location (torchrec's compute kernels: fused,
+# fused_uvm_caching, fused_uvm)
+_CUDA_LOCATIONS = {
+    "device": EmbeddingLocation.DEVICE,
+    "uvm_cache": EmbeddingLocation.MANAGED_CACHING,
+    "host": EmbeddingLocation.MANAGED,
+}
+_CACHE_ALGORITHMS = {"lru": CacheAlgorithm.LRU, "lfu": CacheAlgorithm.LFU}
+
+
 class TableBatchedLookup(nn.Module):
     """Sum-pooled lookup of all physical tables in one FBGEMM call, optimizer fused in backward.
 
@@ -110,6 +121,10 @@ class TableBatchedLookup(nn.Module):
             default one slot per table. Several slots may share a table.
         host_buffers: FBGEMM's ``preallocated_host_buffers`` (``weights``, ``momentum1``: flat
             float32 tensors, e.g. memory-mapped files), used instead of allocating RAM.
+        placement: the tier of the tables on a GPU (``placement.hot_tier``: ``device`` memory,
+            ``uvm_cache`` with its ``cache_load_factor`` and ``cache_algorithm``, or ``host``
+            memory read through unified memory); default the device's own memory. On the CPU
+            tables are in RAM.
 
     Forward takes the KeyedJaggedTensor layout: ``values`` (N,) int64 ids and ``offsets``
     (S*B + 1,) with slots major, and returns (B, Σ slot dim) float32. With ``bags_per_slot``
@@ -125,6 +140,7 @@ class TableBatchedLookup(nn.Module):
         seed: Optional[int] = 0,
         slot_tables: list[int] | None = None,
         host_buffers: dict[str, torch.Tensor] | None = None,
+        placement: PlacementConfig | None = None,
     ) -> None:
         super().__init__()
         if not tables:
@@ -135,9 +151,22 @@ class TableBatchedLookup(nn.Module):
         self.tables = list(tables)
         self.optimizer_config = optimizer
         device = torch.device(device)
+        placement = placement or PlacementConfig()
+        placement.check_device(device.type)
+        self.tier = placement.tier_on(device.type)
         on_gpu = device.type == "cuda"
-        location = EmbeddingLocation.DEVICE if on_gpu else EmbeddingLocation.HOST
+        location = _CUDA_LOCATIONS[self.tier] if on_gpu else EmbeddingLocation.HOST
         compute = ComputeDevice.CUDA if on_gpu else ComputeDevice.CPU
+        options = {}  # only what differs from FBGEMM's defaults (older FBGEMM lacks preallocated_host_buffers)
+        if host_buffers is not None:
+            options["preallocated_host_buffers"] = host_buffers
+        if self.tier == "uvm_cache":
+            options.update(
+                cache_load_factor=placement.cache_load_factor,
+                cache_algorithm=_CACHE_ALGORITHMS[placement.cache_algorithm],
+                # FBGEMM counts a batch's distinct rows and those it had to fetch (LRU only)
+                gather_uvm_cache_stats=placement.cache_algorithm == "lru",
+            )
         self.tbe = SplitTableBatchedEmbeddingBagsCodegen(
             [(t.num_embeddings, t.dim, location, compute) for t in tables],
             optimizer=fbgemm_optimizer(optimizer.kind),
@@ -147,7 +176,7 @@ class TableBatchedLookup(nn.Module):
             pooling_mode=PoolingMode.SUM,
             device=device,
             feature_table_map=slot_tables,
-            preallocated_host_buffers=host_buffers,
+            **options,
         )
         if seed is not None:
             self.reset_parameters(seed)
@@ -160,7 +189,10 @@ class TableBatchedLookup(nn.Module):
                 weight[start:stop] = init_rows(table, index, seed, start, stop)
 
     def table_weights(self) -> dict[str, torch.Tensor]:
-        """Views of each table's (num_embeddings, dim) weights, by table name."""
+        """Views of each table's (num_embeddings, dim) weights, by table name (the GPU cache of
+        ``uvm_cache`` tables is written back first: FBGEMM's cache holds the newest rows)."""
+        if self.tier == "uvm_cache":
+            self.tbe.flush()
         return {t.name: w for t, w in zip(self.tables, self.tbe.split_embedding_weights())}
 
     @torch.no_grad()
@@ -189,6 +221,27 @@ class TableBatchedLookup(nn.Module):
     @property
     def output_dims(self) -> list[int]:
         return [t.dim for t in self.tables]
+
+    def tiers(self) -> dict | None:
+        """Bytes per tier and the GPU cache's hit rate for ``uvm_cache`` and ``host`` tables on a
+        GPU; None for tables in the device's own memory.
+
+        ``hit_rate`` is the share of each batch's distinct rows that were already in the GPU
+        cache (FBGEMM's unique misses over unique ids, summed over batches; LRU only, None for
+        LFU, whose cache fill does not count misses).
+        """
+        if self.tier not in ("uvm_cache", "host") or not self.tbe.current_device.type == "cuda":
+            return None
+        weights = sum(t.weight_bytes for t in self.tables)
+        out = {"tier": self.tier, "host_bytes": weights, "device_cache_bytes": 0, "hit_rate": None}
+        if self.tier == "uvm_cache":
+            cache = self.tbe.lxu_cache_weights
+            out["device_cache_bytes"] = cache.numel() * cache.element_size()
+            if self.tbe.gather_uvm_cache_stats:
+                stats = self.tbe.get_uvm_cache_stats().tolist()  # calls, ids, unique ids, unique misses, ...
+                out["hit_rate"] = 1.0 - stats[3] / max(stats[2], 1)
+                out["unique_ids"], out["unique_misses"] = int(stats[2]), int(stats[3])
+        return out
 
     def forward(self, values: torch.Tensor, offsets: torch.Tensor, bags_per_slot: list[int] | None = None) -> torch.Tensor:
         if bags_per_slot is None:

@@ -285,9 +285,11 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
         metrics_log.close()
 
     rate = (state.samples - samples_at_start) / max(train_seconds, 1e-9)
-    if model.embedding.tiers() is not None:
-        memory["placement"] = model.embedding.tiers()
-        log.info("placement: hot-tier hit rate %.4f of looked-up ids", memory["placement"]["hit_rate"])
+    tiers = model.embedding.tiers()
+    if tiers is not None:
+        memory["placement"] = tiers
+        if tiers["hit_rate"] is not None:
+            log.info("placement: fast-tier hit rate %.4f", tiers["hit_rate"])
     bayes = load_bayes(cfg.data.path, cfg.eval.split)
     md_path = run_dir / "report.md"
     if leader:

@@ -107,7 +107,11 @@ def test_training_with_a_ram_budget_matches_training_in_ram(tiny_dataset, tmp_pa
     [
         ("placement.cold_tier=ssd", "placement.cold_tier"),
         ("placement.hot_tier=device", "placement.hot_tier"),
+        ("placement.hot_tier=uvm_cache", "placement.hot_tier"),
+        ("placement.hot_tier=disk", "placement.hot_tier"),
         ("placement.ram_budget=lots", "placement.ram_budget"),
+        ("placement.cache_load_factor=0", "placement.cache_load_factor"),
+        ("placement.cache_algorithm=fifo", "placement.cache_algorithm"),
     ],
 )
 def test_a_bad_placement_is_an_error_naming_its_key(override, key):
@@ -128,3 +132,17 @@ def test_a_recipe_keeps_its_placement():
 
     recipe = TrainJobConfig(data=DataConfig(path="x"), placement=PlacementConfig(ram_budget="1GB")).recipe()
     assert recipe_from_dict(recipe_to_dict(recipe)).placement == dataclasses.replace(PlacementConfig(), ram_budget="1GB")
+
+
+def test_a_gpu_refuses_the_ram_budget_split_and_says_what_to_use():
+    with pytest.raises(ValueError, match="placement.ram_budget.*placement.hot_tier=uvm_cache"):
+        PlacementConfig(ram_budget="1GB").check_device("cuda")
+    PlacementConfig(hot_tier="uvm_cache").check_device("cuda")  # whole tables behind FBGEMM's cache
+
+
+def test_whole_tables_default_to_the_devices_own_memory():
+    assert PlacementConfig().tier_on("cuda") == "device"
+    assert PlacementConfig().tier_on("cpu") == "host"
+    assert PlacementConfig(hot_tier="uvm_cache").tier_on("cuda") == "uvm_cache"
+    lookup = make_embedding({"method": "full"}, FEATURES, 16, TableOptimizerConfig(), placement=PlacementConfig(hot_tier="host")).lookup
+    assert lookup.tier == "host" and lookup.tiers() is None  # CPU tables in RAM: no tiers to report
