@@ -43,14 +43,14 @@ for name in ["torch", "fbgemm_gpu", "torchrec", "hydra", "omegaconf", "pyarrow",
 import torch
 print("cuda", torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else "NOT AVAILABLE")
 PY
-step gpu_tests 180 $PY -m pytest -v -m gpu tests/gpu -p no:cacheprovider -W ignore::DeprecationWarning
-step bench_gpu 200 $PY benchmarks/bench_scale.py --sections gpu --steps 50 --repeats 3 --gpu-warmup 100 --json "$OUT/scale_gpu.json"
+step gpu_tests 150 $PY -m pytest -v -m gpu tests/gpu -p no:cacheprovider -W ignore::DeprecationWarning
+step bench_gpu 150 $PY benchmarks/bench_scale.py --sections gpu --steps 50 --repeats 3 --gpu-warmup 100 --json "$OUT/scale_gpu.json"
 DATA="$WORK/kaggle_synth"
-step synth 150 $PY -m recsys.cli.synth output="$DATA" profile=kaggle rows=1000000 hydra.run.dir="$WORK/synth_run"
+step synth 90 $PY -m recsys.cli.synth output="$DATA" profile=kaggle rows=1000000 hydra.run.dir="$WORK/synth_run"
 mv "$OUT/synth.log" "$WORK/"  # $OUT brings back at most 8 files
 train() {  # train NAME OVERRIDES...: recsys-train on the GPU, 300 steps, its report copied to $OUT/NAME.json
   local name=$1; shift
-  step "$name" 150 $PY -m recsys.cli.train +experiment=kaggle data.path="$DATA" device=cuda trainer.max_steps=300 \
+  step "$name" 100 $PY -m recsys.cli.train +experiment=kaggle data.path="$DATA" device=cuda trainer.max_steps=300 \
     trainer.eval_every_steps=0 trainer.checkpoint_every_steps=0 trainer.progress=false trainer.tensorboard=false \
     eval.max_batches=20 hydra.run.dir="$WORK/$name" "$@"
   cp "$WORK/$name/eval.json" "$OUT/$name.json" 2>/dev/null
@@ -67,7 +67,7 @@ PY
 }
 train train_device
 train train_uvm_cache placement.hot_tier=uvm_cache placement.cache_load_factor=0.2
-step torchrun_nccl 150 $PY -m torch.distributed.run --nproc_per_node=1 -m recsys.cli.train +experiment=kaggle \
+step torchrun_nccl 100 $PY -m torch.distributed.run --nproc_per_node=1 -m recsys.cli.train +experiment=kaggle \
   data.path="$DATA" device=cuda trainer.max_steps=100 trainer.lr_schedule.warmup_steps=0 trainer.lr_schedule.decay_start=1.0 trainer.eval_every_steps=0 trainer.checkpoint_every_steps=0 \
   trainer.progress=false trainer.tensorboard=false eval.max_batches=10 hydra.run.dir="$WORK/torchrun"
 exit $status
