@@ -23,7 +23,9 @@ at ``--cache-load-factor``, LRU and LFU) and in host memory read through unified
 (``host``), same batches, in the same run. Ids are drawn fresh on the GPU each step, Zipf-skewed
 frequency ranks of each feature (exponent 1), so the cache sees a stream, not a few batches
 again; its hit rate (share of each batch's distinct rows found in the cache, FBGEMM's count,
-LRU only) is taken over the timed steps after ``--gpu-warmup`` steps.
+LRU only) is taken over the timed steps after ``--gpu-warmup`` steps. The placements are built side
+by side and timed round-robin, at each of ``--gpu-batches``: at the Kaggle batch of 2048 a step is
+bound by kernel launches, not by the lookups, so a large batch shows what the tiers cost.
 
 Not measured here: the issue's MLPerf-1TB-scale disk run (tables 1.5x RAM).
 """
@@ -175,44 +177,68 @@ GPU_PLACEMENTS = [("device", "lru"), ("uvm_cache", "lru"), ("uvm_cache", "lfu"),
 
 
 def gpu(args) -> dict:
-    """Kaggle DLRM steps on one GPU for each placement of the tables, same batch stream."""
+    """Kaggle DLRM steps on one GPU for each placement of the tables: all placements built side by
+    side, each warmed up on its own batch stream (the same for all), then timed round-robin so
+    that clock and allocator drift falls on all alike."""
     from recsys.embeddings.build import make_embedding
     from recsys.embeddings.placement_config import PlacementConfig
     from recsys.embeddings.specs import TableOptimizerConfig
     from recsys.models.dlrm import DLRM
+    from recsys.train.loop import make_dense_optimizer
 
     device = torch.device("cuda")
     _, features = build(False, args.cardinality_scale, embedding=False)
-    config = kaggle_dlrm_config()
     out = {"device_name": torch.cuda.get_device_name(), "cache_load_factor": args.cache_load_factor,
-           "table_rows": sum(f.num_embeddings for f in features), "placements": []}
-    samples = args.steps * args.batch
+           "table_rows": sum(f.num_embeddings for f in features), "steps": args.steps, "repeats": args.repeats,
+           "warmup_steps": args.gpu_warmup, "batches": []}
+    runs = []
     for tier, algorithm in GPU_PLACEMENTS:
         placement = PlacementConfig(hot_tier=tier, cache_load_factor=args.cache_load_factor, cache_algorithm=algorithm)
         torch.manual_seed(0)
-        torch.cuda.reset_peak_memory_stats()
         emb = make_embedding({"method": "full"}, features, 16, TableOptimizerConfig(), device=device, placement=placement)
-        model = DLRM(emb, num_dense=13, config=config).to(device)
-        data = ZipfBatches(features, args.batch, device)
-        timed_steps(model, model, data, args.gpu_warmup, 1, 0, torch.cuda.synchronize)  # fills the cache
-        if tier == "uvm_cache" and algorithm == "lru":
-            emb.lookup.tbe.reset_uvm_cache_stats()
-        times = timed_steps(model, model, data, args.steps, args.repeats, 0, torch.cuda.synchronize)
-        tiers = emb.tiers() or {}
-        out["placements"].append({
-            "tier": tier,
-            "cache_algorithm": algorithm if tier == "uvm_cache" else None,
-            "samples_per_s": samples / median(times),
-            "min_max": [samples / max(times), samples / min(times)],
-            "hit_rate": tiers.get("hit_rate"),
-            "device_cache_bytes": tiers.get("device_cache_bytes"),
-            "peak_gpu_bytes": torch.cuda.max_memory_allocated(),
-        })
-        del model, emb, data
-        torch.cuda.empty_cache()
-    base = out["placements"][0]["samples_per_s"]
-    for p in out["placements"]:
-        p["vs_device"] = p["samples_per_s"] / base
+        model = DLRM(emb, num_dense=13, config=kaggle_dlrm_config()).to(device)
+        runs.append((tier, algorithm, emb, model, make_dense_optimizer(model, "adagrad", 0.01)))
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    for batch in args.gpu_batches:
+        streams = [ZipfBatches(features, batch, device) for _ in runs]
+
+        def steps(run: int, count: int) -> float:
+            _, _, _, model, opt = runs[run]
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(count):
+                dense, kjt, labels = streams[run][0]
+                loss = loss_fn(model(dense, kjt), labels)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            torch.cuda.synchronize()
+            return time.perf_counter() - start
+
+        for run, (tier, algorithm, emb, _, _) in enumerate(runs):
+            steps(run, args.gpu_warmup)  # fills the cache
+            if tier == "uvm_cache" and algorithm == "lru":
+                emb.lookup.tbe.reset_uvm_cache_stats()
+        times = [[] for _ in runs]
+        for _ in range(args.repeats):
+            for run in range(len(runs)):
+                times[run].append(steps(run, args.steps))
+        samples = args.steps * batch
+        placements = []
+        for (tier, algorithm, emb, _, _), seconds in zip(runs, times):
+            tiers = emb.tiers() or {}
+            placements.append({
+                "tier": tier,
+                "cache_algorithm": algorithm if tier == "uvm_cache" else None,
+                "samples_per_s": samples / median(seconds),
+                "min_max": [samples / max(seconds), samples / min(seconds)],
+                "hit_rate": tiers.get("hit_rate"),
+                "device_cache_bytes": tiers.get("device_cache_bytes"),
+            })
+        for p in placements:
+            p["vs_device"] = p["samples_per_s"] / placements[0]["samples_per_s"]
+        out["batches"].append({"batch_size": batch, "placements": placements})
+    out["peak_gpu_bytes_all_placements"] = torch.cuda.max_memory_allocated()
     return out
 
 
@@ -294,6 +320,7 @@ def main() -> None:
     parser.add_argument("--sections", nargs="+", default=["disk_tier", "sharding"], choices=["disk_tier", "sharding", "gpu"])
     parser.add_argument("--cache-load-factor", type=float, default=0.2, help="gpu: uvm_cache rows as a share of all rows")
     parser.add_argument("--gpu-warmup", type=int, default=100, help="gpu: untimed steps that fill the cache first")
+    parser.add_argument("--gpu-batches", type=int, nargs="+", default=[2048, 65536], help="gpu: batch sizes to time")
     parser.add_argument("--disk-rows", type=int, default=2_000_000, help="table rows of the disk_tier model (26 tables)")
     parser.add_argument("--disk-dim", type=int, default=64)
     parser.add_argument("--disk-ram-share", type=float, default=0.1, help="placement.ram_budget as a share of the table bytes")
@@ -321,11 +348,12 @@ def main() -> None:
         rows += sharding(args, result)
     if "gpu" in args.sections:
         result.gpu = gpu(args)
-        for p in result.gpu["placements"]:
-            name = p["tier"] + (f" ({p['cache_algorithm']}, {args.cache_load_factor:g} of rows)" if p["cache_algorithm"] else "")
-            hit = "" if p["hit_rate"] is None else f", hit rate {p['hit_rate']:.4f}"
-            rows.append((f"GPU {name}", p["samples_per_s"], f"samples/s (min {p['min_max'][0]:,.0f}, max {p['min_max'][1]:,.0f}), "
-                         f"{p['vs_device']:.2f}x device{hit}"))
+        for entry in result.gpu["batches"]:
+            for p in entry["placements"]:
+                name = p["tier"] + (f" ({p['cache_algorithm']}, {args.cache_load_factor:g} of rows)" if p["cache_algorithm"] else "")
+                hit = "" if p["hit_rate"] is None else f", hit rate {p['hit_rate']:.4f}"
+                rows.append((f"GPU batch {entry['batch_size']}: {name}", p["samples_per_s"],
+                             f"samples/s (min {p['min_max'][0]:,.0f}, max {p['min_max'][1]:,.0f}), {p['vs_device']:.2f}x device{hit}"))
     save_result(args.json, result)
     print(format_table(rows, title=f"global batch {args.batch}, {args.steps} steps x {args.repeats} repeats"))
 

@@ -44,7 +44,7 @@ import torch
 print("cuda", torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else "NOT AVAILABLE")
 PY
 step gpu_tests 150 $PY -m pytest -v -m gpu tests/gpu -p no:cacheprovider -W ignore::DeprecationWarning
-step bench_gpu 150 $PY benchmarks/bench_scale.py --sections gpu --steps 50 --repeats 3 --gpu-warmup 100 --json "$OUT/scale_gpu.json"
+step bench_gpu 200 $PY benchmarks/bench_scale.py --sections gpu --steps 30 --repeats 5 --gpu-warmup 60 --gpu-batches 2048 65536 --json "$OUT/scale_gpu.json"
 DATA="$WORK/kaggle_synth"
 step synth 90 $PY -m recsys.cli.synth output="$DATA" profile=kaggle rows=1000000 hydra.run.dir="$WORK/synth_run"
 mv "$OUT/synth.log" "$WORK/"  # $OUT brings back at most 8 files
