@@ -11,7 +11,8 @@
 #      tables in GPU memory, in uvm_cache (cache_load_factor 0.2, LRU and LFU) and in host memory,
 #      samples/s and hit rates;
 #   3. recsys-train itself on a 1M-row Kaggle-profile synthetic set, tables in GPU memory and in
-#      uvm_cache at 0.2: samples/s, hit rate and AUC from its report;
+#      uvm_cache at 0.2, $REPEATS (3) times each, interleaved: samples/s, hit rate and AUC from
+#      its report, one JSON line per run in $OUT/train_runs.jsonl;
 #   4. a torchrun (nccl, 1 rank) run through DistributedModelParallel on the GPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -24,11 +25,11 @@ status=0
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAME.log, remember failures
   local name=$1 limit=$2; shift 2
   echo "== $name ($(date +%T), limit ${limit}s)"
-  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  timeout "$limit" "$@" > "$WORK/$name.log" 2>&1
   local rc=$?
-  tail -n 25 "$OUT/$name.log"
+  tail -n 25 "$WORK/$name.log"
   echo "== $name: exit $rc"
-  [[ $rc == 0 ]] || status=1
+  [[ $rc == 0 ]] || { status=1; cp "$WORK/$name.log" "$OUT/"; }  # $OUT brings back at most 8 files
 }
 echo "== environment"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -44,29 +45,32 @@ import torch
 print("cuda", torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else "NOT AVAILABLE")
 PY
 step gpu_tests 150 $PY -m pytest -v -m gpu tests/gpu -p no:cacheprovider -W ignore::DeprecationWarning
+cp "$WORK/gpu_tests.log" "$OUT/"
 step bench_gpu 200 $PY benchmarks/bench_scale.py --sections gpu --steps 30 --repeats 5 --gpu-warmup 60 --gpu-batches 2048 65536 --json "$OUT/scale_gpu.json"
 DATA="$WORK/kaggle_synth"
 step synth 90 $PY -m recsys.cli.synth output="$DATA" profile=kaggle rows=1000000 hydra.run.dir="$WORK/synth_run"
-mv "$OUT/synth.log" "$WORK/"  # $OUT brings back at most 8 files
-train() {  # train NAME OVERRIDES...: recsys-train on the GPU, 300 steps, its report copied to $OUT/NAME.json
+train() {  # train NAME OVERRIDES...: recsys-train on the GPU, 300 steps; a line of its report into $OUT/train_runs.jsonl
   local name=$1; shift
   step "$name" 100 $PY -m recsys.cli.train +experiment=kaggle data.path="$DATA" device=cuda trainer.max_steps=300 \
     trainer.eval_every_steps=0 trainer.checkpoint_every_steps=0 trainer.progress=false trainer.tensorboard=false \
     eval.max_batches=20 hydra.run.dir="$WORK/$name" "$@"
-  cp "$WORK/$name/eval.json" "$OUT/$name.json" 2>/dev/null
-  $PY - "$OUT/$name.json" <<'PY'
+  $PY - "$WORK/$name/eval.json" "$name" >> "$OUT/train_runs.jsonl" <<'PY'
 import json, sys
 try:
     report = json.load(open(sys.argv[1]))
 except OSError:
     sys.exit(f"{sys.argv[1]}: no report")
 tiers = report.get("memory", {}).get("placement") or {}
-print(f"{sys.argv[1]}: {report['train']['samples_per_s']:,.0f} samples/s over {report['train']['steps']} steps, "
-      f"test AUC {report['metrics']['auc']:.4f}, placement {tiers.get('tier', 'device')}, hit rate {tiers.get('hit_rate')}")
+line = {"run": sys.argv[2], "samples_per_s": report["train"]["samples_per_s"], "steps": report["train"]["steps"],
+        "test_auc": report["metrics"]["auc"], "tier": tiers.get("tier", "device"), "hit_rate": tiers.get("hit_rate")}
+print(json.dumps(line))
+print(line, file=sys.stderr)
 PY
 }
-train train_device
-train train_uvm_cache placement.hot_tier=uvm_cache placement.cache_load_factor=0.2
+for repeat in $(seq 1 "${REPEATS:-3}"); do  # interleaved: device, uvm_cache, device, ...
+  train "train_device_$repeat"
+  train "train_uvm_cache_$repeat" placement.hot_tier=uvm_cache placement.cache_load_factor=0.2
+done
 step torchrun_nccl 100 $PY -m torch.distributed.run --nproc_per_node=1 -m recsys.cli.train +experiment=kaggle \
   data.path="$DATA" device=cuda trainer.max_steps=100 trainer.lr_schedule.warmup_steps=0 trainer.lr_schedule.decay_start=1.0 trainer.eval_every_steps=0 trainer.checkpoint_every_steps=0 \
   trainer.progress=false trainer.tensorboard=false eval.max_batches=10 hydra.run.dir="$WORK/torchrun"
