@@ -74,4 +74,6 @@ done
 step torchrun_nccl 100 $PY -m torch.distributed.run --nproc_per_node=1 -m recsys.cli.train +experiment=kaggle \
   data.path="$DATA" device=cuda trainer.max_steps=100 trainer.lr_schedule.warmup_steps=0 trainer.lr_schedule.decay_start=1.0 trainer.eval_every_steps=0 trainer.checkpoint_every_steps=0 \
   trainer.progress=false trainer.tensorboard=false eval.max_batches=10 hydra.run.dir="$WORK/torchrun"
+# the recsys-train runs beside the bench's figures: commit $OUT/scale_gpu.json as benchmarks/results/scale_gpu.json
+$PY benchmarks/gpu_train_summary.py "$OUT/train_runs.jsonl" --into "$OUT/scale_gpu.json" || status=1
 exit $status

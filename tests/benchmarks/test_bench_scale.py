@@ -33,3 +33,20 @@ def test_bench_scale_end_to_end(tmp_path: Path) -> None:
     for key in ("table_bytes", "ram_bytes", "peak_rss_bytes", "samples_per_s", "in_ram_samples_per_s", "disk_bytes"):
         assert tier[key] > 0, key
     assert 0 < tier["hit_rate"] < 1
+
+
+def test_gpu_train_runs_fold_into_the_gpu_result(tmp_path):
+    """gpu_check.sh's recsys-train lines become per-tier medians beside bench_scale's GPU figures."""
+    repo = Path(__file__).resolve().parents[2]
+    runs = tmp_path / "train_runs.jsonl"
+    lines = [("device", 200.0, None), ("uvm_cache", 150.0, 0.7), ("device", 220.0, None), ("uvm_cache", 165.0, 0.7),
+             ("device", 100.0, None), ("uvm_cache", 120.0, 0.7)]
+    runs.write_text("".join(json.dumps({"run": f"r{i}", "samples_per_s": rate, "steps": 300, "test_auc": 0.75, "tier": tier,
+                                        "hit_rate": hit}) + "\n" for i, (tier, rate, hit) in enumerate(lines)))
+    result = tmp_path / "scale_gpu.json"
+    result.write_text(json.dumps({"gpu": {"batches": []}}))
+    subprocess.run([sys.executable, str(repo / "benchmarks" / "gpu_train_summary.py"), str(runs), "--into", str(result)], check=True)
+    tiers = json.loads(result.read_text())["gpu"]["train_cli"]["tiers"]
+    assert tiers["device"]["samples_per_s"] == {"median": 200.0, "min": 100.0, "max": 220.0, "n": 3}
+    assert tiers["uvm_cache"]["vs_device"] == pytest.approx(150.0 / 200.0)
+    assert tiers["uvm_cache"]["hit_rate"] == 0.7
