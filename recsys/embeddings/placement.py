@@ -155,7 +155,8 @@ class TieredLookup(nn.Module):
         if self.on_disk:
             self.disk_dir = self._disk_dir(placement.disk_dir)
             weights_file, momentum_file = COLD_FILES
-            buffers = {"weights": _mapped(self.disk_dir / weights_file, sum(t.num_embeddings * t.dim for t in cold_parts))}
+            self._cold_weights = _mapped(self.disk_dir / weights_file, sum(t.num_embeddings * t.dim for t in cold_parts))
+            buffers = {"weights": self._cold_weights}
             if kind is TableOptimizer.rowwise_adagrad:
                 buffers["momentum1"] = _mapped(self.disk_dir / momentum_file, sum(t.num_embeddings for t in cold_parts))
         self.cold = TableBatchedLookup(
@@ -186,14 +187,27 @@ class TieredLookup(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self, seed: int) -> None:
+        """Each part takes its rows of :func:`init_rows`. The cold file is written with file writes,
+        not through its mapping: the pages go through the page cache without becoming this
+        process's resident memory (a table larger than RAM initialises with a small RSS)."""
         hot = self.hot.tbe.split_embedding_weights()
         cold = iter(self.cold.tbe.split_embedding_weights())
-        for index, (table, k) in enumerate(zip(self.tables, self.hot_counts)):
-            parts = [(hot[index], 0)] + ([(next(cold), k)] if k < table.num_embeddings else [])
-            for weight, first in parts:
-                for start in range(0, weight.shape[0], 16 * INIT_BLOCK_ROWS):
-                    stop = min(start + 16 * INIT_BLOCK_ROWS, weight.shape[0])
-                    weight[start:stop] = init_rows(table, index, seed, first + start, first + stop)
+        file = open(self.disk_dir / COLD_FILES[0], "r+b", buffering=0) if self.on_disk else None  # noqa: SIM115
+        try:
+            for index, (table, k) in enumerate(zip(self.tables, self.hot_counts)):
+                parts = [(hot[index], 0, None)] + ([(next(cold), k, file)] if k < table.num_embeddings else [])
+                for weight, first, target in parts:
+                    for start in range(0, weight.shape[0], 16 * INIT_BLOCK_ROWS):
+                        stop = min(start + 16 * INIT_BLOCK_ROWS, weight.shape[0])
+                        values = init_rows(table, index, seed, first + start, first + stop)
+                        if target is None:
+                            weight[start:stop] = values
+                        else:  # byte offset of these rows in the file the cold weights map
+                            offset = weight[start].data_ptr() - self._cold_weights.data_ptr()
+                            os.pwrite(target.fileno(), values.numpy().tobytes(), offset)
+        finally:
+            if file is not None:
+                file.close()
 
     def table_weights(self) -> dict[str, torch.Tensor]:
         """Each whole table's (num_embeddings, dim) weights by name: a view where the table has

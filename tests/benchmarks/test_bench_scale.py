@@ -19,7 +19,7 @@ SCRIPT = REPO / "benchmarks" / "bench_scale.py"
 def test_bench_scale_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "scale.json"
     cmd = [sys.executable, str(SCRIPT), "--sections", "disk_tier", "sharding", "--cardinality-scale", "0.0005",
-           "--batch", "128", "--steps", "2", "--repeats", "3", "--warmup", "1", "--disk-rows", "26000",
+           "--batch", "128", "--steps", "2", "--repeats", "3", "--warmup", "1", "--disk-scale", "0.0002",
            "--disk-dim", "16", "--disk-dir", str(tmp_path), "--json", str(out)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -32,6 +32,7 @@ def test_bench_scale_end_to_end(tmp_path: Path) -> None:
     tier = result["disk_tier"]
     for key in ("table_bytes", "ram_bytes", "peak_rss_bytes", "samples_per_s", "in_ram_samples_per_s", "disk_bytes"):
         assert tier[key] > 0, key
+    assert tier["in_ram_table_bytes"] < tier["table_bytes"]  # the comparison model is scaled down
     assert 0 < tier["hit_rate"] < 1
 
 
