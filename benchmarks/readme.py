@@ -146,15 +146,17 @@ def render_pareto(r: dict) -> str:
 def render_scale_disk_tier(r: dict) -> str:
     t = r["disk_tier"]
     gb = lambda n: f"{n / 1e9:.2f} GB"  # noqa: E731
+    met = lambda ok: "met" if ok else "**not met**"  # noqa: E731
     return (
-        f"`{r['command'].removeprefix('python ')}` ({t['threads']} torch thread(s)): {gb(t['table_bytes'])} of dim-{t['dim']} tables (weights + row-wise "
-        f"Adagrad state), {t['ram_share']:.0%} of them ({gb(t['tier_ram_bytes'])}) in RAM and {gb(t['disk_bytes'])} in "
-        f"memory-mapped files: {_k(t['samples_per_s'])} samples/s (min {_k(t['min_max'][0])}, max {_k(t['min_max'][1])}) "
-        f"against {_k(t['in_ram_samples_per_s'])} with every table in RAM ({t['ratio']:.2f}x; goal >= 0.5x: "
-        f"{'met' if t['goal_at_least_0_5x_in_ram'] else 'not met'}), hot-tier hit rate {t['hit_rate']:.3f}, peak RSS "
-        f"{gb(t['peak_rss_bytes'])} on a {gb(t['ram_bytes'])} machine. The tables fit in RAM here (the files stay in the "
-        "page cache): this shows the tier works, not the issue's run with tables 1.5x RAM (not run)."
-        + (" Why the all-RAM run (timed second) is slower here is not explained yet." if t["ratio"] > 1 else "")
+        f"`{r['command'].removeprefix('python ')}` ({t['threads']} torch thread(s)): the {t['profile']} profile's tables capped at "
+        f"{t['cap']:,} rows, {t['table_rows']:,} rows of dim {t['dim']}: {gb(t['table_bytes'])} of weights and row-wise Adagrad state, "
+        f"{t['tables_over_ram']:.2f}x this machine's {gb(t['ram_bytes'])} of RAM (goal >= 1.5x: {met(t['goal_tables_at_least_1_5x_ram'])}). "
+        f"{t['ram_share']:.0%} of the bytes ({gb(t['tier_ram_bytes'])}, the hottest rows) in RAM, {gb(t['disk_bytes'])} in memory-mapped "
+        f"files: {_k(t['samples_per_s'])} samples/s (min {_k(t['min_max'][0])}, max {_k(t['min_max'][1])}), hot-tier hit rate "
+        f"{t['hit_rate']:.3f}, peak RSS {gb(t['peak_rss_bytes'])} (goal < 20 GB: {met(t['goal_peak_rss_under_20gb'])}). The same model "
+        f"with its tables scaled to {t['in_ram_scale']:g} of the rows ({gb(t['in_ram_table_bytes'])}, all in RAM), in the same run: "
+        f"{_k(t['in_ram_samples_per_s'])} samples/s (min {_k(t['in_ram_min_max'][0])}, max {_k(t['in_ram_min_max'][1])}); disk tier / "
+        f"in RAM {t['ratio']:.2f}x (goal >= 0.5x: {met(t['goal_at_least_0_5x_in_ram'])})."
     )
 
 

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from recsys.core.units import format_bytes
+from recsys.embeddings.disk_prefetch import RowPrefetcher, advise_random_access
 from recsys.embeddings.placement_config import PlacementConfig
 from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
 from recsys.embeddings.tables import (
@@ -109,9 +110,12 @@ def disk_dir_of(placement: PlacementConfig) -> Path:
 
 
 def _mapped(path: Path, numel: int) -> torch.Tensor:
-    """A fresh zero-filled float32 file of ``numel`` values, memory-mapped (no RAM allocated)."""
+    """A fresh zero-filled float32 file of ``numel`` values, memory-mapped (no RAM allocated) for
+    random access."""
     path.unlink(missing_ok=True)
-    return torch.from_file(str(path), shared=True, size=numel, dtype=torch.float32)
+    mapped = torch.from_file(str(path), shared=True, size=numel, dtype=torch.float32)
+    advise_random_access(mapped)
+    return mapped
 
 
 class TieredLookup(nn.Module):
@@ -162,6 +166,9 @@ class TieredLookup(nn.Module):
         self.cold = TableBatchedLookup(
             cold_parts, optimizer, seed=None, slot_tables=[cold_index[slot_tables[s]] for s in self.cold_slots], host_buffers=buffers
         )
+        self.prefetch = self._prefetcher(buffers) if self.on_disk else None
+        # per slot: its table's index among the cold parts (-1: the table has no cold part)
+        self.register_buffer("slot_cold_table", torch.tensor([cold_index.get(t, -1) for t in slot_tables]), persistent=False)
         self.ram_bytes = sum(k * row_bytes(t, kind) for t, k in zip(tables, hot))
         self.cold_bytes = sum(cold_bytes(tables, hot, kind).values())
         # per slot: rows of its table's hot part (ids below it are hot)
@@ -175,6 +182,19 @@ class TieredLookup(nn.Module):
         self.register_buffer("hits", torch.zeros((), dtype=torch.int64), persistent=False)
         self.register_buffer("lookups", torch.zeros((), dtype=torch.int64), persistent=False)
         self.reset_parameters(seed)
+
+    def _prefetcher(self, buffers: dict[str, torch.Tensor]) -> RowPrefetcher:
+        """Reads ahead the pages of the cold rows a batch looks up, in the weights file and the
+        row-wise optimizer state file (both are touched by the fused backward)."""
+        parts = [(COLD_FILES[0], buffers["weights"], self.cold.tbe.split_embedding_weights())]
+        states = self.cold.tbe.split_optimizer_states()
+        if "momentum1" in buffers and states:
+            parts.append((COLD_FILES[1], buffers["momentum1"], [state[0] for state in states]))
+        files = []
+        for name, base, views in parts:
+            starts = [view.data_ptr() - base.data_ptr() for view in views]  # bytes into the file
+            files.append((self.disk_dir / name, starts, [view[0].numel() * view.element_size() for view in views]))  # bytes per row
+        return RowPrefetcher(files)
 
     def _disk_dir(self, configured: Optional[str]) -> Path:
         if configured is not None:
@@ -245,6 +265,9 @@ class TieredLookup(nn.Module):
         id_bag = torch.repeat_interleave(torch.arange(lengths.numel()), lengths, output_size=values.numel())  # (N,)
         limit = self.slot_hot_rows[bag_slot][id_bag]  # (N,) first cold row of each id's table
         hot = values < limit  # (N,)
+        cold_values = (values - limit)[~hot]
+        if self.prefetch is not None:
+            self.prefetch(self.slot_cold_table[bag_slot[id_bag]][~hot], cold_values)
         with torch.no_grad():
             self.hits += hot.sum()
             self.lookups += values.numel()
@@ -253,7 +276,6 @@ class TieredLookup(nn.Module):
         out = self.hot(values[hot], hot_offsets, bags_per_slot)  # like the unsplit lookup's
         cold_bags = torch.isin(bag_slot, torch.tensor(self.cold_slots))  # (bags,)
         cold_offsets = torch.ops.fbgemm.asynchronous_complete_cumsum((lengths - hot_lengths)[cold_bags])
-        cold_values = (values - limit)[~hot]
         if bags_per_slot is None:
             cold_out = self.cold(cold_values, cold_offsets)  # (B, Σ cold slot dims)
             return out.index_add(1, self.cold_columns, cold_out)  # (B, Σ slot dims)

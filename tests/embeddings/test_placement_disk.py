@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from recsys.data.config import DataConfig
 from recsys.embeddings.placement import check_disk_space, cold_bytes, hot_rows
@@ -71,3 +72,19 @@ def test_a_run_whose_cold_tables_exceed_the_disk_fails_before_training(tiny_data
 
     cfg.placement = PlacementConfig(ram_budget="2KB", disk_dir=str(small_disk("1m") / "tables"))
     assert train(cfg, tmp_path / "fits").steps == 2  # the same plan on a disk that holds it trains
+
+
+def test_the_prefetcher_queues_the_pages_of_the_rows_asked_for(tmp_path):
+    from recsys.embeddings.disk_prefetch import PAGE_BYTES, RowPrefetcher, advise_random_access
+
+    path = tmp_path / "cold.f32"
+    mapped = torch.from_file(str(path), shared=True, size=PAGE_BYTES, dtype=torch.float32)  # 4 pages
+    advise_random_access(mapped)
+    # table 0: rows of 256 bytes from byte 0; table 1: rows of 96 bytes from byte 2 * PAGE_BYTES
+    prefetch = RowPrefetcher([(path, [0, 2 * PAGE_BYTES], [256, 96])])
+    rows_per_page = PAGE_BYTES // 256
+    assert prefetch(torch.tensor([0, 0]), torch.tensor([0, 1])) == 1  # two rows on one page
+    assert prefetch(torch.tensor([0, 0]), torch.tensor([0, rows_per_page])) == 2
+    straddling = PAGE_BYTES // 96  # this row of table 1 starts on one page and ends on the next
+    assert prefetch(torch.tensor([1]), torch.tensor([straddling])) == 2
+    prefetch.close()

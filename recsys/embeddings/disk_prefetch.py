@@ -1,0 +1,64 @@
+"""Reading the cold rows a batch needs from disk before its lookup touches them.
+
+The cold tails of tiered tables (:mod:`recsys.embeddings.placement`) are memory-mapped files.
+A lookup that touches a row whose page is not in the page cache stops on a page fault until
+the disk returns it, one fault after another: with the files larger than RAM, a step waited on
+hundreds of serial reads. Before the lookup, :class:`RowPrefetcher` asks the kernel to read
+every page the batch's cold rows sit on (``posix_fadvise(WILLNEED)``: the reads are queued
+together and proceed in parallel, the call does not wait), so the faults that follow find the
+pages cached. The mappings are also marked for random access (``madvise(MADV_RANDOM)``): a
+fault then reads its own page, not the 128 KB of readahead meant for sequential reads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+
+import torch
+
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+_MADV_RANDOM = 1
+
+
+def advise_random_access(mapped: torch.Tensor) -> None:
+    """Tell the kernel the pages of ``mapped`` (a memory-mapped tensor) are read at random."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    size = mapped.numel() * mapped.element_size()
+    if size and libc.madvise(ctypes.c_void_p(mapped.data_ptr()), ctypes.c_size_t(size), _MADV_RANDOM) != 0:
+        raise OSError(ctypes.get_errno(), "madvise(MADV_RANDOM) failed on a cold table file")
+
+
+class RowPrefetcher:
+    """Queues the reads of the pages that given rows of given tables sit on, in one or more files.
+
+    Args:
+        files: per file, its path, the byte offset of each table's first row in it and each
+            table's bytes per row (a weights file: dim * 4; a row-wise state file: 4).
+    """
+
+    def __init__(self, files: list[tuple[Path, list[int], list[int]]]) -> None:
+        self.fds = [os.open(path, os.O_RDONLY) for path, _, _ in files]
+        self.starts = [torch.tensor(starts, dtype=torch.int64) for _, starts, _ in files]
+        self.row_bytes = [torch.tensor(sizes, dtype=torch.int64) for _, _, sizes in files]
+
+    def __call__(self, tables: torch.Tensor, rows: torch.Tensor) -> int:
+        """Queue the pages of ``rows`` (N,) of ``tables`` (N,); returns how many pages."""
+        queued = 0
+        for fd, starts, row_bytes in zip(self.fds, self.starts, self.row_bytes):
+            first = starts[tables] + rows * row_bytes[tables]  # (N,) byte offset of each row
+            last = first + row_bytes[tables] - 1  # a row may straddle two pages
+            pages = torch.unique(torch.cat([first, last]) // PAGE_BYTES)
+            for page in pages.tolist():
+                os.posix_fadvise(fd, page * PAGE_BYTES, PAGE_BYTES, os.POSIX_FADV_WILLNEED)
+            queued += pages.numel()
+        return queued
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+
+    def __del__(self) -> None:
+        self.close()
