@@ -209,7 +209,9 @@ class TieredLookup(nn.Module):
     def reset_parameters(self, seed: int) -> None:
         """Each part takes its rows of :func:`init_rows`. The cold file is written with file writes,
         not through its mapping: the pages go through the page cache without becoming this
-        process's resident memory (a table larger than RAM initialises with a small RSS)."""
+        process's resident memory (a table larger than RAM initialises with a small RSS), and
+        synced, so that the first training steps do not wait on the writeback of the initial
+        values."""
         hot = self.hot.tbe.split_embedding_weights()
         cold = iter(self.cold.tbe.split_embedding_weights())
         file = open(self.disk_dir / COLD_FILES[0], "r+b", buffering=0) if self.on_disk else None  # noqa: SIM115
@@ -225,6 +227,8 @@ class TieredLookup(nn.Module):
                         else:  # byte offset of these rows in the file the cold weights map
                             offset = weight[start].data_ptr() - self._cold_weights.data_ptr()
                             os.pwrite(target.fileno(), values.numpy().tobytes(), offset)
+            if file is not None:  # written to disk now: training then starts with no backlog of dirty pages
+                os.fsync(file.fileno())
         finally:
             if file is not None:
                 file.close()
