@@ -143,6 +143,20 @@ def render_pareto(r: dict) -> str:
     return "\n".join(lines + ([""] + [" ".join(notes)] if notes else []))
 
 
+def render_scale(r: dict) -> str:
+    """bench_scale's sharding section: one process against 2 gloo ranks sharded by DMP."""
+    met = "met" if r["goal_sharded_at_least_0_8x"] else "**not met**"
+    return (
+        f"`{r['command'].removeprefix('python ')}`: the Kaggle DLRM ({r['table_rows']:,} table rows, Kaggle cardinalities x "
+        f"{r['cardinality_scale']:g}), global batch {r['batch_size']}, {r['repeats']} x {r['steps']} steps: one process "
+        f"({2 * r['threads_per_rank']} torch threads) {_k(r['single_samples_per_s'])} samples/s (min {_k(r['single_min_max'][0])}, max "
+        f"{_k(r['single_min_max'][1])}); {r['sharded_world_size']} gloo ranks ({r['threads_per_rank']} thread each), tables sharded by "
+        f"DistributedModelParallel ({', '.join(r['sharding_types'])}) {_k(r['sharded_samples_per_s'])} samples/s (min "
+        f"{_k(r['sharded_min_max'][0])}, max {_k(r['sharded_min_max'][1])}): {r['ratio']:.2f}x (goal >= 0.8x: {met}). On 2 cores 2 ranks "
+        "cannot be faster than one process: the ratio is the cost of sharding."
+    )
+
+
 def render_scale_disk_tier(r: dict) -> str:
     t = r["disk_tier"]
     gb = lambda n: f"{n / 1e9:.2f} GB"  # noqa: E731

@@ -2,17 +2,18 @@
 
 Vocabularies are frequency-ranked, so row r of a full table is the r-th most frequent id
 (the prefix split of mixed-dimension blocks, Ginart et al., 2021, relies on the same fact).
-:func:`hot_rows` cuts every table at one frequency rank K, the largest whose rows (weights and
-fused-optimizer state) fit ``placement.ram_budget``; rows ``[0, K)`` form a hot table and rows
-``[K, n)`` a cold table of the same dim. :class:`TieredLookup` routes each looked-up id to its
-part and adds the two pooled vectors (sum pooling commutes with the split), so every method's
-tables get tiers alike, behind the same interface as
+:func:`hot_rows` cuts every table at one frequency rank K, the largest whose weights, with the
+optimizer state of every row, fit ``placement.ram_budget``; rows ``[0, K)`` form a hot table and
+rows ``[K, n)`` a cold table of the same dim. :class:`TieredLookup` routes each looked-up id to
+its part and adds the two pooled vectors (sum pooling commutes with the split), so every
+method's tables get tiers alike, behind the same interface as
 :class:`~recsys.embeddings.tables.TableBatchedLookup`.
 
-The cold tables' weights and row-wise Adagrad state are memory-mapped files
-(``torch.from_file(shared=True)``) handed to FBGEMM's CPU table-batched lookup as its host
-buffers: no table is ever allocated in RAM whole, the fused optimizer writes through to the
-file, and the OS page cache is the RAM tier in front of the disk.
+The cold tables' weights are a memory-mapped file (``torch.from_file(shared=True)``) handed to
+FBGEMM's CPU table-batched lookup as its host buffer: no table is ever allocated in RAM whole,
+the fused optimizer writes through to the file, and the OS page cache is the RAM tier in front
+of the disk. Their row-wise Adagrad state (4 bytes a row) stays in RAM. Before each lookup the
+pages of the batch's cold rows are read ahead together (:mod:`recsys.embeddings.disk_prefetch`).
 """
 
 from __future__ import annotations
@@ -43,27 +44,31 @@ from recsys.embeddings.tables import (
 log = logging.getLogger(__name__)
 
 
-def row_bytes(table: PhysicalTable, kind: TableOptimizer) -> int:
-    """RAM one row of ``table`` takes: its weights and its fused-optimizer state."""
-    return (table.weight_bytes + optimizer_state_bytes(table, kind)) // table.num_embeddings
+def state_bytes(table: PhysicalTable, kind: TableOptimizer) -> int:
+    """Bytes of fused-optimizer state of ``table`` (row-wise Adagrad: 4 a row). It stays in RAM
+    for every row, the cold ones included: at 1/dim of the weights it is small, and on disk it
+    would double the pages a cold lookup reads (its backward reads and writes the state too)."""
+    return optimizer_state_bytes(table, kind)
 
 
 def hot_rows(tables: list[PhysicalTable], budget: int, kind: TableOptimizer) -> list[int]:
     """Rows K_t of each table's hot prefix: every table cut at the same frequency rank K, the
-    largest with Σ_t min(K, n_t) · row_bytes_t ≤ ``budget`` (K_t = min(K, n_t)). Ranks of
-    different features are not comparable counts, so the rule treats equal ranks as equally hot."""
-    sizes = [row_bytes(t, kind) for t in tables]
+    largest with Σ_t min(K, n_t) · weight_row_bytes_t + Σ_t state_t ≤ ``budget`` (K_t = min(K, n_t)).
+    Ranks of different features are not comparable counts, so the rule treats equal ranks as
+    equally hot."""
+    sizes = [t.dim * 4 for t in tables]
+    state = sum(state_bytes(t, kind) for t in tables)
 
     def cost(rank: int) -> int:
-        return sum(min(rank, t.num_embeddings) * size for t, size in zip(tables, sizes))
+        return state + sum(min(rank, t.num_embeddings) * size for t, size in zip(tables, sizes))
 
     longest = max(t.num_embeddings for t in tables)
     if cost(longest) <= budget:
         return [t.num_embeddings for t in tables]
     if cost(1) > budget:
         raise ValueError(
-            f"placement.ram_budget={format_bytes(budget)} is below one hot row per table "
-            f"({len(tables)} tables need {format_bytes(cost(1))})"
+            f"placement.ram_budget={format_bytes(budget)} is below the optimizer state of every row ({format_bytes(state)}, "
+            f"kept in RAM) plus one hot row per table: {len(tables)} tables need {format_bytes(cost(1))}"
         )
     fits, over = 1, longest  # cost(fits) <= budget < cost(over)
     while over - fits > 1:
@@ -72,13 +77,13 @@ def hot_rows(tables: list[PhysicalTable], budget: int, kind: TableOptimizer) -> 
     return [min(fits, t.num_embeddings) for t in tables]
 
 
-def cold_bytes(tables: list[PhysicalTable], hot: list[int], kind: TableOptimizer) -> dict[str, int]:
-    """Bytes of each cold tail (weights and fused-optimizer state), by table name; tables with
-    no cold rows are left out."""
-    return {t.name: (t.num_embeddings - k) * row_bytes(t, kind) for t, k in zip(tables, hot) if k < t.num_embeddings}
+def cold_bytes(tables: list[PhysicalTable], hot: list[int]) -> dict[str, int]:
+    """Bytes of each cold tail's weights (its optimizer state stays in RAM), by table name;
+    tables with no cold rows are left out."""
+    return {t.name: (t.num_embeddings - k) * t.dim * 4 for t, k in zip(tables, hot) if k < t.num_embeddings}
 
 
-COLD_FILES = ("cold_weights.f32", "cold_momentum1.f32")
+COLD_FILE = "cold_weights.f32"
 
 
 def check_disk_space(cold: dict[str, int], directory: Path) -> None:
@@ -89,7 +94,8 @@ def check_disk_space(cold: dict[str, int], directory: Path) -> None:
     while not existing.exists():
         existing = existing.parent
     free = shutil.disk_usage(existing).free
-    free += sum(os.stat(directory / name).st_blocks * 512 for name in COLD_FILES if (directory / name).exists())
+    if (directory / COLD_FILE).exists():
+        free += os.stat(directory / COLD_FILE).st_blocks * 512
     need = sum(cold.values())
     if need <= free:
         return
@@ -97,7 +103,7 @@ def check_disk_space(cold: dict[str, int], directory: Path) -> None:
     listed = ", ".join(f"{name} {format_bytes(b)}" for name, b in largest[:10])
     more = f" and {len(largest) - 10} more" if len(largest) > 10 else ""
     raise ValueError(
-        f"placement: the cold tables need {format_bytes(need)} ({need:,} bytes: weights + optimizer state) "
+        f"placement: the cold tables need {format_bytes(need)} ({need:,} bytes of weights) "
         f"on disk, but {directory} has {format_bytes(free)} ({free:,} bytes) free; tables: {listed}{more}. "
         "Set placement.disk_dir to a larger disk, or raise placement.ram_budget"
     )
@@ -158,19 +164,16 @@ class TieredLookup(nn.Module):
         buffers = None
         if self.on_disk:
             self.disk_dir = self._disk_dir(placement.disk_dir)
-            weights_file, momentum_file = COLD_FILES
-            self._cold_weights = _mapped(self.disk_dir / weights_file, sum(t.num_embeddings * t.dim for t in cold_parts))
-            buffers = {"weights": self._cold_weights}
-            if kind is TableOptimizer.rowwise_adagrad:
-                buffers["momentum1"] = _mapped(self.disk_dir / momentum_file, sum(t.num_embeddings for t in cold_parts))
+            self._cold_weights = _mapped(self.disk_dir / COLD_FILE, sum(t.num_embeddings * t.dim for t in cold_parts))
+            buffers = {"weights": self._cold_weights}  # the optimizer state FBGEMM allocates, in RAM
         self.cold = TableBatchedLookup(
             cold_parts, optimizer, seed=None, slot_tables=[cold_index[slot_tables[s]] for s in self.cold_slots], host_buffers=buffers
         )
-        self.prefetch = self._prefetcher(buffers) if self.on_disk else None
+        self.prefetch = self._prefetcher(buffers["weights"]) if self.on_disk else None
         # per slot: its table's index among the cold parts (-1: the table has no cold part)
         self.register_buffer("slot_cold_table", torch.tensor([cold_index.get(t, -1) for t in slot_tables]), persistent=False)
-        self.ram_bytes = sum(k * row_bytes(t, kind) for t, k in zip(tables, hot))
-        self.cold_bytes = sum(cold_bytes(tables, hot, kind).values())
+        self.ram_bytes = sum(k * t.dim * 4 + state_bytes(t, kind) for t, k in zip(tables, hot))
+        self.cold_bytes = sum(cold_bytes(tables, hot).values())
         # per slot: rows of its table's hot part (ids below it are hot)
         self.register_buffer("slot_hot_rows", torch.tensor([hot[t] for t in slot_tables], dtype=torch.int64), persistent=False)
         dims = [tables[t].dim for t in slot_tables]
@@ -183,18 +186,11 @@ class TieredLookup(nn.Module):
         self.register_buffer("lookups", torch.zeros((), dtype=torch.int64), persistent=False)
         self.reset_parameters(seed)
 
-    def _prefetcher(self, buffers: dict[str, torch.Tensor]) -> RowPrefetcher:
-        """Reads ahead the pages of the cold rows a batch looks up, in the weights file and the
-        row-wise optimizer state file (both are touched by the fused backward)."""
-        parts = [(COLD_FILES[0], buffers["weights"], self.cold.tbe.split_embedding_weights())]
-        states = self.cold.tbe.split_optimizer_states()
-        if "momentum1" in buffers and states:
-            parts.append((COLD_FILES[1], buffers["momentum1"], [state[0] for state in states]))
-        files = []
-        for name, base, views in parts:
-            starts = [view.data_ptr() - base.data_ptr() for view in views]  # bytes into the file
-            files.append((self.disk_dir / name, starts, [view[0].numel() * view.element_size() for view in views]))  # bytes per row
-        return RowPrefetcher(files)
+    def _prefetcher(self, weights: torch.Tensor) -> RowPrefetcher:
+        """Reads ahead the pages of the cold rows a batch looks up in the weights file."""
+        views = self.cold.tbe.split_embedding_weights()
+        starts = [view.data_ptr() - weights.data_ptr() for view in views]  # bytes into the file
+        return RowPrefetcher([(self.disk_dir / COLD_FILE, starts, [view.shape[1] * view.element_size() for view in views])])
 
     def _disk_dir(self, configured: Optional[str]) -> Path:
         if configured is not None:
@@ -214,7 +210,7 @@ class TieredLookup(nn.Module):
         values."""
         hot = self.hot.tbe.split_embedding_weights()
         cold = iter(self.cold.tbe.split_embedding_weights())
-        file = open(self.disk_dir / COLD_FILES[0], "r+b", buffering=0) if self.on_disk else None  # noqa: SIM115
+        file = open(self.disk_dir / COLD_FILE, "r+b", buffering=0) if self.on_disk else None  # noqa: SIM115
         try:
             for index, (table, k) in enumerate(zip(self.tables, self.hot_counts)):
                 parts = [(hot[index], 0, None)] + ([(next(cold), k, file)] if k < table.num_embeddings else [])
@@ -312,7 +308,7 @@ def tiered_lookup(
         log.info("placement: all tables fit placement.ram_budget=%s in RAM", format_bytes(budget))
         return None
     if placement.cold_tier == "disk":
-        check_disk_space(cold_bytes(tables, hot, kind), disk_dir_of(placement))
+        check_disk_space(cold_bytes(tables, hot), disk_dir_of(placement))
     lookup = TieredLookup(tables, hot, optimizer, placement, seed=seed, slot_tables=slot_tables)
     tiers = lookup.tiers()
     log.info(
