@@ -243,6 +243,13 @@ class TieredLookup(nn.Module):
     def output_dims(self) -> list[int]:
         return [t.dim for t in self.tables]
 
+    def get_learning_rate(self) -> float:
+        return self.hot.get_learning_rate()
+
+    def set_learning_rate(self, lr: float) -> None:
+        self.hot.set_learning_rate(lr)
+        self.cold.set_learning_rate(lr)
+
     @property
     def hit_rate(self) -> float:
         return float(self.hits) / max(int(self.lookups), 1)

@@ -222,6 +222,13 @@ class TableBatchedLookup(nn.Module):
     def output_dims(self) -> list[int]:
         return [t.dim for t in self.tables]
 
+    def get_learning_rate(self) -> float:
+        return self.tbe.get_learning_rate()
+
+    def set_learning_rate(self, lr: float) -> None:
+        """The fused optimizer's rate from the next backward on (a schedule sets it each step)."""
+        self.tbe.set_learning_rate(lr)
+
     def tiers(self) -> dict | None:
         """Bytes per tier and the GPU cache's hit rate for ``uvm_cache`` and ``host`` tables on a
         GPU; None for tables in the device's own memory.

@@ -129,6 +129,27 @@ def shard_model(model: DLRM, cfg: TrainJobConfig, world: World, device: torch.de
     return dmp
 
 
+class ShardedTableRates:
+    """The learning rate of a DistributedModelParallel's fused table optimizers, as one value (what
+    :class:`~recsys.train.schedule.LRScheduler` sets each step). torchrec keeps each sharded
+    table-batched lookup's rate in its fused optimizer's param groups and hands it to FBGEMM on
+    ``step()``; the update itself happens in the backward, so ``step()`` changes nothing else."""
+
+    def __init__(self, dmp: DistributedModelParallel) -> None:
+        self.optimizer = dmp.fused_optimizer
+
+    def get_learning_rate(self) -> float:
+        rates = {float(group["lr"]) for group in self.optimizer.param_groups}
+        if len(rates) != 1:
+            raise ValueError(f"the sharded tables' fused optimizers have different learning rates: {sorted(rates)}")
+        return rates.pop()
+
+    def set_learning_rate(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+
+
 def evaluate_sharded(model: torch.nn.Module, batches, device: str) -> CTRMetrics:
     """Metrics over every rank's slice of every batch (all ranks must call it)."""
     probs, labels = predict(model, batches, device)

@@ -30,7 +30,15 @@ from recsys.train.checkpointing import Checkpointer
 from recsys.train.config import DenseOptimizer, TrainJobConfig
 from recsys.train.schedule import LRScheduler, warn_if_few_steps
 from recsys.train.selection import SelectionState, adopt_best, link_best
-from recsys.train.distributed import World, agreed_run_dir, evaluate_sharded, join_world, leave_world, shard_model
+from recsys.train.distributed import (
+    ShardedTableRates,
+    World,
+    agreed_run_dir,
+    evaluate_sharded,
+    join_world,
+    leave_world,
+    shard_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +209,7 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
     if tcfg.max_steps is not None:
         total_steps = min(total_steps, tcfg.max_steps)
     warn_if_few_steps(meta.rows["train"], cfg.data.batch_size, tcfg.epochs)
-    scheduler = LRScheduler(tcfg.lr_schedule, total_steps, dense_opt, getattr(model.embedding.lookup, "tbe", None))
+    scheduler = LRScheduler(tcfg.lr_schedule, total_steps, dense_opt, ShardedTableRates(net) if world else model.embedding.lookup)
     stopped_early = False
     train_seconds, loss_value = 0.0, float("nan")
     samples_at_start = state.samples

@@ -48,13 +48,10 @@ class LRScheduler:
         self.cfg = cfg
         self.total_steps = total_steps
         self.dense = dense
-        self.tables = tables  # FBGEMM TBE: get_learning_rate / set_learning_rate
+        self.tables = tables  # the table lookup, or a sharded model's fused optimizers: get/set_learning_rate
         self.dense_base = [group["lr"] for group in dense.param_groups]
         self.constant = cfg.warmup_steps == 0 and cfg.decay_start >= 1.0
-        if tables is None and not self.constant:
-            raise ValueError("trainer.lr_schedule: sharded tables (torchrun) do not take a schedule yet; "
-                             "leave warmup_steps=0 and decay_start=1.0")
-        self.table_base = tables.get_learning_rate() if tables is not None else None
+        self.table_base = tables.get_learning_rate()
 
     def set_step(self, step: int) -> float:
         """Set the rates of the update at ``step``; returns the factor applied."""
