@@ -23,7 +23,13 @@ class ModelArch(str, enum.Enum):
 
 @dataclasses.dataclass
 class DLRMConfig:
-    """Layer sizes. ``bottom_mlp`` ends at ``embedding_dim``; ``top_mlp`` ends at 1.
+    """Layer sizes and options. ``bottom_mlp`` ends at ``embedding_dim``; ``top_mlp`` ends at 1.
+
+    ``fm_component`` (DeepFM's: the pairwise dot products' sum added to the logit),
+    ``first_order`` (a learned constant vector in the interaction: per-id first-order weights),
+    ``dense_norm`` (batch-normalised dense inputs) and ``bottom_last_relu=False`` (a signed dense
+    vector) give the embeddings a direct path to the logit; :mod:`recsys.models.dlrm` says why.
+    The defaults are the reference DLRM's; ``conf/model/kaggle.yaml`` turns all four on.
 
     ``arch=fm`` builds a factorization machine over the same embedding tables instead (it uses
     ``embedding_dim`` only): the baseline that ``benchmarks/bench_quality.py`` trains beside the DLRM.
@@ -36,6 +42,10 @@ class DLRMConfig:
     bottom_mlp: list[int] = dataclasses.field(default_factory=lambda: [512, 256, 64, 16])
     top_mlp: list[int] = dataclasses.field(default_factory=lambda: [512, 256, 1])
     arch: ModelArch = ModelArch.dlrm
+    fm_component: bool = False
+    first_order: bool = False
+    dense_norm: bool = False
+    bottom_last_relu: bool = True
 
     def __post_init__(self) -> None:
         if not self.bottom_mlp or self.bottom_mlp[-1] != self.embedding_dim:

@@ -4,6 +4,22 @@ between the dense vector and every sparse feature's embedding, top MLP to one lo
 The model is built by composition, like torchrec's ``models/dlrm.py``: it takes an embedding
 module (anything mapping a KeyedJaggedTensor to a KeyedTensor of ``embedding_dim``-wide
 vectors) and owns no loss, optimizer or device logic.
+
+Four options of :class:`~recsys.models.config.DLRMConfig` (all off in the reference DLRM, all on
+in ``conf/model/kaggle.yaml``) give the embeddings a direct path to the logit. In the reference
+DLRM every path from an embedding to the logit runs through the top MLP, whose initial weights
+are small: at initialisation the logit's gradient with respect to an embedding is ~250x smaller
+than in a factorization machine over the same tables, and a row-wise Adagrad whose eps exceeds
+such gradients (``trainer=kaggle``) then moves the rows ~250x slower (``sweep_training.json``):
+
+- ``fm_component``: DeepFM's FM component (Guo et al., IJCAI 2017): the sum of the interaction's
+  pairwise dot products is added to the top MLP's logit, so every pair enters with weight 1
+  from the first step, and the top MLP learns what the sum misses;
+- ``first_order``: a learned constant vector joins the interaction, whose dot product with each
+  embedding is that id's first-order weight (the FM's linear term; see :mod:`recsys.models.fm`);
+- ``dense_norm``: batch normalisation (Ioffe and Szegedy, 2015) of the dense inputs, as the FM's;
+- ``bottom_last_relu=false``: no ReLU after the bottom MLP's last layer, so the dense vector's
+  dot products with the embeddings can take either sign (the dense-by-sparse terms of an FM).
 """
 
 from __future__ import annotations
@@ -27,13 +43,24 @@ def mlp(in_features: int, sizes: list[int], last_activation: bool) -> nn.Sequent
 
 
 class DotInteraction(nn.Module):
-    """Pairwise dot products of F+1 vectors (dense + F sparse), upper triangle, plus the dense vector.
+    """Pairwise dot products of the dense vector, F sparse vectors and, with ``constant_dim``, a
+    learned constant vector (upper triangle), after the dense vector itself.
 
-    Output width: D + (F+1)F/2.
+    Output width: D + V(V-1)/2 with V = num_vectors (+1 with the constant vector).
+
+    Args:
+        num_vectors: dense + sparse vectors (F+1).
+        constant_dim: 0, or D to add the constant vector (``DLRMConfig.first_order``).
     """
 
-    def __init__(self, num_vectors: int) -> None:
+    def __init__(self, num_vectors: int, constant_dim: int = 0) -> None:
         super().__init__()
+        if constant_dim:
+            num_vectors += 1
+            # unit length, like the FM's: the ids' first-order weights move as fast as their factors
+            self.constant = nn.Parameter(torch.randn(1, 1, constant_dim) / constant_dim**0.5)  # (1, 1, D)
+        else:
+            self.register_parameter("constant", None)
         rows, cols = torch.triu_indices(num_vectors, num_vectors, offset=1)
         self.register_buffer("pair_index", rows * num_vectors + cols, persistent=False)
         self.num_vectors = num_vectors
@@ -43,10 +70,43 @@ class DotInteraction(nn.Module):
 
     def forward(self, dense: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
         # dense: (B, D); sparse: (B, F, D)
-        stacked = torch.cat([dense.unsqueeze(1), sparse], dim=1)  # (B, F+1, D)
-        gram = torch.bmm(stacked, stacked.transpose(1, 2))  # (B, F+1, F+1)
-        pairs = gram.flatten(1).index_select(1, self.pair_index)  # (B, (F+1)F/2)
+        vectors = [dense.unsqueeze(1), sparse]
+        constant = self.constant
+        if constant is not None:
+            vectors.append(constant.expand(sparse.shape[0], 1, sparse.shape[2]))
+        stacked = torch.cat(vectors, dim=1)  # (B, V, D)
+        gram = torch.bmm(stacked, stacked.transpose(1, 2))  # (B, V, V)
+        pairs = gram.flatten(1).index_select(1, self.pair_index)  # (B, V(V-1)/2)
         return torch.cat([dense, pairs], dim=1)
+
+
+class OverArch(nn.Sequential):
+    """The top MLP (interaction output to one logit) and, with ``fm_component``, DeepFM's FM
+    component: the sum of the interaction's pairwise dot products, added to the MLP's logit.
+
+    A :class:`torch.nn.Sequential` of the MLP's layers (state-dict keys as a plain top MLP's).
+
+    Args:
+        in_features: the interaction's width; its first ``dense_width`` columns are the dense
+            vector, the rest the pairwise dot products.
+        sizes: layer widths, ending at 1.
+        dense_width: D.
+        fm_component: add the pairwise sum to the logit.
+    """
+
+    def __init__(self, in_features: int, sizes: list[int], dense_width: int, fm_component: bool) -> None:
+        super().__init__(*mlp(in_features, sizes, last_activation=False))
+        self.dense_width = dense_width
+        self.fm_component = fm_component
+
+    def forward(self, interaction: torch.Tensor) -> torch.Tensor:
+        """(B, 1) logits for the interaction output (B, in_features)."""
+        out = interaction
+        for layer in self:
+            out = layer(out)
+        if self.fm_component:
+            out = out + interaction[:, self.dense_width :].sum(1, keepdim=True)  # (B, 1)
+        return out
 
 
 class DLRM(nn.Module):
@@ -56,7 +116,7 @@ class DLRM(nn.Module):
         embedding: module mapping a KeyedJaggedTensor to a KeyedTensor; must expose
             ``features`` (logical feature names) and ``output_dims`` (all equal to the dim).
         num_dense: dense features (13 for Criteo).
-        config: layer sizes.
+        config: layer sizes and the options of this module's docstring.
     """
 
     def __init__(self, embedding: nn.Module, num_dense: int, config: DLRMConfig) -> None:
@@ -67,9 +127,11 @@ class DLRM(nn.Module):
         self.embedding = embedding
         self.num_sparse = len(embedding.features)
         self.dim = config.embedding_dim
-        self.bottom = mlp(num_dense, list(config.bottom_mlp), last_activation=True)
-        self.interaction = DotInteraction(self.num_sparse + 1)
-        self.top = mlp(self.interaction.output_dim(self.dim), list(config.top_mlp), last_activation=False)
+        self.bottom = mlp(num_dense, list(config.bottom_mlp), last_activation=config.bottom_last_relu)
+        if config.dense_norm:
+            self.bottom.insert(0, nn.BatchNorm1d(num_dense))  # in the bottom MLP: serving copies it along
+        self.interaction = DotInteraction(self.num_sparse + 1, self.dim if config.first_order else 0)
+        self.top = OverArch(self.interaction.output_dim(self.dim), list(config.top_mlp), self.dim, config.fm_component)
 
     def forward(self, dense: torch.Tensor, sparse: KeyedJaggedTensor) -> torch.Tensor:
         """Logits (B,) for dense (B, num_dense) and the sparse features."""

@@ -13,6 +13,11 @@ from tests.conftest import REPO
 
 SAMPLE = REPO / "datasets" / "criteo_1tb_sample_1k.tsv"
 TINY_MODEL = {"embedding_dim": 8, "bottom_mlp": [16, 8], "top_mlp": [16, 1]}
+# the reference DLRM, and one with the options conf/model/kaggle.yaml turns on (recsys.models.dlrm)
+MODELS = {
+    "reference": TINY_MODEL,
+    "kaggle_options": {**TINY_MODEL, "fm_component": True, "first_order": True, "dense_norm": True, "bottom_last_relu": False},
+}
 METHODS = {
     "full": {"method": "full"},
     "hash": {"method": "hash", "compression": 4},
@@ -51,25 +56,32 @@ def optembed_artifacts(directory: Path, dataset: Path) -> str:
 
 @pytest.fixture(scope="session")
 def checkpoint_for(sample_dataset, tmp_path_factory):
-    """checkpoint_for(method) → a checkpoint file of a DLRM with that embedding over the sample."""
+    """checkpoint_for(method, model) → a checkpoint file of a DLRM (``MODELS[model]``) with that
+    embedding over the sample. Batch norms get running statistics other than the identity's."""
     from recsys.core.checkpoint import checkpoint_path, make_payload, save_checkpoint
     from recsys.data.layout import DatasetMeta
     from recsys.models.build import build_model, recipe_from_dict, recipe_to_dict
 
     made: dict[str, Path] = {}
 
-    def make(method: str) -> Path:
-        if method not in made:
-            run = tmp_path_factory.mktemp(f"run_{method}")
+    def make(method: str, model_name: str = "reference") -> Path:
+        key = f"{method}_{model_name}"
+        if key not in made:
+            run = tmp_path_factory.mktemp(f"run_{key}")
             embedding = dict(METHODS[method])
             if method == "optembed":
                 embedding["artifacts"] = optembed_artifacts(run / "optembed", sample_dataset)
-            recipe = recipe_from_dict({"model": TINY_MODEL, "embedding": embedding, "data_path": str(sample_dataset), "seed": 1})
+            recipe = recipe_from_dict({"model": MODELS[model_name], "embedding": embedding,
+                                       "data_path": str(sample_dataset), "seed": 1})
             torch.manual_seed(1)
             model = build_model(recipe, DatasetMeta.load(sample_dataset))
+            for module in model.modules():
+                if isinstance(module, torch.nn.BatchNorm1d):
+                    module.running_mean.uniform_(0.0, 2.0)
+                    module.running_var.uniform_(0.5, 4.0)
             payload = make_payload(model=model.state_dict(), recipe=recipe_to_dict(recipe), state={"step": 0}, config={})
-            made[method] = save_checkpoint(checkpoint_path(run, 0), payload)
-        return made[method]
+            made[key] = save_checkpoint(checkpoint_path(run, 0), payload)
+        return made[key]
 
     return make
 

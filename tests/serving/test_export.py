@@ -40,9 +40,9 @@ def eager_probabilities(checkpoint, dataset, rows) -> torch.Tensor:
         return torch.sigmoid(model.eval()(dense, kjt))
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
-def test_fp32_artifacts_score_raw_rows_as_the_eager_model(method, checkpoint_for, sample_dataset, tmp_path):
-    checkpoint = checkpoint_for(method)
+@pytest.mark.parametrize("method, model", [(m, "reference") for m in sorted(METHODS)] + [("full", "kaggle_options")])
+def test_fp32_artifacts_score_raw_rows_as_the_eager_model(method, model, checkpoint_for, sample_dataset, tmp_path):
+    checkpoint = checkpoint_for(method, model)
     export_artifact(ExportConfig(checkpoint=str(checkpoint), output=str(tmp_path / "artifact")))
     rows = raw_rows()
     expected = eager_probabilities(checkpoint, sample_dataset, rows)
