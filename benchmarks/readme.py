@@ -70,11 +70,19 @@ def render_pipeline(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _dlrm_options(model: dict) -> str:
+    """The DLRM options (recsys/models/dlrm.py) a result's model config turns on, as a parenthesis."""
+    on = [k for k in ("fm_component", "first_order", "dense_norm") if model.get(k)]
+    if model.get("bottom_last_relu") is False:
+        on.append("bottom_last_relu=false")
+    return f" ({', '.join(on)})" if on else " (reference DLRM)"
+
+
 def render_quality(r: dict) -> str:
     lines = [
         f"`bench_quality.py --rows {r['rows']}"
         + (f" --cardinality-scale {r['cardinality_scale']:g}" if r.get("cardinality_scale", 1.0) != 1.0 else "")
-        + f"`: one epoch of the full-table DLRM reaches test AUC "
+        + f"`: one epoch of the full-table DLRM{_dlrm_options(r['config']['model'])} reaches test AUC "
         f"{r['auc']:.4f} (logloss {r['logloss']:.4f}) against a Bayes-optimal {r['bayes_auc']:.4f} "
         f"({r['bayes_logloss']:.4f}): a gap of {r['auc_gap']:.3f}."
     ]

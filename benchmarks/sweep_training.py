@@ -8,6 +8,9 @@ and shuffling); one seed leaves AUC differences below ~0.002 within noise. The F
 (``model.arch=fm``, the planted model's own family, as ``bench_quality.py`` trains it) are cheap
 (no MLPs) and share the table optimizer with the DLRM, so they screen table-optimizer settings
 that the DLRM points then confirm. The winner is committed as ``conf/trainer/kaggle.yaml``.
+The last group of settings screens the DLRM's model options (``recsys/models/dlrm.py``) on that
+trainer; what they found is committed as ``conf/model/kaggle.yaml``. Settings with
+``*REFERENCE`` turn those options off: the reference DLRM that the earlier points measured.
 
     python benchmarks/sweep_training.py --rows 1000000 --json sweep.json
     python benchmarks/sweep_training.py --rows 1000000 --json sweep.json --append --only "dlrm: table eps 1e-3" --seeds 1 2
@@ -39,8 +42,11 @@ T, D = "trainer.table_optimizer", "trainer"
 FM = ["model.arch=fm", f"{D}.dense_optimizer=adagrad", f"{D}.dense_lr=0.05"]
 # the kaggle preset before this sweep: table row-wise Adagrad lr 0.05 with FBGEMM's eps, dense Adam 0.001
 BEFORE = [f"{T}.lr=0.05", f"{T}.eps=1e-8", f"{D}.dense_lr=0.001"]
+M = "model"
+# conf/model/kaggle.yaml's options off: the reference DLRM (recsys/models/dlrm.py)
+REFERENCE = [f"{M}.fm_component=false", f"{M}.first_order=false", f"{M}.dense_norm=false", f"{M}.bottom_last_relu=true"]
 SETTINGS: dict[str, list[str]] = {
-    "dlrm: kaggle preset before (table lr 0.05, eps 1e-8; dense adam 0.001)": ["trainer=kaggle", *BEFORE],
+    "dlrm: kaggle preset before (table lr 0.05, eps 1e-8; dense adam 0.001)": ["trainer=kaggle", *REFERENCE, *BEFORE],
     "fm: kaggle preset before": ["trainer=kaggle", *BEFORE, *FM],
     "fm: table sgd lr 1": ["trainer=kaggle", *BEFORE, f"{T}.kind=sgd", f"{T}.lr=1.0", *FM],
     "fm: table sgd lr 4": ["trainer=kaggle", *BEFORE, f"{T}.kind=sgd", f"{T}.lr=4.0", *FM],
@@ -53,13 +59,30 @@ SETTINGS: dict[str, list[str]] = {
     "fm: table lr 0.15, eps 1e-3": ["trainer=kaggle", *BEFORE, f"{T}.lr=0.15", f"{T}.eps=1e-3", *FM],
     "fm: table lr 0.15, eps 1e-2": ["trainer=kaggle", *BEFORE, f"{T}.lr=0.15", f"{T}.eps=1e-2", *FM],
     "fm: table lr 0.5, eps 1e-2": ["trainer=kaggle", *BEFORE, f"{T}.lr=0.5", f"{T}.eps=1e-2", *FM],
-    "dlrm: table eps 1e-3": ["trainer=kaggle", *BEFORE, f"{T}.eps=1e-3"],
-    "dlrm: table lr 0.15, eps 1e-3": ["trainer=kaggle", *BEFORE, f"{T}.lr=0.15", f"{T}.eps=1e-3"],
-    "dlrm: table lr 0.15, eps 1e-2": ["trainer=kaggle", *BEFORE, f"{T}.lr=0.15", f"{T}.eps=1e-2"],
+    "dlrm: table eps 1e-3": ["trainer=kaggle", *REFERENCE, *BEFORE, f"{T}.eps=1e-3"],
+    "dlrm: table lr 0.15, eps 1e-3": ["trainer=kaggle", *REFERENCE, *BEFORE, f"{T}.lr=0.15", f"{T}.eps=1e-3"],
+    "dlrm: table lr 0.15, eps 1e-2": ["trainer=kaggle", *REFERENCE, *BEFORE, f"{T}.lr=0.15", f"{T}.eps=1e-2"],
     "dlrm: table lr 0.15, eps 1e-2, linear top (model.top_mlp=[1])": [
-        "trainer=kaggle", *BEFORE, f"{T}.lr=0.15", f"{T}.eps=1e-2", "model.top_mlp=[1]"],
-    "dlrm: table lr 0.15, eps 1e-2, dense adam 0.003": ["trainer=kaggle", *BEFORE, f"{T}.lr=0.15", f"{T}.eps=1e-2", f"{D}.dense_lr=0.003"],
-    "dlrm: table lr 0.15, eps 1e-2, dense adam 0.01": ["trainer=kaggle", *BEFORE, f"{T}.lr=0.15", f"{T}.eps=1e-2", f"{D}.dense_lr=0.01"],
+        "trainer=kaggle", *REFERENCE, *BEFORE, f"{T}.lr=0.15", f"{T}.eps=1e-2", "model.top_mlp=[1]"],
+    "dlrm: table lr 0.15, eps 1e-2, dense adam 0.003": ["trainer=kaggle", *REFERENCE, *BEFORE, f"{T}.lr=0.15", f"{T}.eps=1e-2", f"{D}.dense_lr=0.003"],
+    "dlrm: table lr 0.15, eps 1e-2, dense adam 0.01": ["trainer=kaggle", *REFERENCE, *BEFORE, f"{T}.lr=0.15", f"{T}.eps=1e-2", f"{D}.dense_lr=0.01"],
+    # the DLRM's options (recsys/models/dlrm.py), on the kaggle trainer preset
+    "dlrm: reference DLRM (no model options)": ["trainer=kaggle", *REFERENCE],
+    "dlrm: first_order": ["trainer=kaggle", *REFERENCE, f"{M}.first_order=true"],
+    "dlrm: dense_norm": ["trainer=kaggle", *REFERENCE, f"{M}.dense_norm=true"],
+    "dlrm: bottom_last_relu=false": ["trainer=kaggle", *REFERENCE, f"{M}.bottom_last_relu=false"],
+    "dlrm: first_order, dense_norm, bottom_last_relu=false": [
+        "trainer=kaggle", *REFERENCE, f"{M}.first_order=true", f"{M}.dense_norm=true", f"{M}.bottom_last_relu=false"],
+    "dlrm: fm_component": ["trainer=kaggle", *REFERENCE, f"{M}.fm_component=true"],
+    "dlrm: fm_component, first_order, dense_norm": [
+        "trainer=kaggle", *REFERENCE, f"{M}.fm_component=true", f"{M}.first_order=true", f"{M}.dense_norm=true"],
+    "dlrm: fm_component, dense_norm, bottom_last_relu=false": [
+        "trainer=kaggle", *REFERENCE, f"{M}.fm_component=true", f"{M}.dense_norm=true", f"{M}.bottom_last_relu=false"],
+    "dlrm: fm_component, first_order, bottom_last_relu=false": [
+        "trainer=kaggle", *REFERENCE, f"{M}.fm_component=true", f"{M}.first_order=true", f"{M}.bottom_last_relu=false"],
+    "dlrm: all four options (the kaggle model preset)": ["trainer=kaggle"],
+    "dlrm: reference DLRM, table lr 0.5": ["trainer=kaggle", *REFERENCE, f"{T}.lr=0.5"],
+    "dlrm: reference DLRM, table eps 1e-4": ["trainer=kaggle", *REFERENCE, f"{T}.eps=1e-4"],
 }
 
 

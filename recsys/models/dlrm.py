@@ -8,16 +8,21 @@ vectors) and owns no loss, optimizer or device logic.
 Four options of :class:`~recsys.models.config.DLRMConfig` (all off in the reference DLRM, all on
 in ``conf/model/kaggle.yaml``) give the embeddings a direct path to the logit. In the reference
 DLRM every path from an embedding to the logit runs through the top MLP, whose initial weights
-are small: at initialisation the logit's gradient with respect to an embedding is ~250x smaller
-than in a factorization machine over the same tables, and a row-wise Adagrad whose eps exceeds
-such gradients (``trainer=kaggle``) then moves the rows ~250x slower (``sweep_training.json``):
+are small and of random sign: at initialisation an embedding's gradient is hundreds of times
+smaller than with the options (``tests/models/test_dlrm.py``), and it mixes the partners' vectors
+with random signs where a factorization machine's sums them. On planted-FM data
+(``benchmarks/results/sweep_training.json``, 1M rows, one epoch) the reference DLRM stays ~0.03 AUC
+below an FM over the same tables; the FM component closes most of that, and shrinking the table
+optimizer's eps 100x (which would undo a mere gradient-size effect on the rows) does not.
+The options:
 
 - ``fm_component``: DeepFM's FM component (Guo et al., IJCAI 2017): the sum of the interaction's
   pairwise dot products is added to the top MLP's logit, so every pair enters with weight 1
   from the first step, and the top MLP learns what the sum misses;
 - ``first_order``: a learned constant vector joins the interaction, whose dot product with each
   embedding is that id's first-order weight (the FM's linear term; see :mod:`recsys.models.fm`);
-- ``dense_norm``: batch normalisation (Ioffe and Szegedy, 2015) of the dense inputs, as the FM's;
+- ``dense_norm``: batch normalisation (Ioffe and Szegedy, 2015) of the dense inputs, as the FM's
+  (neutral on the planted data, within seed noise; it spares the bottom MLP the inputs' scale);
 - ``bottom_last_relu=false``: no ReLU after the bottom MLP's last layer, so the dense vector's
   dot products with the embeddings can take either sign (the dense-by-sparse terms of an FM).
 """
