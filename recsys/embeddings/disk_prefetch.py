@@ -24,8 +24,8 @@ PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 _MADV_RANDOM = 1
 
 
-def _read_ahead(pages: list[tuple[int, int]]) -> None:
-    for fd, page in pages:  # the call releases the GIL while the kernel reads
+def _read_ahead(fd: int, pages: list[int]) -> None:
+    for page in pages:  # the call releases the GIL while the kernel reads
         os.posix_fadvise(fd, page * PAGE_BYTES, PAGE_BYTES, os.POSIX_FADV_WILLNEED)
 
 
@@ -38,36 +38,36 @@ def advise_random_access(mapped: torch.Tensor) -> None:
 
 
 class RowPrefetcher:
-    """Queues the reads of the pages that given rows of given tables sit on, in one or more files.
+    """Reads into the page cache the pages that given rows of given tables sit on in one file.
 
     Args:
-        files: per file, its path, the byte offset of each table's first row in it and each
-            table's bytes per row (a weights file: dim * 4; a row-wise state file: 4).
+        path: the file (the cold tables' weights, table after table).
+        starts: byte offset of each table's first row in it.
+        row_bytes: each table's bytes per row (dim * 4).
         threads: reads in flight at once.
     """
 
-    def __init__(self, files: list[tuple[Path, list[int], list[int]]], threads: int = 32) -> None:
-        self.fds = [os.open(path, os.O_RDONLY) for path, _, _ in files]
-        self.starts = [torch.tensor(starts, dtype=torch.int64) for _, starts, _ in files]
-        self.row_bytes = [torch.tensor(sizes, dtype=torch.int64) for _, _, sizes in files]
+    def __init__(self, path: Path, starts: list[int], row_bytes: list[int], threads: int = 32) -> None:
+        self.fd = os.open(path, os.O_RDONLY)
+        self.starts = torch.tensor(starts, dtype=torch.int64)
+        self.row_bytes = torch.tensor(row_bytes, dtype=torch.int64)
         self.threads = threads
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="recsys-prefetch")
 
     def __call__(self, tables: torch.Tensor, rows: torch.Tensor) -> int:
         """Read the pages of ``rows`` (N,) of ``tables`` (N,) into the page cache; returns how many."""
-        work = []
-        for fd, starts, row_bytes in zip(self.fds, self.starts, self.row_bytes):
-            first = starts[tables] + rows * row_bytes[tables]  # (N,) byte offset of each row
-            last = first + row_bytes[tables] - 1  # a row may straddle two pages
-            work += [(fd, page) for page in torch.unique(torch.cat([first, last]) // PAGE_BYTES).tolist()]
-        list(self.pool.map(_read_ahead, [work[i :: self.threads] for i in range(min(self.threads, len(work)))]))
-        return len(work)
+        first = self.starts[tables] + rows * self.row_bytes[tables]  # (N,) byte offset of each row
+        last = first + self.row_bytes[tables] - 1  # a row may straddle two pages
+        pages = torch.unique(torch.cat([first, last]) // PAGE_BYTES).tolist()
+        chunks = [pages[i :: self.threads] for i in range(min(self.threads, len(pages)))]
+        list(self.pool.map(_read_ahead, [self.fd] * len(chunks), chunks))
+        return len(pages)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
-        for fd in self.fds:
-            os.close(fd)
-        self.fds = []
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
     def __del__(self) -> None:
         self.close()

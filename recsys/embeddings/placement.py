@@ -44,20 +44,15 @@ from recsys.embeddings.tables import (
 log = logging.getLogger(__name__)
 
 
-def state_bytes(table: PhysicalTable, kind: TableOptimizer) -> int:
-    """Bytes of fused-optimizer state of ``table`` (row-wise Adagrad: 4 a row). It stays in RAM
-    for every row, the cold ones included: at 1/dim of the weights it is small, and on disk it
-    would double the pages a cold lookup reads (its backward reads and writes the state too)."""
-    return optimizer_state_bytes(table, kind)
-
-
 def hot_rows(tables: list[PhysicalTable], budget: int, kind: TableOptimizer) -> list[int]:
     """Rows K_t of each table's hot prefix: every table cut at the same frequency rank K, the
     largest with Σ_t min(K, n_t) · weight_row_bytes_t + Σ_t state_t ≤ ``budget`` (K_t = min(K, n_t)).
     Ranks of different features are not comparable counts, so the rule treats equal ranks as
-    equally hot."""
+    equally hot. The optimizer state (row-wise Adagrad: 4 bytes a row) stays in RAM for every row,
+    the cold ones included: at 1/dim of the weights it is small, and on disk it would double the
+    pages a cold lookup reads (the backward reads and writes it too)."""
     sizes = [t.dim * 4 for t in tables]
-    state = sum(state_bytes(t, kind) for t in tables)
+    state = sum(optimizer_state_bytes(t, kind) for t in tables)
 
     def cost(rank: int) -> int:
         return state + sum(min(rank, t.num_embeddings) * size for t, size in zip(tables, sizes))
@@ -172,7 +167,7 @@ class TieredLookup(nn.Module):
         self.prefetch = self._prefetcher(buffers["weights"]) if self.on_disk else None
         # per slot: its table's index among the cold parts (-1: the table has no cold part)
         self.register_buffer("slot_cold_table", torch.tensor([cold_index.get(t, -1) for t in slot_tables]), persistent=False)
-        self.ram_bytes = sum(k * t.dim * 4 + state_bytes(t, kind) for t, k in zip(tables, hot))
+        self.ram_bytes = sum(k * t.dim * 4 + optimizer_state_bytes(t, kind) for t, k in zip(tables, hot))
         self.cold_bytes = sum(cold_bytes(tables, hot).values())
         # per slot: rows of its table's hot part (ids below it are hot)
         self.register_buffer("slot_hot_rows", torch.tensor([hot[t] for t in slot_tables], dtype=torch.int64), persistent=False)
@@ -190,7 +185,7 @@ class TieredLookup(nn.Module):
         """Reads ahead the pages of the cold rows a batch looks up in the weights file."""
         views = self.cold.tbe.split_embedding_weights()
         starts = [view.data_ptr() - weights.data_ptr() for view in views]  # bytes into the file
-        return RowPrefetcher([(self.disk_dir / COLD_FILE, starts, [view.shape[1] * view.element_size() for view in views])])
+        return RowPrefetcher(self.disk_dir / COLD_FILE, starts, [view.shape[1] * view.element_size() for view in views])
 
     def _disk_dir(self, configured: Optional[str]) -> Path:
         if configured is not None:
@@ -270,11 +265,13 @@ class TieredLookup(nn.Module):
         per_slot = bags_per_slot if bags_per_slot is not None else [lengths.numel() // self.num_slots] * self.num_slots
         bag_slot = torch.repeat_interleave(torch.arange(self.num_slots), torch.tensor(per_slot))  # (bags,)
         id_bag = torch.repeat_interleave(torch.arange(lengths.numel()), lengths, output_size=values.numel())  # (N,)
-        limit = self.slot_hot_rows[bag_slot][id_bag]  # (N,) first cold row of each id's table
+        id_slot = bag_slot[id_bag]  # (N,)
+        limit = self.slot_hot_rows[id_slot]  # (N,) first cold row of each id's table
         hot = values < limit  # (N,)
-        cold_values = (values - limit)[~hot]
+        cold = ~hot
+        cold_values = (values - limit)[cold]
         if self.prefetch is not None:
-            self.prefetch(self.slot_cold_table[bag_slot[id_bag]][~hot], cold_values)
+            self.prefetch(self.slot_cold_table[id_slot][cold], cold_values)
         with torch.no_grad():
             self.hits += hot.sum()
             self.lookups += values.numel()

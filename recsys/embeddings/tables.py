@@ -237,7 +237,7 @@ class TableBatchedLookup(nn.Module):
         cache (FBGEMM's unique misses over unique ids, summed over batches; LRU only, None for
         LFU, whose cache fill does not count misses).
         """
-        if self.tier not in ("uvm_cache", "host") or not self.tbe.current_device.type == "cuda":
+        if self.tier not in ("uvm_cache", "host") or self.tbe.current_device.type != "cuda":
             return None
         weights = sum(t.weight_bytes for t in self.tables)
         out = {"tier": self.tier, "host_bytes": weights, "device_cache_bytes": 0, "hit_rate": None}

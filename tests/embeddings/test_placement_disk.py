@@ -80,7 +80,7 @@ def test_the_prefetcher_queues_the_pages_of_the_rows_asked_for(tmp_path):
     mapped = torch.from_file(str(path), shared=True, size=PAGE_BYTES, dtype=torch.float32)  # 4 pages
     advise_random_access(mapped)
     # table 0: rows of 256 bytes from byte 0; table 1: rows of 96 bytes from byte 2 * PAGE_BYTES
-    prefetch = RowPrefetcher([(path, [0, 2 * PAGE_BYTES], [256, 96])])
+    prefetch = RowPrefetcher(path, [0, 2 * PAGE_BYTES], [256, 96])
     rows_per_page = PAGE_BYTES // 256
     assert prefetch(torch.tensor([0, 0]), torch.tensor([0, 1])) == 1  # two rows on one page
     assert prefetch(torch.tensor([0, 0]), torch.tensor([0, rows_per_page])) == 2
