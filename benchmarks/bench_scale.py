@@ -49,7 +49,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import format_table, median, save_result  # noqa: E402
+from common import ZipfBatches, format_table, median, save_result  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -183,32 +183,6 @@ def disk_tier(args) -> dict:
     out["goal_peak_rss_under_20gb"] = out["peak_rss_bytes"] < 20e9
     out["goal_tables_at_least_1_5x_ram"] = out["tables_over_ram"] >= 1.5
     return out
-
-
-class ZipfBatches:
-    """Training batches drawn on ``device`` as they are asked for: single-hot Zipf-skewed ranks
-    of each feature (exponent 1: log-uniform ranks), uniform dense values, 25% positives."""
-
-    def __init__(self, features, batch: int, device: torch.device, seed: int = 0) -> None:
-        from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
-
-        self.kjt = KeyedJaggedTensor
-        self.keys = [f.name for f in features]
-        self.log_rows = torch.tensor([float(f.num_embeddings) for f in features], device=device).log().unsqueeze(1)  # (F, 1)
-        self.batch, self.device = batch, device
-        self.lengths = torch.ones(len(features) * batch, dtype=torch.int32, device=device)
-        self.gen = torch.Generator(device=device).manual_seed(seed)
-
-    def __len__(self) -> int:
-        return 1 << 62  # a stream: every index is a new batch
-
-    def __getitem__(self, _: int):
-        u = torch.rand(len(self.keys), self.batch, generator=self.gen, device=self.device)  # (F, B)
-        ids = (torch.exp(u * self.log_rows) - 1).long()  # (F, B) ranks in [0, rows)
-        kjt = self.kjt(keys=self.keys, values=ids.reshape(-1), lengths=self.lengths, stride=self.batch)
-        dense = torch.rand(self.batch, 13, generator=self.gen, device=self.device)
-        labels = (torch.rand(self.batch, generator=self.gen, device=self.device) < 0.25).float()
-        return dense, kjt, labels
 
 
 GPU_PLACEMENTS = [("device", "lru"), ("uvm_cache", "lru"), ("uvm_cache", "lfu"), ("host", "lru")]

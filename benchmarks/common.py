@@ -103,11 +103,11 @@ def rate(count: float, seconds: Sequence[float]) -> float:
 
 
 def save_result(path: str | os.PathLike, result) -> None:
-    """Write a result dataclass as indented JSON (atomically), making its directory."""
+    """Write a result (a dataclass or a dict) as indented JSON (atomically), making its directory."""
     from recsys.core.io import write_json
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, dataclasses.asdict(result))
+    write_json(path, result if isinstance(result, dict) else dataclasses.asdict(result))
 
 
 def format_value(value) -> str:
@@ -354,3 +354,33 @@ def compose_train_job(overrides: Sequence[str]):
     with initialize_config_dir(config_dir=CONF_DIR, version_base=HYDRA_VERSION_BASE):
         cfg = compose("train", overrides=list(overrides))
     return to_job_config(cfg), cfg
+
+
+class ZipfBatches:
+    """Training batches drawn on ``device`` as they are asked for: single-hot Zipf-skewed ranks
+    of each feature (exponent 1: log-uniform ranks), uniform dense values, 25% positives."""
+
+    def __init__(self, features, batch: int, device, seed: int = 0) -> None:
+        import torch
+        from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+        self.kjt = KeyedJaggedTensor
+        self.keys = [f.name for f in features]
+        self.log_rows = torch.tensor([float(f.num_embeddings) for f in features], device=device).log().unsqueeze(1)  # (F, 1)
+        self.batch, self.device = batch, device
+        self.lengths = torch.ones(len(features) * batch, dtype=torch.int32, device=device)
+        self.gen = torch.Generator(device=device).manual_seed(seed)
+
+    def __len__(self) -> int:
+        return 1 << 62  # a stream: every index is a new batch
+
+    def __getitem__(self, _: int):
+        import torch
+
+        u = torch.rand(len(self.keys), self.batch, generator=self.gen, device=self.device)  # (F, B)
+        ids = (torch.exp(u * self.log_rows) - 1).long()  # (F, B) ranks in [0, rows)
+        kjt = self.kjt(keys=self.keys, values=ids.reshape(-1), lengths=self.lengths, stride=self.batch,
+                       length_per_key=[self.batch] * len(self.keys))  # known here: no read of the device
+        dense = torch.rand(self.batch, 13, generator=self.gen, device=self.device)
+        labels = (torch.rand(self.batch, generator=self.gen, device=self.device) < 0.25).float()
+        return dense, kjt, labels

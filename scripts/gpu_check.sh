@@ -13,7 +13,11 @@
 #   3. recsys-train itself on a 1M-row Kaggle-profile synthetic set, tables in GPU memory and in
 #      uvm_cache at 0.2, $REPEATS (3) times each, interleaved: samples/s, hit rate and AUC from
 #      its report, one JSON line per run in $OUT/train_runs.jsonl;
-#   4. a torchrun (nccl, 1 rank) run through DistributedModelParallel on the GPU.
+#   4. a torchrun (nccl, 1 rank) run through DistributedModelParallel on the GPU;
+#   5. bench_kernels_gpu: recsys::transform_ids_masked (Triton) against the per-feature modules, and
+#      each compressed method's DLRM step against full tables; then recsys-train with full tables and
+#      with mixed-dimension tables at budget 1/16, $REPEATS times each, interleaved.
+# STEPS picks some of them (default: all): STEPS="tests kernels" runs 1 and 5.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD:$PWD/kernels:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
@@ -44,17 +48,23 @@ for name in ["torch", "fbgemm_gpu", "torchrec", "hydra", "omegaconf", "pyarrow",
 import torch
 print("cuda", torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else "NOT AVAILABLE")
 PY
-step gpu_tests 150 $PY -m pytest -v -m gpu tests/gpu -p no:cacheprovider -W ignore::DeprecationWarning
-cp "$WORK/gpu_tests.log" "$OUT/"
-step bench_gpu 200 $PY benchmarks/bench_scale.py --sections gpu --steps 30 --repeats 5 --gpu-warmup 60 --gpu-batches 2048 65536 --json "$OUT/scale_gpu.json"
+STEPS=${STEPS:-"tests placements train torchrun kernels"}
+wants() { [[ " $STEPS " == *" $1 "* ]]; }
+if wants tests; then
+  step gpu_tests 150 $PY -m pytest -v -m gpu tests/gpu -p no:cacheprovider -W ignore::DeprecationWarning
+  cp "$WORK/gpu_tests.log" "$OUT/"
+fi
+wants placements && step bench_gpu 200 $PY benchmarks/bench_scale.py --sections gpu --steps 30 --repeats 5 --gpu-warmup 60 --gpu-batches 2048 65536 --json "$OUT/scale_gpu.json"
 DATA="$WORK/kaggle_synth"
-step synth 90 $PY -m recsys.cli.synth output="$DATA" profile=kaggle rows=1000000 hydra.run.dir="$WORK/synth_run"
-train() {  # train NAME OVERRIDES...: recsys-train on the GPU, 300 steps; a line of its report into $OUT/train_runs.jsonl
+{ wants train || wants torchrun || wants kernels; } && \
+  step synth 90 $PY -m recsys.cli.synth output="$DATA" profile=kaggle rows=1000000 hydra.run.dir="$WORK/synth_run"
+runs_file="$OUT/train_runs.jsonl"
+train() {  # train NAME OVERRIDES...: recsys-train on the GPU, 300 steps; a line of its report into $runs_file
   local name=$1; shift
   step "$name" 100 $PY -m recsys.cli.train +experiment=kaggle data.path="$DATA" device=cuda trainer.max_steps=300 \
     trainer.eval_every_steps=0 trainer.checkpoint_every_steps=0 trainer.progress=false trainer.tensorboard=false \
     eval.max_batches=20 hydra.run.dir="$WORK/$name" "$@"
-  $PY - "$WORK/$name/eval.json" "$name" >> "$OUT/train_runs.jsonl" <<'PY'
+  $PY - "$WORK/$name/eval.json" "$name" >> "$runs_file" <<'PY'
 import json, sys
 try:
     report = json.load(open(sys.argv[1]))
@@ -67,13 +77,26 @@ print(json.dumps(line))
 print(line, file=sys.stderr)
 PY
 }
-for repeat in $(seq 1 "${REPEATS:-3}"); do  # interleaved: device, uvm_cache, device, ...
-  train "train_device_$repeat"
-  train "train_uvm_cache_$repeat" placement.hot_tier=uvm_cache placement.cache_load_factor=0.2
-done
-step torchrun_nccl 100 $PY -m torch.distributed.run --nproc_per_node=1 -m recsys.cli.train +experiment=kaggle \
-  data.path="$DATA" device=cuda trainer.max_steps=100 trainer.lr_schedule.warmup_steps=0 trainer.lr_schedule.decay_start=1.0 trainer.eval_every_steps=0 trainer.checkpoint_every_steps=0 \
+if wants train; then
+  for repeat in $(seq 1 "${REPEATS:-3}"); do  # interleaved: device, uvm_cache, device, ...
+    train "train_device_$repeat"
+    train "train_uvm_cache_$repeat" placement.hot_tier=uvm_cache placement.cache_load_factor=0.2
+  done
+fi
+wants torchrun && step torchrun_nccl 100 $PY -m torch.distributed.run --nproc_per_node=1 -m recsys.cli.train +experiment=kaggle \
+  data.path="$DATA" device=cuda trainer.max_steps=100 trainer.eval_every_steps=0 trainer.checkpoint_every_steps=0 \
   trainer.progress=false trainer.tensorboard=false eval.max_batches=10 hydra.run.dir="$WORK/torchrun"
 # the recsys-train runs beside the bench's figures: commit $OUT/scale_gpu.json as benchmarks/results/scale_gpu.json
-$PY benchmarks/gpu_train_summary.py "$OUT/train_runs.jsonl" --into "$OUT/scale_gpu.json" || status=1
+if wants placements && wants train; then
+  $PY benchmarks/gpu_train_summary.py "$OUT/train_runs.jsonl" --into "$OUT/scale_gpu.json" || status=1
+fi
+if wants kernels; then
+  step kernels_gpu 200 $PY benchmarks/bench_kernels_gpu.py --json "$OUT/kernels_gpu.json"
+  runs_file="$OUT/kernels_runs.jsonl"
+  for repeat in $(seq 1 "${REPEATS:-3}"); do  # interleaved: full, md@1/16, full, ...
+    train "train_full_$repeat"
+    train "train_md_$repeat" embedding=md embedding.budget=0.0625
+  done
+  $PY benchmarks/gpu_train_summary.py "$runs_file" --into "$OUT/kernels_gpu.json" --group-runs train_full train_md || status=1
+fi
 exit $status

@@ -16,34 +16,20 @@ pure-torch reference of every op is the per-feature modules it fuses
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 
 import torch
 
-__all__ = ["SlotKind", "SLOT_PARAM_COLUMNS", "available", "unavailable_reason", "transform_ids"]
+from recsys_kernels.masked import transform_ids_masked
+from recsys_kernels.slots import SLOT_PARAM_COLUMNS, SlotKind
+
+__all__ = ["SlotKind", "SLOT_PARAM_COLUMNS", "available", "unavailable_reason", "transform_ids", "transform_ids_masked"]
 
 _LIB = torch.library.Library("recsys", "DEF")
 _LIB.define(
     "transform_ids(Tensor values, Tensor lengths, int batch, Tensor slot_params, Tensor aux)"
     " -> (Tensor values, Tensor offsets, Tensor bags_per_slot, Tensor id_bags)"
 )
-
-
-class SlotKind(enum.IntEnum):
-    """How one slot's rows come from its feature's ids (``a``, ``b``: the slot's two parameters)."""
-
-    IDENTITY = 0  # row = id
-    MODULO = 1  # row = id % a
-    HASH = 2  # row = hash32(id, key=a) % b  (recsys.embeddings.hash_functions)
-    DIGIT = 3  # row = (id // a) % b, or id // a when b == 0
-    REMAP = 4  # row = aux[a + id], for ids < b
-    BLOCK = 5  # only ids in [a, b), row = id - a
-    KEEP = 6  # only ids with aux[a + id] != 0 (ids < b), row = id
-
-
-# slot_params columns: kind, feature, per_id (1: one bag per emitted id, else B pooled bags), a, b
-SLOT_PARAM_COLUMNS = 5
 
 
 @torch.library.register_fake("recsys::transform_ids")

@@ -7,7 +7,8 @@ compiled :class:`~recsys.embeddings.plan.EmbeddingPlan`:
         ──per-feature combiner──▶ one ``dim``-wide vector per feature (a KeyedTensor)
 
 The id transforms of all features run as one ``recsys::transform_ids`` call (``kernels/``, see
-:mod:`recsys.embeddings.fused_transforms`), or feature by feature through the plan's modules
+:mod:`recsys.embeddings.fused_transforms`; on a GPU ``recsys::transform_ids_masked``, whose
+dropped ids reach the lookup as weight-0 samples), or feature by feature through the plan's modules
 where the C++ kernels are not built. The lookup covers every physical table of the model in a
 single FBGEMM call with the optimizer fused into its backward, whatever the methods. For a
 sharded run (``shardable=True``) the lookup is instead a torchrec ``EmbeddingBagCollection`` over
@@ -19,13 +20,13 @@ single ids, the call uses FBGEMM's variable-batch layout so those slots can have
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import torch
 from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
-from recsys.embeddings.fused_transforms import fused_transforms_for
+from recsys.embeddings.fused_transforms import MaskedTransforms, fused_transforms_for
 from recsys.embeddings.memory import MemoryReport
 from recsys.embeddings.placement import TieredLookup, tiered_lookup
 from recsys.embeddings.placement_config import PlacementConfig
@@ -112,7 +113,11 @@ class EmbeddingCollection(nn.Module):
         # and the logical KJT already is the physical one when, besides, every transform is the identity
         self.passthrough = self.identity_output and all(isinstance(f.transform, Identity) for f in plan.features)
         fuse = fuse_transforms and not self.passthrough
-        self.fused_transforms = fused_transforms_for(plan, self.device) if fuse else None
+        weighted_lookup = isinstance(self.lookup, TableBatchedLookup) and optimizer.weight_decay == 0
+        self.fused_transforms = fused_transforms_for(plan, self.device, weighted_lookup) if fuse else None
+        for part in (self.feature_modules, self.fused_transforms, self.grouped_projection):  # the lookup placed itself
+            if part is not None:
+                part.to(self.device)
 
     @property
     def output_dims(self) -> list[int]:
@@ -146,13 +151,16 @@ class EmbeddingCollection(nn.Module):
             return KeyedTensor(keys=self.features, length_per_key=self.output_dims, values=pooled)
         return KeyedTensor(keys=self.features, length_per_key=self.output_dims, values=self._combine(features))
 
-    def slot_ids(self, features: KeyedJaggedTensor) -> tuple[torch.Tensor, torch.Tensor, List[int]]:
-        """The physical KJT the lookup takes: ids (M,), offsets (Σ bags + 1,), bags per slot."""
+    def slot_ids(self, features: KeyedJaggedTensor) -> tuple[torch.Tensor, torch.Tensor, List[int], Optional[torch.Tensor]]:
+        """The physical KJT the lookup takes: ids (M,), offsets (Σ bags + 1,), bags per slot, and
+        per-id weights (M,) where some are 0 (:class:`MaskedTransforms`), else None."""
         batch = features.stride()
+        if isinstance(self.fused_transforms, MaskedTransforms):
+            return self.fused_transforms(features)
         if self.fused_transforms is not None:
             slots = self.fused_transforms(features.values(), features.lengths(), batch)
             bags = [batch] * len(self.slot_dims) if self.fused_transforms.all_pooled else slots.bags_per_slot.tolist()
-            return slots.values, slots.offsets, bags
+            return slots.values, slots.offsets, bags, None
         lengths = features.lengths().view(len(self.features), batch)  # (F, B)
         values = torch.split(features.values(), features.length_per_key())
         slot_values: List[torch.Tensor] = [torch.empty(0)] * len(self.slot_dims)
@@ -162,14 +170,15 @@ class EmbeddingCollection(nn.Module):
                 slot_values[slot] = ids
                 slot_lengths[slot] = bags
         offsets = torch.ops.fbgemm.asynchronous_complete_cumsum(torch.cat(slot_lengths).long())
-        return torch.cat(slot_values).long(), offsets, [int(b.numel()) for b in slot_lengths]
+        return torch.cat(slot_values).long(), offsets, [int(b.numel()) for b in slot_lengths], None
 
     def _combine(self, features: KeyedJaggedTensor) -> torch.Tensor:
         batch = features.stride()
         lengths = features.lengths().view(len(self.features), batch)  # (F, B)
-        ids, offsets, bags_per_slot = self.slot_ids(features)
+        ids, offsets, bags_per_slot, weights = self.slot_ids(features)
+        weighted = {} if weights is None else {"per_sample_weights": weights}
         if all(b == batch for b in bags_per_slot):
-            flat = self.lookup(ids, offsets)  # (B, Σ slot dims)
+            flat = self.lookup(ids, offsets, **weighted)  # (B, Σ slot dims)
             if self.identity_output:
                 return flat
             if self.grouped_projection is not None:
@@ -177,7 +186,7 @@ class EmbeddingCollection(nn.Module):
             blocks = torch.split(flat, self.column_widths, dim=1)  # views, in slot order
             per_feature = [blocks[i] for i in self.column_order]
         else:
-            flat = self.lookup(ids, offsets, bags_per_slot)  # variable batch: Σ bags_s * dim_s
+            flat = self.lookup(ids, offsets, bags_per_slot, **weighted)  # variable batch: Σ bags_s * dim_s
             sizes = [b * d for b, d in zip(bags_per_slot, self.slot_dims)]
             slot_out = [chunk.view(b, d) for chunk, b, d in zip(torch.split(flat, sizes), bags_per_slot, self.slot_dims)]
             per_feature = [torch.cat([slot_out[s] for s in module.slots], dim=1) for module in self.feature_modules]

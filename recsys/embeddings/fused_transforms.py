@@ -17,6 +17,10 @@ pooled lookup takes). ``per_id``: each block slot has one bag per routed id and 
 pools after projecting. On CPU, FBGEMM 1.8 builds its variable-batch metadata with one small
 tensor op per bag, which made the lookup about 40x slower than the padded one on Kaggle-shaped
 batches (benchmarks/bench_kernels.py measures both), so training uses ``padded``.
+
+On a GPU, :class:`MaskedTransforms` runs ``recsys::transform_ids_masked`` instead (Triton on
+CUDA), whose blocks keep every id with a weight of 0 for the ids they do not take, so no size
+depends on the ids and the host never waits for the device.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Optional
 
 import torch
 from torch import nn
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from recsys.embeddings.optembed_modules import DropRows
 from recsys.embeddings.plan import EmbeddingPlan
@@ -166,19 +171,75 @@ class FusedTransforms(nn.Module):
         return SlotIds(*torch.ops.recsys.transform_ids(values, lengths, batch, self.slot_params, self.aux))
 
 
-def fused_transforms_for(plan: EmbeddingPlan, device: torch.device) -> Optional[FusedTransforms]:
-    """The fused transforms of ``plan``, or None where the op cannot run: on a device other
-    than the CPU (the op has a CPU kernel only; the per-feature modules are torch ops that run
-    on any device), or, with a warning saying why, where the C++ kernels are not built or a
-    transform has no fused kind."""
+class MaskedTransforms(nn.Module):
+    """Every feature's id transform in one ``recsys::transform_ids_masked`` call, for GPUs.
+
+    Slots that take only some of their feature's ids (frequency blocks, OptEmbed's kept rows)
+    keep every id with a per-sample weight of 0 for the dropped ones (see
+    ``kernels/recsys_kernels/masked.py``), so every size is known on the host from the batch's
+    ``length_per_key`` and the forward never waits for the device (on CUDA the op is Triton).
+    Per-id slots must take every id (true of every plan recsys compiles).
+
+    Args:
+        plan: the compiled plan, blocks in the padded layout.
+
+    Raises:
+        ValueError: a per-id slot drops ids.
+    """
+
+    def __init__(self, plan: EmbeddingPlan) -> None:
+        super().__init__()
+        params, aux = fold_plan(plan)
+        self.register_buffer("slot_params", params, persistent=False)
+        self.register_buffer("aux", aux, persistent=False)
+        kinds, self.slot_features, per_id = params[:, 0].tolist(), params[:, 1].tolist(), params[:, 2].tolist()
+        K = recsys_kernels.SlotKind
+        filters = [k in (K.BLOCK, K.KEEP) for k in kinds]  # slots that take only some ids
+        dropping = [plan.slots[s].table for s, (f, p) in enumerate(zip(filters, per_id)) if f and p]
+        if dropping:
+            raise ValueError(f"per-id slots of tables {dropping} drop ids: the masked transforms cannot size them")
+        self.slot_per_id = [bool(p) for p in per_id]
+        self.weighted = any(filters)  # else every weight is 1 and the lookup goes unweighted
+
+    def op_args(self, features: KeyedJaggedTensor) -> tuple:
+        """The arguments of ``recsys::transform_ids_masked`` for ``features`` (sizes from its
+        ``length_per_key``, which the loader's batches carry: no wait for the device)."""
+        batch, per_feature = features.stride(), features.length_per_key()
+        ids = [per_feature[f] for f in self.slot_features]
+        bags = [n if per_id else batch for n, per_id in zip(ids, self.slot_per_id)]
+        return features.values(), features.lengths(), self.slot_params, self.aux, batch, ids, bags
+
+    def forward(self, features: KeyedJaggedTensor) -> tuple[torch.Tensor, torch.Tensor, list[int], Optional[torch.Tensor]]:
+        """The slot KJT of ``features``: rows (M,), offsets (L + 1,), bags per slot, weights (M,) or None."""
+        args = self.op_args(features)
+        rows, offsets, weights = torch.ops.recsys.transform_ids_masked(*args)
+        return rows, offsets, args[-1], weights if self.weighted else None
+
+
+def fused_transforms_for(plan: EmbeddingPlan, device: torch.device, weighted_lookup: bool) -> Optional[nn.Module]:
+    """The fused transforms of ``plan`` on ``device``, or None where the modules must run.
+
+    On the CPU: :class:`FusedTransforms` (the C++ kernel). On a GPU: :class:`MaskedTransforms`,
+    which never waits for the device, where its weights can reach the lookup
+    (``weighted_lookup``: a lookup that takes per-sample weights and whose fused optimizer has
+    no weight decay) or the plan drops no ids. Else, with a warning saying why, None: the
+    per-feature modules run (the kernels are not built, a transform has no fused kind, or on a
+    GPU the plan needs weights the lookup cannot take).
+    """
     if device.type != "cpu":
-        log.info("id transforms on %s run one feature at a time: recsys::transform_ids has a CPU kernel only", device)
-        return None
-    reason = kernels_unavailable()
-    if not reason:
-        try:
-            return FusedTransforms(plan)
-        except TypeError as err:
-            reason = str(err)
+        if recsys_kernels is None:
+            reason = _IMPORT_ERROR
+        else:
+            masked = MaskedTransforms(plan)
+            if weighted_lookup or not masked.weighted:
+                return masked
+            reason = f"the lookup on {device} takes no per-sample weights (sharded, or weight decay) and the plan drops ids"
+    else:
+        reason = kernels_unavailable()
+        if not reason:
+            try:
+                return FusedTransforms(plan)
+            except TypeError as err:
+                reason = str(err)
     log.warning("id transforms run one feature at a time (slower, same results): %s", reason)
     return None

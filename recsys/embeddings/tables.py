@@ -250,7 +250,9 @@ class TableBatchedLookup(nn.Module):
                 out["unique_ids"], out["unique_misses"] = int(stats[2]), int(stats[3])
         return out
 
-    def forward(self, values: torch.Tensor, offsets: torch.Tensor, bags_per_slot: list[int] | None = None) -> torch.Tensor:
+    def forward(self, values: torch.Tensor, offsets: torch.Tensor, bags_per_slot: list[int] | None = None,
+                per_sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Pooled (SUM) rows of each bag, each row times its weight where ``per_sample_weights`` (M,) is given."""
         if bags_per_slot is None:
-            return self.tbe(values, offsets)  # (B, Σ slot dim)
-        return self.tbe(values, offsets, batch_size_per_feature_per_rank=[[b] for b in bags_per_slot])
+            return self.tbe(values, offsets, per_sample_weights)  # (B, Σ slot dim)
+        return self.tbe(values, offsets, per_sample_weights, batch_size_per_feature_per_rank=[[b] for b in bags_per_slot])

@@ -51,3 +51,19 @@ def test_gpu_train_runs_fold_into_the_gpu_result(tmp_path):
     assert tiers["device"]["samples_per_s"] == {"median": 200.0, "min": 100.0, "max": 220.0, "n": 3}
     assert tiers["uvm_cache"]["vs_device"] == pytest.approx(150.0 / 200.0)
     assert tiers["uvm_cache"]["hit_rate"] == 0.7
+
+
+def test_gpu_train_runs_group_by_name_against_the_first(tmp_path):
+    """bench_kernels_gpu's recsys-train runs (full, then md, interleaved) grouped by run name."""
+    runs = tmp_path / "kernels_runs.jsonl"
+    lines = [("train_full_1", 200.0), ("train_md_1", 190.0), ("train_full_2", 210.0), ("train_md_2", 150.0),
+             ("train_full_3", 100.0), ("train_md_3", 180.0)]
+    runs.write_text("".join(json.dumps({"run": run, "samples_per_s": rate, "steps": 300, "test_auc": 0.75, "tier": "device",
+                                        "hit_rate": None}) + "\n" for run, rate in lines))
+    result = tmp_path / "kernels_gpu.json"
+    result.write_text(json.dumps({"step": []}))
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_train_summary.py"), str(runs), "--into", str(result),
+                    "--group-runs", "train_full", "train_md"], check=True)
+    grouped = json.loads(result.read_text())["train_cli"]["runs"]
+    assert grouped["train_full"]["samples_per_s"] == {"median": 200.0, "min": 100.0, "max": 210.0, "n": 3}
+    assert grouped["train_md"]["vs_baseline"] == pytest.approx(180.0 / 200.0)

@@ -12,7 +12,7 @@ from recsys.embeddings import fused_transforms
 from recsys.embeddings.build import make_embedding
 from recsys.embeddings.collection import EmbeddingCollection
 from recsys.embeddings.combiners import Single
-from recsys.embeddings.fused_transforms import BlockLayout, FusedTransforms
+from recsys.embeddings.fused_transforms import BlockLayout, FusedTransforms, MaskedTransforms
 from recsys.embeddings.optembed_compaction import compact_remap
 from recsys.embeddings.optembed_modules import DropRows
 from recsys.embeddings.plan import FeatureInfo, FeaturePlan, PlanBuilder
@@ -69,11 +69,39 @@ def test_slot_ids_equal_the_modules(name, max_len):
         assert_same_slot_ids(emb, kjt(np.random.default_rng(seed), 7, max_len))
 
 
-def test_off_the_cpu_the_modules_run():
-    """The op has a CPU kernel only; a plan on another device keeps the per-feature modules."""
-    emb = make_embedding(CONFIGS["hash"], FEATURES, DIM, TableOptimizerConfig())
-    assert fused_transforms.fused_transforms_for(emb.plan, torch.device("meta")) is None
-    assert fused_transforms.fused_transforms_for(emb.plan, torch.device("cpu")) is not None
+def test_off_the_cpu_the_masked_transforms_run_where_the_lookup_takes_their_weights():
+    """recsys::transform_ids sizes its output from the ids (a GPU would wait for them): off the CPU
+    the masked op runs, unless the plan drops ids and the lookup cannot take weights."""
+    md, hashed = (make_embedding(CONFIGS[n], FEATURES, DIM, TableOptimizerConfig()).plan for n in ("md_blocks", "hash"))
+    meta = torch.device("meta")
+    assert isinstance(fused_transforms.fused_transforms_for(md, torch.device("cpu"), True), FusedTransforms)
+    assert isinstance(fused_transforms.fused_transforms_for(md, meta, True), MaskedTransforms)
+    assert fused_transforms.fused_transforms_for(md, meta, False) is None  # blocks drop ids: weights needed
+    assert isinstance(fused_transforms.fused_transforms_for(hashed, meta, False), MaskedTransforms)
+
+
+@pytest.mark.parametrize("name", ["md_blocks", "qr_mult", "mixed", "unified_2probes", "optembed"])
+def test_masked_transforms_train_like_the_dropped_id_layout(name):
+    """Dropped ids as weight-0 samples: the same outputs, the same fused-optimizer updates."""
+    runs = []
+    for masked in (True, False):
+        torch.manual_seed(0)
+        if name == "optembed":  # single-hot: its per-id slot has a Single combiner here
+            emb, sizes, max_len = EmbeddingCollection(optembed_plan(), TableOptimizerConfig()), {"C1": 10, "C2": 10, "C3": 10}, 1
+        else:
+            emb, sizes, max_len = make_embedding(CONFIGS[name], FEATURES, DIM, TableOptimizerConfig()), SIZES, 3
+        if masked:
+            emb.fused_transforms = MaskedTransforms(emb.plan)
+            assert emb.fused_transforms.weighted == (name in {"md_blocks", "mixed", "optembed"})
+        outputs = []
+        for seed in range(3):
+            out = emb(kjt(np.random.default_rng(seed), 8, max_len, sizes)).values()  # (B, F * D)
+            (out * torch.arange(out.shape[1])).sum().backward()
+            outputs.append(out.detach())
+        runs.append((outputs, list(emb.lookup.table_weights().values())))
+    for masked, dropped in zip(*runs):
+        for a, b in zip(masked, dropped):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
 def optembed_plan():

@@ -67,7 +67,7 @@ def test_a_table_over_its_ram_budget_trains_on_disk_like_in_ram(method, tmp_path
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
         (expected**2).sum().backward()  # the fused optimizer updates rows in the backward
         (got**2).sum().backward()
-        ids, offsets, per_slot = tiered.slot_ids(kjt)
+        ids, offsets, per_slot, _ = tiered.slot_ids(kjt)
         bags = torch.repeat_interleave(torch.arange(len(per_slot)), torch.tensor(per_slot))
         slot_of_id = torch.repeat_interleave(bags, offsets.diff())
         for i, slot in zip(ids.tolist(), slot_of_id.tolist()):  # brute force

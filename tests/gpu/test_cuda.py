@@ -97,18 +97,55 @@ def assert_no_host_sync(run) -> torch.Tensor:
 
 
 SYNC_FREE = [{"method": "full"}, {"method": "hash", "compression": 2.0}, {"method": "qr", "collisions": 4},
-             {"method": "unified", "compression": 4}]
+             {"method": "unified", "compression": 4}, {"method": "md", "alpha": 0.3}]
 
 
-@pytest.mark.parametrize("method", SYNC_FREE + [
-    pytest.param({"method": "md", "alpha": 0.3}, marks=pytest.mark.xfail(
-        strict=True, reason="MD routes ids to frequency blocks whose sizes depend on the batch: one host sync per MD feature")),
-])
+@pytest.mark.parametrize("method", SYNC_FREE, ids=[m["method"] for m in SYNC_FREE])
 def test_forward_makes_no_host_synchronisation(method):
+    """Mixed-dimension blocks too: recsys::transform_ids_masked sizes everything from length_per_key."""
     emb = make_embedding(method, FEATURES, 16, TableOptimizerConfig(), device="cuda")
     dense, kjt, _ = batches(1)[0]
     out = assert_no_host_sync(lambda: emb(kjt).values())
     assert out.shape == (64, 4 * 16) and out.is_cuda
+
+
+def test_per_feature_mixed_dimension_modules_do_synchronise():
+    """What the masked op removes: the modules' frequency-block routing reads the device."""
+    emb = make_embedding({"method": "md", "alpha": 0.3}, FEATURES, 16, TableOptimizerConfig(), device="cuda")
+    emb.fused_transforms = None
+    dense, kjt, _ = batches(1)[0]
+    with pytest.raises(RuntimeError, match="synchroniz"):
+        assert_no_host_sync(lambda: emb(kjt).values())
+
+
+def test_triton_transform_op_equals_its_torch_version():
+    from recsys_kernels.masked import masked_torch
+
+    from tests.kernels.test_transform_ids_masked import masked_args
+
+    for seed, max_len in [(0, 3), (1, 1), (2, 0), (3, 4)]:
+        args = masked_args(seed, batch=7, max_len=max_len)
+        on_gpu = [a.cuda() if isinstance(a, torch.Tensor) else a for a in args]
+        got = torch.ops.recsys.transform_ids_masked(*on_gpu)
+        for g, w in zip(got, masked_torch(*args)):
+            assert g.is_cuda and torch.equal(g.cpu(), w)
+    torch.library.opcheck(torch.ops.recsys.transform_ids_masked.default, on_gpu)
+
+
+@pytest.mark.parametrize("method", [{"method": "md", "alpha": 0.3}, {"method": "qr", "collisions": 4}], ids=["md", "qr"])
+def test_masked_transforms_train_like_the_modules_on_the_gpu(method):
+    data = batches(20)
+    tables = []
+    for modules in (False, True):
+        torch.manual_seed(0)
+        emb = make_embedding(method, FEATURES, 16, TableOptimizerConfig(), device="cuda")
+        if modules:
+            emb.fused_transforms = None
+        for _, kjt, _ in data:
+            (emb(kjt).values() ** 2).sum().backward()
+        tables.append({k: v.detach().clone() for k, v in emb.lookup.table_weights().items()})
+    for name, weight in tables[0].items():
+        assert torch.allclose(weight, tables[1][name], atol=1e-5), name
 
 
 def test_dlrm_forward_makes_no_host_synchronisation():
