@@ -244,6 +244,50 @@ def render_kernels(r: dict) -> str:
     return "\n".join(lines)
 
 
+def render_kernels_gpu(r: dict) -> str:
+    """bench_kernels_gpu and gpu_check.sh's recsys-train runs: the masked transform op and each
+    method's training step against full tables on a GPU."""
+    batches = sorted({p["batch_size"] for p in r["step"]})
+    budgets = ",".join(sorted({f"1/{round(1 / p['budget'])}" for p in r["step"] if p["method"] != "full"}))
+    lines = [
+        f"`scripts/gpu_check.sh` on one {r['device']} (Triton, fbgemm-gpu 1.6.0, torch 2.11): `bench_kernels_gpu.py --budgets {budgets} "
+        f"--batches {' '.join(map(str, batches))} --steps {r['steps']} --repeats {r['repeats']}`, the Kaggle DLRM's "
+        f"{r['table_rows']:,} rows, Zipf-skewed ids drawn on the GPU. The id-transform stage per batch, median ms: "
+        "`recsys::transform_ids_masked` (Triton), its vectorised torch version, and the per-feature modules the GPU ran before:",
+        "",
+        "| method @ budget | " + " | ".join(f"batch {b:,}: op / torch / modules" for b in batches) + " |",
+        "|---|" + "---|" * len(batches),
+    ]
+    rows: dict[str, dict[int, dict]] = {}
+    for p in r["transform"]:
+        rows.setdefault(f"{p['method']} @ {p['budget']:g}", {})[p["batch_size"]] = p
+    for name, by_batch in rows.items():
+        lines.append(f"| {name} | " + " | ".join(
+            f"{by_batch[b]['op_ms']['median']:.2f} / {by_batch[b]['torch_ms']['median']:.2f} / {by_batch[b]['modules_ms']['median']:.2f}"
+            for b in batches) + " |")
+    lines += ["", f"A DLRM training step (forward, backward, fused table optimizer), all models side by side, timed round-robin "
+                  f"({r['repeats']} x {r['steps']} steps after {r['warmup']}); samples/s (min, max), vs full tables:", "",
+              "| method @ budget (transforms) | " + " | ".join(f"batch {b:,}" for b in batches) + " |",
+              "|---|" + "---|" * len(batches)]
+    steps: dict[str, dict[int, dict]] = {}
+    for p in r["step"]:
+        steps.setdefault(f"{p['method']} @ {p['budget']:g} ({p['transforms']})", {})[p["batch_size"]] = p
+    for name, by_batch in steps.items():
+        lines.append(f"| {name} | " + " | ".join(
+            f"{_rate(by_batch[b]['samples_per_s']['median'])} ({_rate(by_batch[b]['samples_per_s']['min'])}, "
+            f"{_rate(by_batch[b]['samples_per_s']['max'])}), {by_batch[b]['vs_full']:.2f}x" for b in batches) + " |")
+    t = r.get("train_cli")
+    if t:
+        full, md = t["runs"]["train_full"], t["runs"]["train_md"]
+        lines += ["", f"`recsys-train +experiment=kaggle device=cuda` on a 1M-row Kaggle-profile synthetic set ({t['steps']} steps "
+                      f"at batch 2048, runs interleaved): full tables {_spread(full['samples_per_s'])} samples/s, `embedding=md "
+                      f"embedding.budget=0.0625` {_spread(md['samples_per_s'])} ({md['vs_baseline']:.2f}x), test AUC "
+                      f"{md['test_auc'][0]:.4f} against {full['test_auc'][0]:.4f}."]
+    met = r["goals"]["every_compressed_at_least_0.9x_full"]
+    lines += ["", f"Goal (every compressed method >= 0.9x full, here on a GPU): {_met(met)}."]
+    return "\n".join(lines)
+
+
 def render_report(r: dict) -> str:
     every, base = r["report_all_runs_s"], r["baseline_global_metrics_s"]
     return (
@@ -264,6 +308,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "scale_gpu": render_scale_gpu,
     "report": render_report,
     "kernels": render_kernels,
+    "kernels_gpu": render_kernels_gpu,
 }
 
 
