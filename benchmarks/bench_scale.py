@@ -280,8 +280,12 @@ def timed_steps(net, model, data, steps: int, repeats: int, warmup: int, sync) -
     opt = make_dense_optimizer(model, "adagrad", 0.01)
     loss_fn = torch.nn.BCEWithLogitsLoss()
 
+    upcoming = data[0]
+
     def step(i: int) -> None:
-        dense, kjt, labels = data[i % len(data)]
+        nonlocal upcoming
+        (dense, kjt, labels), upcoming = upcoming, data[(i + 1) % len(data)]
+        model.embedding.prefetch(upcoming[1])  # as the train loop does: disk tables read the next batch's rows meanwhile
         loss = loss_fn(net(dense, kjt), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -151,6 +151,19 @@ class EmbeddingCollection(nn.Module):
             return KeyedTensor(keys=self.features, length_per_key=self.output_dims, values=pooled)
         return KeyedTensor(keys=self.features, length_per_key=self.output_dims, values=self._combine(features))
 
+    def prefetch(self, features: KeyedJaggedTensor) -> None:
+        """Start reading from slow tiers what a later forward of ``features`` looks up (the cold
+        rows of disk-tier tables, :meth:`~recsys.embeddings.placement.TieredLookup.prefetch`):
+        the training loop calls it with the next batch, so the reads overlap the current step.
+        Results do not change; without a disk tier it does nothing."""
+        if not (isinstance(self.lookup, TieredLookup) and self.lookup.on_disk):
+            return
+        if self.passthrough:
+            self.lookup.prefetch(features.values(), features.offsets())
+            return
+        ids, offsets, bags_per_slot, _ = self.slot_ids(features)  # an id of weight 0 is read all the same
+        self.lookup.prefetch(ids, offsets, None if all(b == features.stride() for b in bags_per_slot) else bags_per_slot)
+
     def slot_ids(self, features: KeyedJaggedTensor) -> tuple[torch.Tensor, torch.Tensor, List[int], Optional[torch.Tensor]]:
         """The physical KJT the lookup takes: ids (M,), offsets (Σ bags + 1,), bags per slot, and
         per-id weights (M,) where some are 0 (:class:`MaskedTransforms`), else None."""

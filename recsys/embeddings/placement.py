@@ -13,7 +13,8 @@ The cold tables' weights are a memory-mapped file (``torch.from_file(shared=True
 FBGEMM's CPU table-batched lookup as its host buffer: no table is ever allocated in RAM whole,
 the fused optimizer writes through to the file, and the OS page cache is the RAM tier in front
 of the disk. Their row-wise Adagrad state (4 bytes a row) stays in RAM. Before each lookup the
-pages of the batch's cold rows are read ahead together (:mod:`recsys.embeddings.disk_prefetch`).
+pages of the batch's cold rows are read into the page cache together (:mod:`recsys.embeddings.disk_prefetch`);
+:meth:`TieredLookup.prefetch` starts those reads for the next batch while the current step trains.
 """
 
 from __future__ import annotations
@@ -30,16 +31,11 @@ import torch
 from torch import nn
 
 from recsys.core.units import format_bytes
-from recsys.embeddings.disk_prefetch import RowPrefetcher, advise_random_access
+from recsys.embeddings.disk_prefetch import ReadAhead, RowPrefetcher, advise_random_access
 from recsys.embeddings.placement_config import PlacementConfig
 from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
-from recsys.embeddings.tables import (
-    INIT_BLOCK_ROWS,
-    PhysicalTable,
-    TableBatchedLookup,
-    init_rows,
-    optimizer_state_bytes,
-)
+from recsys.embeddings.row_ranges import RowRangeLookup
+from recsys.embeddings.tables import INIT_BLOCK_ROWS, PhysicalTable, init_rows, optimizer_state_bytes
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +75,8 @@ def cold_bytes(tables: list[PhysicalTable], hot: list[int]) -> dict[str, int]:
 
 
 COLD_FILE = "cold_weights.f32"
+# read-aheads kept for lookups to come: the next batch's, and slack for a caller that prefetches further
+MAX_READ_AHEADS = 4
 
 
 def check_disk_space(cold: dict[str, int], directory: Path) -> None:
@@ -123,7 +121,8 @@ class TieredLookup(nn.Module):
     """The one-call lookup of :class:`~recsys.embeddings.tables.TableBatchedLookup` over tables
     split into a hot prefix (RAM) and a cold tail (``cold_tier``: disk or RAM).
 
-    Two FBGEMM calls serve all tables: one over the hot parts, one over the cold parts. Initial
+    Two FBGEMM calls serve all tables: one over the hot parts, one over the cold parts (each
+    part cut into pieces FBGEMM can address, :class:`~recsys.embeddings.row_ranges.RowRangeLookup`). Initial
     weights equal the unsplit tables' (each part takes its rows of :func:`init_rows`), so a run
     with tiers trains like one without. ``hits`` / ``lookups`` count looked-up ids that found
     their row in the hot part.
@@ -144,46 +143,31 @@ class TieredLookup(nn.Module):
         self.hot_counts = list(hot)
         slot_tables = slot_tables if slot_tables is not None else list(range(len(tables)))
         self.num_slots = len(slot_tables)
-        cold = [i for i, t in enumerate(tables) if hot[i] < t.num_embeddings]
-        cold_index = {t: j for j, t in enumerate(cold)}
-        self.cold_slots = [s for s, t in enumerate(slot_tables) if t in cold_index]
         kind = TableOptimizer(optimizer.kind)
-        hot_parts = [PhysicalTable(f"{t.name}_hot", k, t.dim, t.init_rows or t.num_embeddings) for t, k in zip(tables, hot)]
-        cold_parts = [
-            PhysicalTable(f"{tables[i].name}_cold", tables[i].num_embeddings - hot[i], tables[i].dim, tables[i].init_rows or tables[i].num_embeddings)
-            for i in cold
-        ]
-        self.hot = TableBatchedLookup(hot_parts, optimizer, seed=None, slot_tables=slot_tables)
+        sizes = [t.num_embeddings for t in tables]
+        self.hot = RowRangeLookup(tables, [0] * len(tables), hot, optimizer, slot_tables, "hot")
         self.on_disk = placement.cold_tier == "disk"
         self.disk_dir: Optional[Path] = None
         buffers = None
         if self.on_disk:
             self.disk_dir = self._disk_dir(placement.disk_dir)
-            self._cold_weights = _mapped(self.disk_dir / COLD_FILE, sum(t.num_embeddings * t.dim for t in cold_parts))
+            self._cold_weights = _mapped(self.disk_dir / COLD_FILE, sum((n - k) * t.dim for t, n, k in zip(tables, sizes, hot)))
             buffers = {"weights": self._cold_weights}  # the optimizer state FBGEMM allocates, in RAM
-        self.cold = TableBatchedLookup(
-            cold_parts, optimizer, seed=None, slot_tables=[cold_index[slot_tables[s]] for s in self.cold_slots], host_buffers=buffers
-        )
-        self.prefetch = self._prefetcher(buffers["weights"]) if self.on_disk else None
-        # per slot: its table's index among the cold parts (-1: the table has no cold part)
-        self.register_buffer("slot_cold_table", torch.tensor([cold_index.get(t, -1) for t in slot_tables]), persistent=False)
+        self.cold = RowRangeLookup(tables, hot, sizes, optimizer, slot_tables, "cold", host_buffers=buffers)
+        self.reader = self._reader(buffers["weights"]) if self.on_disk else None
+        self._read_aheads: list[ReadAhead] = []  # started by prefetch(), oldest first
+        self.read_ahead_batches = {"pipelined": 0, "synchronous": 0}  # cold reads of looked-up batches, by how
         self.ram_bytes = sum(k * t.dim * 4 + optimizer_state_bytes(t, kind) for t, k in zip(tables, hot))
         self.cold_bytes = sum(cold_bytes(tables, hot).values())
         # per slot: rows of its table's hot part (ids below it are hot)
         self.register_buffer("slot_hot_rows", torch.tensor([hot[t] for t in slot_tables], dtype=torch.int64), persistent=False)
-        dims = [tables[t].dim for t in slot_tables]
-        starts = torch.tensor([0] + dims, dtype=torch.int64).cumsum(0)
-        self.slot_dims = dims
-        # columns of the cold slots in the (B, Σ slot dims) output
-        cold_columns = [torch.arange(int(starts[s]), int(starts[s + 1])) for s in self.cold_slots]
-        self.register_buffer("cold_columns", torch.cat(cold_columns), persistent=False)
         self.register_buffer("hits", torch.zeros((), dtype=torch.int64), persistent=False)
         self.register_buffer("lookups", torch.zeros((), dtype=torch.int64), persistent=False)
         self.reset_parameters(seed)
 
-    def _prefetcher(self, weights: torch.Tensor) -> RowPrefetcher:
+    def _reader(self, weights: torch.Tensor) -> RowPrefetcher:
         """Reads ahead the pages of the cold rows a batch looks up in the weights file."""
-        views = self.cold.tbe.split_embedding_weights()
+        views = self.cold.batched.tbe.split_embedding_weights()
         starts = [view.data_ptr() - weights.data_ptr() for view in views]  # bytes into the file
         return RowPrefetcher(self.disk_dir / COLD_FILE, starts, [view.shape[1] * view.element_size() for view in views])
 
@@ -203,13 +187,12 @@ class TieredLookup(nn.Module):
         process's resident memory (a table larger than RAM initialises with a small RSS), and
         synced, so that the first training steps do not wait on the writeback of the initial
         values."""
-        hot = self.hot.tbe.split_embedding_weights()
-        cold = iter(self.cold.tbe.split_embedding_weights())
         file = open(self.disk_dir / COLD_FILE, "r+b", buffering=0) if self.on_disk else None  # noqa: SIM115
         try:
-            for index, (table, k) in enumerate(zip(self.tables, self.hot_counts)):
-                parts = [(hot[index], 0, None)] + ([(next(cold), k, file)] if k < table.num_embeddings else [])
-                for weight, first, target in parts:
+            for index, table in enumerate(self.tables):
+                parts = [(first, weight, None) for first, weight in self.hot.pieces(index)]
+                parts += [(first, weight, file) for first, weight in self.cold.pieces(index)]
+                for first, weight, target in parts:
                     for start in range(0, weight.shape[0], 16 * INIT_BLOCK_ROWS):
                         stop = min(start + 16 * INIT_BLOCK_ROWS, weight.shape[0])
                         values = init_rows(table, index, seed, first + start, first + stop)
@@ -225,25 +208,24 @@ class TieredLookup(nn.Module):
                 file.close()
 
     def table_weights(self) -> dict[str, torch.Tensor]:
-        """Each whole table's (num_embeddings, dim) weights by name: a view where the table has
-        no cold part, else a copy of its hot and cold rows (writes to it do not reach the table)."""
-        hot = self.hot.tbe.split_embedding_weights()
-        cold = iter(self.cold.tbe.split_embedding_weights())
-        return {
-            t.name: hot[i] if k == t.num_embeddings else torch.cat([hot[i], next(cold)])
-            for i, (t, k) in enumerate(zip(self.tables, self.hot_counts))
-        }
+        """Each whole table's (num_embeddings, dim) weights by name: a view where the table is
+        one piece in RAM, else a copy of its pieces' rows (writes to it do not reach the table)."""
+        out = {}
+        for index, table in enumerate(self.tables):
+            pieces = [weight for _, weight in self.hot.pieces(index) + self.cold.pieces(index)]
+            out[table.name] = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+        return out
 
     @property
     def output_dims(self) -> list[int]:
         return [t.dim for t in self.tables]
 
     def get_learning_rate(self) -> float:
-        return self.hot.get_learning_rate()
+        return self.hot.batched.get_learning_rate()
 
     def set_learning_rate(self, lr: float) -> None:
-        self.hot.set_learning_rate(lr)
-        self.cold.set_learning_rate(lr)
+        self.hot.batched.set_learning_rate(lr)
+        self.cold.batched.set_learning_rate(lr)
 
     @property
     def hit_rate(self) -> float:
@@ -258,39 +240,60 @@ class TieredLookup(nn.Module):
             "hot_rows": {t.name: k for t, k in zip(self.tables, self.hot_counts)},
             "hit_rate": self.hit_rate,
             "disk_dir": str(self.disk_dir) if self.disk_dir else None,
+            "read_ahead_batches": dict(self.read_ahead_batches) if self.on_disk else None,
         }
 
-    def forward(self, values: torch.Tensor, offsets: torch.Tensor, bags_per_slot: list[int] | None = None) -> torch.Tensor:
+    def _route(self, values: torch.Tensor, offsets: torch.Tensor, per_slot: list[int]):
+        """Each bag's slot (bags,), each id's bag (N,) and slot (N,), and which ids are hot (N,):
+        those below their table's hot row count."""
         lengths = (offsets[1:] - offsets[:-1]).long()  # (bags,) int64, as the ids
-        per_slot = bags_per_slot if bags_per_slot is not None else [lengths.numel() // self.num_slots] * self.num_slots
         bag_slot = torch.repeat_interleave(torch.arange(self.num_slots), torch.tensor(per_slot))  # (bags,)
         id_bag = torch.repeat_interleave(torch.arange(lengths.numel()), lengths, output_size=values.numel())  # (N,)
         id_slot = bag_slot[id_bag]  # (N,)
-        limit = self.slot_hot_rows[id_slot]  # (N,) first cold row of each id's table
-        hot = values < limit  # (N,)
+        return bag_slot, id_bag, id_slot, values < self.slot_hot_rows[id_slot]
+
+    def _per_slot(self, offsets: torch.Tensor, bags_per_slot: list[int] | None) -> list[int]:
+        return bags_per_slot if bags_per_slot is not None else [(offsets.numel() - 1) // self.num_slots] * self.num_slots
+
+    def _cold_rows(self, values: torch.Tensor, id_slot: torch.Tensor, cold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The FBGEMM table (M,) and row in it (M,) of each cold id (M of them), in the cold file."""
+        _, table, row = self.cold.locate(values[cold], id_slot[cold])
+        return table, row
+
+    def prefetch(self, values: torch.Tensor, offsets: torch.Tensor, bags_per_slot: list[int] | None = None) -> None:
+        """Start reading from disk, in the background, the cold rows a later forward of these
+        ids (the forward's arguments) will look up: called with the next batch while the current
+        one trains, its reads overlap the step. A no-op without a disk tier."""
+        if self.reader is None:
+            return
+        _, _, id_slot, hot = self._route(values, offsets, self._per_slot(offsets, bags_per_slot))
+        self._read_aheads.append(self.reader.start(*self._cold_rows(values, id_slot, ~hot)))
+        del self._read_aheads[:-MAX_READ_AHEADS]  # batches prefetched but never looked up
+
+    def _read_cold_rows(self, tables: torch.Tensor, rows: torch.Tensor) -> None:
+        """Have the pages of ``rows`` (M,) of cold FBGEMM ``tables`` (M,) cached before the
+        lookup: wait for the read-ahead :meth:`prefetch` started for them, else read them now."""
+        for index, ahead in enumerate(self._read_aheads):
+            if ahead.covers(tables, rows):
+                del self._read_aheads[: index + 1]  # those before it were for batches never looked up
+                ahead.wait()
+                self.read_ahead_batches["pipelined"] += 1
+                return
+        self.reader(tables, rows)
+        self.read_ahead_batches["synchronous"] += 1
+
+    def forward(self, values: torch.Tensor, offsets: torch.Tensor, bags_per_slot: list[int] | None = None) -> torch.Tensor:
+        per_slot = self._per_slot(offsets, bags_per_slot)
+        bag_slot, id_bag, id_slot, hot = self._route(values, offsets, per_slot)
         cold = ~hot
-        cold_values = (values - limit)[cold]
-        if self.prefetch is not None:
-            self.prefetch(self.slot_cold_table[id_slot][cold], cold_values)
+        if self.reader is not None:
+            self._read_cold_rows(*self._cold_rows(values, id_slot, cold))
         with torch.no_grad():
             self.hits += hot.sum()
             self.lookups += values.numel()
-        hot_lengths = torch.zeros_like(lengths).index_add_(0, id_bag, hot.to(lengths.dtype))  # (bags,)
-        hot_offsets = torch.ops.fbgemm.asynchronous_complete_cumsum(hot_lengths)
-        out = self.hot(values[hot], hot_offsets, bags_per_slot)  # like the unsplit lookup's
-        cold_bags = torch.isin(bag_slot, torch.tensor(self.cold_slots))  # (bags,)
-        cold_offsets = torch.ops.fbgemm.asynchronous_complete_cumsum((lengths - hot_lengths)[cold_bags])
-        if bags_per_slot is None:
-            cold_out = self.cold(cold_values, cold_offsets)  # (B, Σ cold slot dims)
-            return out.index_add(1, self.cold_columns, cold_out)  # (B, Σ slot dims)
-        cold_out = self.cold(cold_values, cold_offsets, [per_slot[s] for s in self.cold_slots])
-        return out.index_add(0, self._cold_positions(per_slot), cold_out)  # flat, slot by slot
-
-    def _cold_positions(self, per_slot: list[int]) -> torch.Tensor:
-        """Where each cold slot's values sit in the variable-batch flat output."""
-        sizes = [b * d for b, d in zip(per_slot, self.slot_dims)]
-        starts = [sum(sizes[:s]) for s in range(len(sizes))]
-        return torch.cat([torch.arange(starts[s], starts[s] + sizes[s]) for s in self.cold_slots])
+        variable = bags_per_slot is not None
+        out = self.hot(values, hot, id_slot, id_bag, bag_slot, per_slot, variable)  # like the unsplit lookup's
+        return self.cold(values, cold, id_slot, id_bag, bag_slot, per_slot, variable, into=out)
 
 
 def tiered_lookup(

@@ -13,6 +13,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from recsys.allocator import describe_allocator
 from recsys.data.layout import DatasetMeta
-from recsys.data.loader import ParquetBatches
+from recsys.data.loader import Batch, ParquetBatches
 from recsys.evaluation.evaluate import evaluate
 from recsys.evaluation.report import load_bayes, write_report
 from recsys.models.build import build_model
@@ -245,7 +246,9 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
         while state.epoch < tcfg.epochs and state.step < total_steps:
             train_batches.set_epoch(state.epoch)
             tick = time.perf_counter()
-            for batch in train_batches.iter_from(state.batch_in_epoch):
+            for batch, upcoming in _with_next(train_batches.iter_from(state.batch_in_epoch)):
+                if upcoming is not None:  # disk-tier tables start reading its cold rows, overlapping this step
+                    model.embedding.prefetch(upcoming.sparse)
                 lr_factor = scheduler.set_step(state.step)
                 logits = net(batch.dense.to(device, non_blocking=True), batch.sparse.to(device, non_blocking=True))
                 loss = loss_fn(logits, batch.labels.to(device, non_blocking=True))
@@ -337,6 +340,16 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
         embedding=embedding_spec,
         report=str(md_path),
     )
+
+
+def _with_next(batches: Iterator[Batch]) -> Iterator[tuple[Batch, Batch | None]]:
+    """Each batch with the one after it (None after the last), so a step can start what the next
+    one needs (the loader's own background thread has it ready already)."""
+    current = next(batches, None)
+    while current is not None:
+        upcoming = next(batches, None)
+        yield current, upcoming
+        current = upcoming
 
 
 def _tables_in_run(recipe: ModelRecipe, run_dir: Path) -> ModelRecipe:

@@ -10,6 +10,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from recsys.cli.common import CONF_DIR
 from recsys.cli.train import to_job_config
 from recsys.data.config import DataConfig
+from recsys.embeddings import row_ranges
 from recsys.embeddings.build import make_embedding
 from recsys.embeddings.placement import TieredLookup, hot_rows
 from recsys.embeddings.placement_config import PlacementConfig
@@ -47,17 +48,21 @@ def test_hot_rows_cut_every_table_at_one_rank_within_the_budget():
         hot_rows(tables, state + 32, TableOptimizer.rowwise_adagrad)
 
 
+@pytest.mark.parametrize(("piece_bytes", "budget"), [(None, "6KB"), (5 * 16 * 4, "8KB")], ids=["whole", "pieces_of_5_rows"])
 @pytest.mark.parametrize(
     "method", [{"method": "full"}, {"method": "qr", "collisions": 4}, {"method": "hash", "compression": 2}]
 )
-def test_a_table_over_its_ram_budget_trains_on_disk_like_in_ram(method, tmp_path):
+def test_a_table_over_its_ram_budget_trains_on_disk_like_in_ram(method, piece_bytes, budget, tmp_path, monkeypatch):
+    if piece_bytes is not None:  # FBGEMM's 4 GiB a table, scaled down: hot and cold parts cut into pieces
+        monkeypatch.setattr(row_ranges, "MAX_PIECE_BYTES", piece_bytes)
     optimizer = TableOptimizerConfig()
     in_ram = make_embedding(method, FEATURES, 16, optimizer, seed=3)
-    placement = PlacementConfig(ram_budget="6KB", disk_dir=str(tmp_path))
+    placement = PlacementConfig(ram_budget=budget, disk_dir=str(tmp_path))
     tiered = make_embedding(method, FEATURES, 16, optimizer, seed=3, placement=placement)
     assert isinstance(tiered.lookup, TieredLookup)
+    assert (tiered.lookup.hot.levels > 1 and tiered.lookup.cold.levels > 1) == (piece_bytes is not None)
     tiers = tiered.tiers()
-    assert 0 < tiers["ram_bytes"] <= 6000 < tiers["ram_bytes"] + tiers["disk_bytes"]
+    assert 0 < tiers["ram_bytes"] <= placement.budget_bytes < tiers["ram_bytes"] + tiers["disk_bytes"]
     cold_file = tmp_path / "cold_weights.f32"
     before = cold_file.read_bytes()
     hot_limit = {t.name: k for t, k in zip(tiered.lookup.tables, tiered.lookup.hot_counts)}
@@ -81,6 +86,26 @@ def test_a_table_over_its_ram_budget_trains_on_disk_like_in_ram(method, tmp_path
         torch.testing.assert_close(tiered.lookup.table_weights()[name], weight, rtol=0, atol=1e-6)
 
 
+def test_reading_the_next_batch_ahead_changes_no_result(tmp_path):
+    """The pipelined read-ahead (prefetch of batch i+1 before step i) against none: the same
+    outputs and tables, bit for bit; each batch after the first found its read-ahead."""
+    optimizer = TableOptimizerConfig()
+    runs = [make_embedding({"method": "full"}, FEATURES, 16, optimizer, seed=3,
+                           placement=PlacementConfig(ram_budget="6KB", disk_dir=str(tmp_path / name))) for name in ("ahead", "now")]
+    data = list(batches(6))
+    for i, kjt in enumerate(data):
+        if i + 1 < len(data):
+            runs[0].prefetch(data[i + 1])
+        pipelined, plain = runs[0](kjt).values(), runs[1](kjt).values()
+        assert torch.equal(pipelined, plain)
+        (pipelined**2).sum().backward()
+        (plain**2).sum().backward()
+    assert runs[0].tiers()["read_ahead_batches"] == {"pipelined": 5, "synchronous": 1}
+    assert runs[1].tiers()["read_ahead_batches"] == {"pipelined": 0, "synchronous": 6}
+    for name, weight in runs[1].lookup.table_weights().items():
+        assert torch.equal(runs[0].lookup.table_weights()[name], weight)
+
+
 def test_training_with_a_ram_budget_matches_training_in_ram(tiny_dataset, tmp_path):
     def job(placement):
         return TrainJobConfig(
@@ -95,6 +120,7 @@ def test_training_with_a_ram_budget_matches_training_in_ram(tiny_dataset, tmp_pa
     tiers = tiered.memory["placement"]
     assert tiers["disk_bytes"] > 0 and tiers["ram_bytes"] <= 20000
     assert 0 < tiers["hit_rate"] < 1
+    assert tiers["read_ahead_batches"]["pipelined"] == 5  # the loop read each batch after the first ahead
     assert (tmp_path / "disk" / "tables" / "cold_weights.f32").stat().st_size == tiers["disk_bytes"]
     assert tiered.final_loss == pytest.approx(in_ram.final_loss, abs=1e-6)
     assert tiered.eval["logloss"] == pytest.approx(in_ram.eval["logloss"], abs=1e-6)
