@@ -25,10 +25,9 @@ import torch
 from torch import nn
 
 from recsys.embeddings.specs import TableOptimizerConfig
-from recsys.embeddings.tables import PhysicalTable, TableBatchedLookup
+from recsys.embeddings.tables import FBGEMM_CPU_MAX_TABLE_BYTES, PhysicalTable, TableBatchedLookup
 
-# FBGEMM's CPU row-wise Adagrad addresses rows within a table by a 32-bit byte offset
-MAX_PIECE_BYTES = 1 << 32
+MAX_PIECE_BYTES = FBGEMM_CPU_MAX_TABLE_BYTES  # weights of one piece at most
 
 
 def piece_rows(dim: int) -> int:

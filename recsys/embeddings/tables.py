@@ -26,6 +26,11 @@ from torch import nn
 from recsys.embeddings.placement_config import PlacementConfig
 from recsys.embeddings.specs import FBGEMM_DIM_MULTIPLE, TableOptimizer, TableOptimizerConfig
 
+# FBGEMM's CPU backward with the fused row-wise Adagrad (fbgemm-gpu 1.8) addresses a row within its
+# table by a 32-bit byte offset: past 4 GiB of one table's weights, updates land on the wrong rows
+# (tests/embeddings/test_row_ranges.py); recsys.embeddings.row_ranges cuts tables into pieces under it
+FBGEMM_CPU_MAX_TABLE_BYTES = 1 << 32
+
 # rows of one initialisation block: each block has its own seeded generator, so any row range of a
 # table (a shard on another rank, a slice of a memory-mapped file) gets the same initial values
 # without drawing the rows before it
@@ -108,6 +113,18 @@ _CUDA_LOCATIONS = {
 _CACHE_ALGORITHMS = {"lru": CacheAlgorithm.LRU, "lfu": CacheAlgorithm.LFU}
 
 
+def _check_cpu_table_bytes(tables: list[PhysicalTable], kind: TableOptimizer) -> None:
+    """Refuse tables FBGEMM's CPU row-wise Adagrad would update wrongly, naming them."""
+    too_big = [t for t in tables if t.weight_bytes > FBGEMM_CPU_MAX_TABLE_BYTES]
+    if kind is TableOptimizer.rowwise_adagrad and too_big:
+        named = ", ".join(f"{t.name} ({t.num_embeddings:,} rows x {t.dim}: {t.weight_bytes:,} bytes)" for t in too_big)
+        raise ValueError(
+            f"tables {named}: FBGEMM's CPU row-wise Adagrad updates the wrong rows past {FBGEMM_CPU_MAX_TABLE_BYTES:,} "
+            "bytes of one table's weights. Set placement.ram_budget below the tables' bytes (the tiered lookup cuts every "
+            "table into pieces under that; placement.cold_tier=ram keeps the cold rows in RAM too)"
+        )
+
+
 class TableBatchedLookup(nn.Module):
     """Sum-pooled lookup of all physical tables in one FBGEMM call, optimizer fused in backward.
 
@@ -155,6 +172,8 @@ class TableBatchedLookup(nn.Module):
         placement.check_device(device.type)
         self.tier = placement.tier_on(device.type)
         on_gpu = device.type == "cuda"
+        if not on_gpu:
+            _check_cpu_table_bytes(tables, TableOptimizer(optimizer.kind))
         location = _CUDA_LOCATIONS[self.tier] if on_gpu else EmbeddingLocation.HOST
         compute = ComputeDevice.CUDA if on_gpu else ComputeDevice.CPU
         options = {}  # only what differs from FBGEMM's defaults (older FBGEMM lacks preallocated_host_buffers)

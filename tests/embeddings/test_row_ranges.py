@@ -70,3 +70,10 @@ def test_a_table_over_4_gib_updates_each_looked_up_row_and_no_other(tmp_path):
     out.sum().backward()
     assert (table[picks] < 1).all()  # row-wise Adagrad moved every looked-up row
     assert written_pages(path) == [r * DIM * 4 // 4096 for r in PICKS]  # and wrote nowhere else
+
+
+def test_a_cpu_table_over_4_gib_without_pieces_is_refused_naming_it():
+    from recsys.embeddings.tables import TableBatchedLookup
+
+    with pytest.raises(ValueError, match=r"tables big \(40,000,000 rows x 64: 10,240,000,000 bytes\).*placement.ram_budget"):
+        TableBatchedLookup([PhysicalTable("small", 10, 64), PhysicalTable("big", ROWS, DIM)], TableOptimizerConfig(), seed=None)
