@@ -19,13 +19,15 @@ with the split: each slot's pooled vector is the sum of its pieces' pooled vecto
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import nn
 
 from recsys.embeddings.specs import TableOptimizerConfig
-from recsys.embeddings.tables import FBGEMM_CPU_MAX_TABLE_BYTES, PhysicalTable, TableBatchedLookup
+from recsys.embeddings.tables import (
+    FBGEMM_CPU_MAX_TABLE_BYTES,
+    PhysicalTable,
+    TableBatchedLookup,
+)
 
 MAX_PIECE_BYTES = FBGEMM_CPU_MAX_TABLE_BYTES  # weights of one piece at most
 
@@ -121,7 +123,7 @@ class RowRangeLookup(nn.Module):
         bag_slot: torch.Tensor,
         per_slot: list[int],
         variable: bool,
-        into: Optional[torch.Tensor] = None,
+        into: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Pooled vectors of the ids ``values`` (N,) where ``mine`` (N,) says they fall in this
         range, added into ``into`` (every slot's output: (B, Σ slot dims), or the flat
