@@ -24,7 +24,6 @@ import dataclasses
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,6 +35,7 @@ from common import (  # noqa: E402
     compose_train_job,
     format_table,
     median,
+    parse_methods_and_budgets,
     save_result,
     start_benchmark,
     time_call,
@@ -92,10 +92,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     p.add_argument("--json", type=Path, required=True)
     args = p.parse_args(argv)
-    args.methods = args.methods.split(",")
-    args.budgets = [float(Fraction(b)) for b in args.budgets.split(",")]
-    if args.repeats < 3:
-        p.error("--repeats must be at least 3 (figures are medians)")
+    parse_methods_and_budgets(p, args)
     return args
 
 

@@ -25,14 +25,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Timing, ZipfBatches, format_table, median, save_result, start_benchmark  # noqa: E402
+from common import Timing, ZipfBatches, format_table, median, parse_methods_and_budgets, save_result, start_benchmark  # noqa: E402
 
 METHODS = ("hash", "qr", "md", "unified")
 
@@ -50,10 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sections", nargs="+", default=["transform", "step"], choices=["transform", "step"])
     p.add_argument("--json", type=Path, required=True)
     args = p.parse_args(argv)
-    args.methods = args.methods.split(",")
-    args.budgets = [float(Fraction(b)) for b in args.budgets.split(",")]
-    if args.repeats < 3:
-        p.error("--repeats must be at least 3 (figures are medians)")
+    parse_methods_and_budgets(p, args)
     return args
 
 

@@ -341,6 +341,17 @@ def synthetic_job_overrides(dataset: Path, args, *extra: str) -> list[str]:
     ]
 
 
+def parse_methods_and_budgets(parser, args) -> None:
+    """Turn ``--methods a,b`` and ``--budgets 1/4,1/16`` into lists (budgets as floats) and hold
+    ``--repeats`` to at least 3 (figures are medians)."""
+    from fractions import Fraction
+
+    args.methods = args.methods.split(",")
+    args.budgets = [float(Fraction(b)) for b in args.budgets.split(",")]
+    if args.repeats < 3:
+        parser.error("--repeats must be at least 3 (figures are medians)")
+
+
 def compose_train_job(overrides: Sequence[str]):
     """A training job composed from ``conf/`` exactly as ``recsys-train`` composes it.
 
