@@ -38,6 +38,7 @@ import argparse
 import dataclasses
 import shlex
 import gc
+import json
 import subprocess
 import sys
 import time
@@ -69,9 +70,10 @@ from pareto_runs import (  # noqa: E402
 
 BUDGETS = ("1/4", "1/16", "1/64")
 METHODS = ("hash", "hash_threshold", "qr", "md", "unified", "optembed")
-# the duration estimate before anything is measured: full tables' loop on a quiet 2-core day,
-# and what a run costs besides its steps (building the model, validation, evaluations, checkpoint)
-NOMINAL_SAMPLES_PER_S = 38_000
+# the duration estimate before anything is measured starts from full tables' recsys-train rate that
+# bench_pipeline last measured (committed), plus what a run costs besides its steps (building the
+# model, validation, evaluations, checkpoint)
+PIPELINE_RESULT = Path(__file__).resolve().parent / "results" / "pipeline.json"
 EPOCH_OVERHEAD_S, SHORT_OVERHEAD_S = 25.0, 8.0
 OPTEMBED_EPOCHS = 3  # supernet + retrain epochs, and a search that scores about an epoch's worth of rows
 
@@ -144,9 +146,10 @@ def expected_seconds(args: argparse.Namespace, epoch_s: float, short_s: float) -
 
 
 def print_estimate(args: argparse.Namespace, train_rows: int, measured_full_s: float | None = None) -> None:
-    epoch_s = train_rows / NOMINAL_SAMPLES_PER_S + EPOCH_OVERHEAD_S
-    short_s = args.speed_steps * args.batch_size / NOMINAL_SAMPLES_PER_S + SHORT_OVERHEAD_S
-    scale, basis = 1.0, f"at a nominal {NOMINAL_SAMPLES_PER_S:,} samples/s (full tables, quiet 2 cores)"
+    rate = json.loads(PIPELINE_RESULT.read_text())["train_loop_samples_per_s"]
+    epoch_s = train_rows / rate + EPOCH_OVERHEAD_S
+    short_s = args.speed_steps * args.batch_size / rate + SHORT_OVERHEAD_S
+    scale, basis = 1.0, f"at {rate:,.0f} samples/s (full tables' recsys-train rate in {PIPELINE_RESULT.name}, a quiet machine)"
     if measured_full_s is not None:
         scale, basis = measured_full_s / epoch_s, f"scaled by the full-table epoch's {measured_full_s:.0f} s"
     total = expected_seconds(args, epoch_s * scale, short_s * scale)
