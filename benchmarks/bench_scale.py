@@ -160,7 +160,9 @@ def disk_tier(args) -> dict:
         model = DLRM(emb, num_dense=13, config=config)
         times = timed_steps(model, model, ProfileBatches(space, args.batch), args.steps, args.repeats, args.warmup, lambda: None)
         tiers = emb.tiers()
-        out.update(tier_ram_bytes=tiers["ram_bytes"], disk_bytes=tiers["disk_bytes"], hit_rate=tiers["hit_rate"])
+        out.update(tier_ram_bytes=tiers["ram_bytes"], disk_bytes=tiers["disk_bytes"], hit_rate=tiers["hit_rate"],
+                   read_ahead_batches=tiers["read_ahead_batches"],
+                   read_wait_per_step_s=tiers["read_wait_seconds"] / (args.warmup + args.steps * args.repeats))
         out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         del model, emb
     small, small_space = profile_features(args, args.disk_scale * args.in_ram_scale)
@@ -360,6 +362,7 @@ def main() -> None:
             (f"tables x {tier['in_ram_scale']:g} in RAM", tier["in_ram_samples_per_s"], f"samples/s (min {tier['in_ram_min_max'][0]:,.0f}, max {tier['in_ram_min_max'][1]:,.0f})"),
             ("disk / RAM", tier["ratio"], "goal >= 0.5"),
             ("hot-tier hit rate", tier["hit_rate"], f"hot rows: {tier['ram_share']:.0%} of the table bytes"),
+            ("wait on disk reads", tier["read_wait_per_step_s"], f"s a step; batches read ahead during the step before: {tier['read_ahead_batches']}"),
             ("table bytes", tier["table_bytes"], f"RAM tier {tier['tier_ram_bytes']:,}, disk {tier['disk_bytes']:,}"),
             ("tables / RAM", tier["tables_over_ram"], "goal >= 1.5"),
             ("peak RSS bytes", tier["peak_rss_bytes"], f"goal < 20 GB; machine RAM {tier['ram_bytes']:,}"),

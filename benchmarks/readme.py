@@ -175,7 +175,11 @@ def render_scale_disk_tier(r: dict) -> str:
         f"{t['tables_over_ram']:.2f}x this machine's {gb(t['ram_bytes'])} of RAM (goal >= 1.5x: {met(t['goal_tables_at_least_1_5x_ram'])}). "
         f"{t['ram_share']:.0%} of the bytes ({gb(t['tier_ram_bytes'])}, the hottest rows) in RAM, {gb(t['disk_bytes'])} in memory-mapped "
         f"files: {_k(t['samples_per_s'])} samples/s (min {_k(t['min_max'][0])}, max {_k(t['min_max'][1])}), hot-tier hit rate "
-        f"{t['hit_rate']:.3f}, peak RSS {gb(t['peak_rss_bytes'])} (goal < 20 GB: {met(t['goal_peak_rss_under_20gb'])}). The same model "
+        f"{t['hit_rate']:.3f}, peak RSS {gb(t['peak_rss_bytes'])} (goal < 20 GB: {met(t['goal_peak_rss_under_20gb'])}). "
+        + (f"The lookups waited {t['read_wait_per_step_s'] * 1e3:.0f} ms a step for cold pages; {t['read_ahead_batches']['pipelined']} "
+           f"of {sum(t['read_ahead_batches'].values())} batches had their reads started during the step before. "
+           if "read_wait_per_step_s" in t else "")
+        + "The same model "
         f"with its tables scaled to {t['in_ram_scale']:g} of the rows ({gb(t['in_ram_table_bytes'])}, all in RAM), in the same run: "
         f"{_k(t['in_ram_samples_per_s'])} samples/s (min {_k(t['in_ram_min_max'][0])}, max {_k(t['in_ram_min_max'][1])}); disk tier / "
         f"in RAM {t['ratio']:.2f}x (goal >= 0.5x: {met(t['goal_at_least_0_5x_in_ram'])})."

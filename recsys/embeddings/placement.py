@@ -23,6 +23,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import weakref
 from pathlib import Path
 from typing import Optional
@@ -157,6 +158,7 @@ class TieredLookup(nn.Module):
         self.reader = self._reader(buffers["weights"]) if self.on_disk else None
         self._read_aheads: list[ReadAhead] = []  # started by prefetch(), oldest first
         self.read_ahead_batches = {"pipelined": 0, "synchronous": 0}  # cold reads of looked-up batches, by how
+        self.read_wait_seconds = 0.0  # lookups' time waiting for cold pages (the part of the reads not overlapped)
         self.ram_bytes = sum(k * t.dim * 4 + optimizer_state_bytes(t, kind) for t, k in zip(tables, hot))
         self.cold_bytes = sum(cold_bytes(tables, hot).values())
         # per slot: rows of its table's hot part (ids below it are hot)
@@ -245,6 +247,7 @@ class TieredLookup(nn.Module):
             "hit_rate": self.hit_rate,
             "disk_dir": str(self.disk_dir) if self.disk_dir else None,
             "read_ahead_batches": dict(self.read_ahead_batches) if self.on_disk else None,
+            "read_wait_seconds": self.read_wait_seconds if self.on_disk else None,
         }
 
     def _route(self, values: torch.Tensor, offsets: torch.Tensor, per_slot: list[int]):
@@ -277,14 +280,17 @@ class TieredLookup(nn.Module):
     def _read_cold_rows(self, tables: torch.Tensor, rows: torch.Tensor) -> None:
         """Have the pages of ``rows`` (M,) of cold FBGEMM ``tables`` (M,) cached before the
         lookup: wait for the read-ahead :meth:`prefetch` started for them, else read them now."""
+        start = time.perf_counter()
         for index, ahead in enumerate(self._read_aheads):
             if ahead.covers(tables, rows):
                 del self._read_aheads[: index + 1]  # those before it were for batches never looked up
                 ahead.wait()
                 self.read_ahead_batches["pipelined"] += 1
-                return
-        self.reader(tables, rows)
-        self.read_ahead_batches["synchronous"] += 1
+                break
+        else:
+            self.reader(tables, rows)
+            self.read_ahead_batches["synchronous"] += 1
+        self.read_wait_seconds += time.perf_counter() - start
 
     def forward(self, values: torch.Tensor, offsets: torch.Tensor, bags_per_slot: list[int] | None = None) -> torch.Tensor:
         per_slot = self._per_slot(offsets, bags_per_slot)

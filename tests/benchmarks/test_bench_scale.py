@@ -34,6 +34,7 @@ def test_bench_scale_end_to_end(tmp_path: Path) -> None:
         assert tier[key] > 0, key
     assert tier["in_ram_table_bytes"] < tier["table_bytes"]  # the comparison model is scaled down
     assert 0 < tier["hit_rate"] < 1
+    assert tier["read_ahead_batches"] == {"pipelined": 6, "synchronous": 1}  # 1 + 2 x 3 steps: all but the first read ahead
 
 
 def test_gpu_train_runs_fold_into_the_gpu_result(tmp_path):
