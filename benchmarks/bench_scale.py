@@ -153,6 +153,8 @@ def disk_tier(args) -> dict:
     out = {"profile": args.disk_profile, "cap": args.disk_cap, "scale": args.disk_scale, "dim": dim,
            "table_rows": sum(f.num_embeddings for f in features), "table_bytes": table_bytes, "ram_bytes": ram,
            "tables_over_ram": table_bytes / ram}
+    if args.disk_dir is not None:
+        Path(args.disk_dir).mkdir(parents=True, exist_ok=True)  # as placement.disk_dir would be
     with tempfile.TemporaryDirectory(dir=args.disk_dir) as tmp:
         placement = PlacementConfig(ram_budget=str(int(table_bytes * args.disk_ram_share)), disk_dir=tmp)
         torch.manual_seed(0)
