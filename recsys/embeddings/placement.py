@@ -48,7 +48,7 @@ def hot_rows(tables: list[PhysicalTable], budget: int, kind: TableOptimizer) -> 
     equally hot. The optimizer state (row-wise Adagrad: 4 bytes a row) stays in RAM for every row,
     the cold ones included: at 1/dim of the weights it is small, and on disk it would double the
     pages a cold lookup reads (the backward reads and writes it too)."""
-    sizes = [t.dim * 4 for t in tables]
+    sizes = [t.row_bytes for t in tables]
     state = sum(optimizer_state_bytes(t, kind) for t in tables)
 
     def cost(rank: int) -> int:
@@ -72,7 +72,7 @@ def hot_rows(tables: list[PhysicalTable], budget: int, kind: TableOptimizer) -> 
 def cold_bytes(tables: list[PhysicalTable], hot: list[int]) -> dict[str, int]:
     """Bytes of each cold tail's weights (its optimizer state stays in RAM), by table name;
     tables with no cold rows are left out."""
-    return {t.name: (t.num_embeddings - k) * t.dim * 4 for t, k in zip(tables, hot) if k < t.num_embeddings}
+    return {t.name: (t.num_embeddings - k) * t.row_bytes for t, k in zip(tables, hot) if k < t.num_embeddings}
 
 
 COLD_FILE = "cold_weights.f32"
@@ -159,7 +159,7 @@ class TieredLookup(nn.Module):
         self._read_aheads: list[ReadAhead] = []  # started by prefetch(), oldest first
         self.read_ahead_batches = {"pipelined": 0, "synchronous": 0}  # cold reads of looked-up batches, by how
         self.read_wait_seconds = 0.0  # lookups' time waiting for cold pages (the part of the reads not overlapped)
-        self.ram_bytes = sum(k * t.dim * 4 + optimizer_state_bytes(t, kind) for t, k in zip(tables, hot))
+        self.ram_bytes = sum(k * t.row_bytes + optimizer_state_bytes(t, kind) for t, k in zip(tables, hot))
         self.cold_bytes = sum(cold_bytes(tables, hot).values())
         # per slot: rows of its table's hot part (ids below it are hot)
         self.register_buffer("slot_hot_rows", torch.tensor([hot[t] for t in slot_tables], dtype=torch.int64), persistent=False)

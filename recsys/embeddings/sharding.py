@@ -38,7 +38,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 from recsys.core.units import format_bytes
 from recsys.embeddings.plan import EmbeddingPlan
 from recsys.embeddings.specs import ShardingType, TableOptimizer, TableOptimizerConfig
-from recsys.embeddings.tables import PhysicalTable, fbgemm_optimizer, init_rows, optimizer_state_bytes
+from recsys.embeddings.tables import FBGEMM_CPU_MAX_TABLE_BYTES, PhysicalTable, fbgemm_optimizer, init_rows, optimizer_state_bytes
 
 
 def slot_name(slot: int) -> str:
@@ -243,11 +243,30 @@ def plan_sharding(
     topology = Topology(world_size=world_size, compute_device=device_type, local_world_size=world_size, **cap)
     planner = EmbeddingShardingPlanner(topology=topology, constraints=constraints)
     try:
-        if pg is None:
-            return planner.plan(model, [sharder])
-        return planner.collective_plan(model, [sharder], pg)
+        sharding = planner.plan(model, [sharder]) if pg is None else planner.collective_plan(model, [sharder], pg)
     except PlannerError as error:
         raise ShardingPlanError(f"{_too_big(need, world_size, rank_memory)}\ntorchrec's planner: {error}") from error
+    if device_type == "cpu" and optimizer is TableOptimizer.rowwise_adagrad:
+        _check_cpu_shard_bytes(sharding)
+    return sharding
+
+
+def _check_cpu_shard_bytes(sharding: ShardingPlan) -> None:
+    """Refuse shards that FBGEMM's CPU row-wise Adagrad would update wrongly (over
+    ``FBGEMM_CPU_MAX_TABLE_BYTES`` of weights: each shard is one FBGEMM table on its rank), naming them."""
+    too_big = []
+    for params in sharding.plan.values():
+        for name, p in params.items():
+            for shard in p.sharding_spec.shards if p.sharding_spec is not None else []:
+                rows, dim = shard.shard_sizes
+                if rows * dim * 4 > FBGEMM_CPU_MAX_TABLE_BYTES:
+                    too_big.append(f"{name} ({p.sharding_type}, rank {shard.placement.rank()}: {rows:,} rows x {dim})")
+    if too_big:
+        raise ShardingPlanError(
+            f"shards {', '.join(too_big)} hold over {FBGEMM_CPU_MAX_TABLE_BYTES:,} bytes of weights: FBGEMM's CPU row-wise "
+            "Adagrad updates the wrong rows past that. Shard those tables row_wise over more ranks "
+            "(+sharding.overrides.FEATURE=row_wise), or train them in one process with placement.ram_budget"
+        )
 
 
 def _too_big(need: dict[str, int], world_size: int, rank_memory: int) -> str:

@@ -69,8 +69,13 @@ class PhysicalTable:
             )
 
     @property
+    def row_bytes(self) -> int:
+        """Bytes of one row's weights (float32)."""
+        return self.dim * 4
+
+    @property
     def weight_bytes(self) -> int:
-        return self.num_embeddings * self.dim * 4
+        return self.num_embeddings * self.row_bytes
 
 
 def optimizer_state_bytes(table: PhysicalTable, kind: TableOptimizer) -> int:

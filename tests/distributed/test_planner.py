@@ -67,3 +67,16 @@ def test_tables_that_cannot_fit_are_refused_naming_tables_and_limits():
     emb, sharder = shardable({"method": "full"})
     with pytest.raises(ShardingPlanError, match=r"need 47\.\d+ KiB .* 2 rank\(s\) hold 10\.00 KiB each .* largest: C1 35\.16 KiB"):
         plan(emb, sharder, ["row_wise"], {}, memory=10 * 1024)
+
+
+def test_cpu_shards_over_4_gib_are_refused_and_row_wise_splits_them():
+    """FBGEMM's CPU row-wise Adagrad misplaces updates past 4 GiB of one table (tests/embeddings/test_row_ranges.py):
+    a table-wise shard of a 6.4 GB table is refused, naming it; row-wise over 2 ranks (3.2 GB each) plans."""
+    emb = make_embedding({"method": "full"}, [FeatureInfo("C1", 200_000_000), FeatureInfo("C2", 50)], 8,
+                         TableOptimizerConfig(), shardable=True)
+    sharder = RecsysEBCSharder(fused_params=emb.lookup.fused_params())
+    with pytest.raises(ShardingPlanError, match=r"C1 \(table_wise, rank \d: 200,000,000 rows x 8\).*row_wise"):
+        plan(emb, sharder, ["table_wise"], {}, memory=1 << 40)
+    sharding = plan(emb, sharder, ["table_wise"], {"C1": "row_wise"}, memory=1 << 40)
+    records = {r["table"]: r for r in describe_plan(sharding, emb.plan, TableOptimizer.rowwise_adagrad, "lookup.ebc")}
+    assert records["C1"]["sharding_type"] == "row_wise"
