@@ -307,6 +307,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "pipeline": render_pipeline,
     "quality": render_quality,
     "pareto": render_pareto,
+    "pareto_4m": render_pareto,
     "scale": render_scale,
     "scale_disk_tier": render_scale_disk_tier,
     "scale_gpu": render_scale_gpu,
