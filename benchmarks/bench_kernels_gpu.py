@@ -138,8 +138,7 @@ def step_section(args, features, device, sync) -> list[dict]:
     from recsys.models.dlrm import DLRM
     from recsys.train.loop import make_dense_optimizer
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_scale import kaggle_dlrm_config
+    from bench_scale import kaggle_dlrm_config  # beside this script, on sys.path (top of module)
 
     configs = [("full", 1.0, False)] + [(m, b, False) for b in args.budgets for m in args.methods]
     if "md" in args.methods:

@@ -248,6 +248,14 @@ def render_kernels(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _by_name_and_batch(points: list[dict], name: Callable[[dict], str]) -> dict[str, dict[int, dict]]:
+    """Points grouped into table rows (by ``name``, in first-seen order), then by batch size."""
+    rows: dict[str, dict[int, dict]] = {}
+    for p in points:
+        rows.setdefault(name(p), {})[p["batch_size"]] = p
+    return rows
+
+
 def render_kernels_gpu(r: dict) -> str:
     """bench_kernels_gpu and gpu_check.sh's recsys-train runs: the masked transform op and each
     method's training step against full tables on a GPU."""
@@ -262,10 +270,7 @@ def render_kernels_gpu(r: dict) -> str:
         "| method @ budget | " + " | ".join(f"batch {b:,}: op / torch / modules" for b in batches) + " |",
         "|---|" + "---|" * len(batches),
     ]
-    rows: dict[str, dict[int, dict]] = {}
-    for p in r["transform"]:
-        rows.setdefault(f"{p['method']} @ {p['budget']:g}", {})[p["batch_size"]] = p
-    for name, by_batch in rows.items():
+    for name, by_batch in _by_name_and_batch(r["transform"], lambda p: f"{p['method']} @ {p['budget']:g}").items():
         lines.append(f"| {name} | " + " | ".join(
             f"{by_batch[b]['op_ms']['median']:.2f} / {by_batch[b]['torch_ms']['median']:.2f} / {by_batch[b]['modules_ms']['median']:.2f}"
             for b in batches) + " |")
@@ -273,10 +278,7 @@ def render_kernels_gpu(r: dict) -> str:
                   f"({r['repeats']} x {r['steps']} steps after {r['warmup']}); samples/s (min, max), vs full tables:", "",
               "| method @ budget (transforms) | " + " | ".join(f"batch {b:,}" for b in batches) + " |",
               "|---|" + "---|" * len(batches)]
-    steps: dict[str, dict[int, dict]] = {}
-    for p in r["step"]:
-        steps.setdefault(f"{p['method']} @ {p['budget']:g} ({p['transforms']})", {})[p["batch_size"]] = p
-    for name, by_batch in steps.items():
+    for name, by_batch in _by_name_and_batch(r["step"], lambda p: f"{p['method']} @ {p['budget']:g} ({p['transforms']})").items():
         lines.append(f"| {name} | " + " | ".join(
             f"{_rate(by_batch[b]['samples_per_s']['median'])} ({_rate(by_batch[b]['samples_per_s']['min'])}, "
             f"{_rate(by_batch[b]['samples_per_s']['max'])}), {by_batch[b]['vs_full']:.2f}x" for b in batches) + " |")

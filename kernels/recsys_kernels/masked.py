@@ -16,7 +16,7 @@ caller passes from the KeyedJaggedTensor's ``length_per_key`` (already on the ho
 feature's ids for per-id slots. Shapes are therefore static for ``torch.compile`` and export.
 
 The implementation below is vectorised torch (the CPU kernel, and the reference); on CUDA,
-:mod:`recsys_kernels.triton_masked` runs it as two Triton kernels when Triton is installed.
+:mod:`recsys_kernels.triton_masked` runs it as Triton kernels when Triton is installed.
 """
 
 from __future__ import annotations

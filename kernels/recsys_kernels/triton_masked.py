@@ -1,4 +1,4 @@
-"""``recsys::transform_ids_masked`` on CUDA: two Triton kernels (rows and weights, bag offsets).
+"""``recsys::transform_ids_masked`` on CUDA: Triton kernels (slot layout, rows and weights, bag offsets).
 
 The vectorised torch version (:func:`recsys_kernels.masked.masked_torch`) computes every kind's
 row for every id and selects one, in about thirty kernels; here one program handles a block of
