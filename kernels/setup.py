@@ -13,8 +13,10 @@ setup(
     ext_modules=[
         CppExtension(
             "recsys_kernels._C",
-            ["recsys_kernels/csrc/transform_ids.cpp"],
-            extra_compile_args=["-O3"],
+            ["recsys_kernels/csrc/transform_ids.cpp", "recsys_kernels/csrc/grouped_projection.cpp"],
+            # at::parallel_for is OpenMP in torch's CPU build: without -fopenmp it runs on one thread
+            extra_compile_args=["-O3", "-fopenmp"],
+            extra_link_args=["-fopenmp"],
             py_limited_api=True,
             optional=True,
         )

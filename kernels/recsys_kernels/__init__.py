@@ -4,14 +4,18 @@ FBGEMM gives one table-batched lookup for all physical tables; what it has no ke
 the step before it: turning every logical feature's ids into lookup-slot ids (a seeded hash,
 the digits of compositional embeddings, mixed-dimension frequency blocks, unified
 embedding's probes, OptEmbed's remap). Run one feature at a time in Python, that step costs
-more than the lookup. ``recsys::transform_ids`` does it for all features in one call.
+more than the lookup. ``recsys::transform_ids`` does it for all features in one call
+(``recsys::transform_ids_masked``, :mod:`recsys_kernels.masked`, is its form with every size
+known on the host, for GPUs). After the lookup, ``recsys::grouped_projection``
+(:mod:`recsys_kernels.grouped_projection`) combines every mixed-dimension feature's blocks.
 
 Each op has a schema (defined here, so it exists even without the C++ build), a C++ CPU
 kernel (``csrc/``, loaded from the ``_C`` extension that ``pip install --no-build-isolation
 -e kernels/`` builds), and a fake implementation for ``torch.compile``/``torch.export``. The
-pure-torch reference of every op is the per-feature modules it fuses
-(``recsys/embeddings/transforms.py``); when the extension is missing, recsys runs those and
-:func:`available` says why.
+pure-torch reference of the transform ops is the per-feature modules they fuse
+(``recsys/embeddings/transforms.py``), of the projection op the torch form in
+``recsys/embeddings/grouped_projection.py``; when the extension is missing, recsys runs those
+and :func:`available` says why.
 """
 
 from __future__ import annotations
@@ -20,10 +24,19 @@ from pathlib import Path
 
 import torch
 
+from recsys_kernels.grouped_projection import grouped_projection
 from recsys_kernels.masked import transform_ids_masked
 from recsys_kernels.slots import SLOT_PARAM_COLUMNS, SlotKind
 
-__all__ = ["SlotKind", "SLOT_PARAM_COLUMNS", "available", "unavailable_reason", "transform_ids", "transform_ids_masked"]
+__all__ = [
+    "SlotKind",
+    "SLOT_PARAM_COLUMNS",
+    "available",
+    "grouped_projection",
+    "unavailable_reason",
+    "transform_ids",
+    "transform_ids_masked",
+]
 
 _LIB = torch.library.Library("recsys", "DEF")
 _LIB.define(

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from recsys.embeddings.kernels import kernels_unavailable, recsys_kernels
 from recsys.embeddings.optembed_modules import DropRows
 from recsys.embeddings.plan import EmbeddingPlan
 from recsys.embeddings.transforms import (
@@ -46,14 +47,6 @@ from recsys.embeddings.transforms import (
     RemapRows,
 )
 
-try:
-    import recsys_kernels
-except ImportError as err:  # the kernels/ package is not installed: the modules run instead
-    recsys_kernels = None
-    _IMPORT_ERROR = f"the recsys_kernels package is not installed ({err}; run scripts/setup.sh)"
-else:
-    _IMPORT_ERROR = ""
-
 log = logging.getLogger(__name__)
 _NO_END = torch.iinfo(torch.int64).max  # the last frequency block takes every larger rank
 
@@ -61,13 +54,6 @@ _NO_END = torch.iinfo(torch.int64).max  # the last frequency block takes every l
 class BlockLayout(str, enum.Enum):
     padded = "padded"
     per_id = "per_id"
-
-
-def kernels_unavailable() -> str:
-    """Why ``recsys::transform_ids`` cannot run here ('' when it can)."""
-    if recsys_kernels is None:
-        return _IMPORT_ERROR
-    return recsys_kernels.unavailable_reason()
 
 
 @dataclasses.dataclass
@@ -228,7 +214,7 @@ def fused_transforms_for(plan: EmbeddingPlan, device: torch.device, weighted_loo
     """
     if device.type != "cpu":
         if recsys_kernels is None:
-            reason = _IMPORT_ERROR
+            reason = kernels_unavailable()  # the package is missing
         else:
             masked = MaskedTransforms(plan)
             if weighted_lookup or not masked.weighted:

@@ -15,6 +15,12 @@ not the arithmetic, made mixed-dimension steps about twice as slow as full table
 It owns no parameters: it reads the per-feature combiners' ``projection`` tensors, so
 checkpoints, export and the per-feature path see the same weights. Padded positions gather
 column 0 and meet zero rows of the stacked projection, so they add nothing and get no gradient.
+
+On a CPU with recsys's kernels built, the gathers, the batched matmul and the head add run as
+one op, ``recsys::grouped_projection`` (``kernels/recsys_kernels/grouped_projection.py``),
+which reads each row of the lookup output once forward and once backward: 26 ms -> 12 ms for
+a Kaggle batch of md at 1/16 on one core. The torch form above runs elsewhere, and is the
+reference the op is tested against.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import torch
 from torch import nn
 
 from recsys.embeddings.combiners import ProjectedSum
+from recsys.embeddings.kernels import kernels_unavailable, recsys_kernels
 
 
 class GroupedProjection(nn.Module):
@@ -53,6 +60,12 @@ class GroupedProjection(nn.Module):
             gather[f, :n] = torch.arange(start + c.full * dim, start + c.full * dim + n)
             rows.extend(range(f * self.widest, f * self.widest + n))
         self.register_buffer("gather", gather.flatten(), persistent=False)
+        # the op's form of the same layout: -1 at padding and for a feature without a head
+        columns = torch.where(torch.arange(self.widest) < torch.tensor(narrow).view(-1, 1), gather, -1)
+        self.register_buffer("columns", columns, persistent=False)  # (F, W)
+        self.register_buffer("head_columns", torch.tensor([start if c.full else -1 for c, start in zip(combiners, starts)]),
+                             persistent=False)  # (F,)
+        self.use_op = not kernels_unavailable()
         self.register_buffer("rows", torch.tensor(rows, dtype=torch.int64), persistent=False)
         # each feature's unprojected block; a feature without one reads columns 0..dim-1, masked
         heads = [(start if c.full else 0) + d for c, start in zip(combiners, starts) for d in range(dim)]
@@ -70,6 +83,12 @@ class GroupedProjection(nn.Module):
         return out.view(features, self.widest, self.dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_op and x.device.type == "cpu" and x.dtype == torch.float32:
+            return recsys_kernels.grouped_projection(x, self.columns, self.head_columns, self.stacked_projections())
+        return self.torch_forward(x)
+
+    def torch_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The same combination in torch ops (other devices and dtypes; the op's reference)."""
         batch, features = x.shape[0], len(self._combiners)
         narrow = x.index_select(1, self.gather).view(batch, features, self.widest)  # (B, F, W)
         projected = torch.bmm(narrow.transpose(0, 1), self.stacked_projections())  # (F, B, dim)
