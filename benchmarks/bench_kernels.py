@@ -10,7 +10,10 @@ baseline measured in the same run:
 2. ``md_layout``: the mixed-dimension lookup (forward + backward with the fused optimizer)
    with padded block slots (B bags each, empty where no id falls in the block) against
    per-id block slots (one bag per routed id, FBGEMM's variable-batch layout).
-3. ``loop`` (``--loop-steps`` > 0): samples/s of recsys-train's own loop (loader, DLRM,
+3. ``projection``: the mixed-dimension combination of the lookup output (forward + backward)
+   at each budget: one ``recsys::grouped_projection`` call against its torch form (gathers,
+   a batched matmul, a head add), per 2048-row batch. Outputs and gradients must agree (checked).
+4. ``loop`` (``--loop-steps`` > 0): samples/s of recsys-train's own loop (loader, DLRM,
    fused optimizer), full tables against each method at each budget, runs interleaved
    (full, then every method, per repeat) so machine noise falls on all alike.
 
@@ -55,6 +58,15 @@ class TransformPoint:
 
 
 @dataclasses.dataclass
+class ProjectionPoint:
+    budget: float
+    columns: int  # the lookup output's width
+    op_ms: Timing
+    torch_ms: Timing
+    speedup: float
+
+
+@dataclasses.dataclass
 class LoopPoint:
     method: str
     budget: float
@@ -73,6 +85,8 @@ class KernelsResult:
     kernels: str
     transform: list[TransformPoint]
     md_layout: dict
+    projection: list[ProjectionPoint]
+    threads: int
     loop_steps: int
     loop: list[LoopPoint]
     goals: dict
@@ -162,6 +176,37 @@ def md_layout(dataset: Path, batches: list, budget: float, repeats: int) -> dict
     }
 
 
+def projection_point(dataset: Path, batches: list, budget: float, repeats: int) -> ProjectionPoint:
+    """md's GroupedProjection forward + backward on real lookup outputs: the op vs the torch form."""
+    import torch
+
+    emb = embedding_for(dataset, "md", budget)
+    grouped = emb.grouped_projection
+    if grouped is None or not grouped.use_op:
+        raise RuntimeError("recsys::grouped_projection is unavailable here; build kernels/ first (scripts/setup.sh)")
+    with torch.no_grad():
+        outputs = [emb.lookup(*emb.slot_ids(b.sparse)[:2]) for b in batches]
+    probe = torch.randn(outputs[0].shape[0], grouped.dim * len(emb.features))
+    projections = [c.projection for c in grouped._combiners if c.projection.numel()]
+
+    def run(form):
+        grads = []
+        for x in outputs:
+            x = x.detach().requires_grad_(True)
+            grads.append(torch.autograd.grad((form(x) * probe).sum(), [x, *projections]))
+        return grads
+
+    for got, want in zip(run(grouped.forward), run(grouped.torch_forward)):
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-3)
+    per_batch = 1e3 / len(batches)
+    op_ms, torch_ms = [], []
+    for _ in range(repeats):  # interleaved
+        op_ms += [t * per_batch for t in time_call(lambda: run(grouped.forward), 1, warmup=1)]
+        torch_ms += [t * per_batch for t in time_call(lambda: run(grouped.torch_forward), 1, warmup=1)]
+    return ProjectionPoint(budget, outputs[0].shape[1], Timing.of(op_ms), Timing.of(torch_ms), median(torch_ms) / median(op_ms))
+
+
 def loop_rate(dataset: Path, method: str, budget: float, args: argparse.Namespace) -> float:
     from recsys.train.loop import train
 
@@ -229,6 +274,14 @@ def main(argv=None) -> None:
             ("padded block slots", layout["padded_ms"]["median"], f"ms, {layout['padded_bags']:,} bags"),
             ("per-id block slots", layout["per_id_ms"]["median"], f"ms, {layout['per_id_bags']:,} bags (variable batch)"),
         ], f"md lookup forward+backward at budget {layout['budget']:g}"))
+    projection = [projection_point(dataset, batches, b, args.repeats) for b in args.budgets] if "md" in args.methods else []
+    if projection:
+        print(format_table(
+            [(f"md@{p.budget:g} ({p.columns} columns)", p.speedup,
+              f"x; op {p.op_ms.median:.2f} ms [{p.op_ms.min:.2f}, {p.op_ms.max:.2f}], "
+              f"torch {p.torch_ms.median:.2f} ms [{p.torch_ms.min:.2f}, {p.torch_ms.max:.2f}] per batch")
+             for p in projection],
+            f"md projection forward+backward ({torch.get_num_threads()} threads): torch time / recsys::grouped_projection time"))
     loop = loop_points(dataset, args) if args.loop_steps > 0 else []
     if loop:
         print(format_table(
@@ -242,7 +295,8 @@ def main(argv=None) -> None:
     result = KernelsResult(
         rows=args.rows, cardinality_scale=args.cardinality_scale, batch_size=args.batch_size, repeats=args.repeats,
         allocator=allocator, kernels="built" if recsys_kernels.available() else recsys_kernels.unavailable_reason(),
-        transform=transform, md_layout=layout, loop_steps=args.loop_steps, loop=loop, goals=goals,
+        transform=transform, md_layout=layout, projection=projection, threads=torch.get_num_threads(),
+        loop_steps=args.loop_steps, loop=loop, goals=goals,
     )
     save_result(args.json, result)
     print(f"wrote {args.json}")

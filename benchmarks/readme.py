@@ -31,6 +31,10 @@ def _spread(s: dict) -> str:
     return f"{_k(s['median'])} (min {_k(s['min'])}, max {_k(s['max'])}, {s['n']} runs)"
 
 
+def _ms(s: dict) -> str:
+    return f"{s['median']:.2f} ms (min {s['min']:.2f}, max {s['max']:.2f})"
+
+
 def render_pipeline(r: dict) -> str:
     t = r["timings"]
     lines = [
@@ -244,7 +248,11 @@ def render_kernels(r: dict) -> str:
                       "the medians set it aside."]
     speedups = [p["speedup"] for p in r["transform"]]
     lines += ["", f"`recsys::transform_ids` against the per-feature modules: {min(speedups):.1f}-{max(speedups):.1f}x faster per "
-              f"batch. Goal (every compressed method >= 0.9x full): {_met(bool(r['goals']['all_at_least_0.9x_full']))}."]
+              f"batch."]
+    for p in r.get("projection", []):
+        lines[-1] += (f" md @ {p['budget']:g}: `recsys::grouped_projection` forward+backward {_ms(p['op_ms'])} against "
+                      f"{_ms(p['torch_ms'])} for its torch form per batch ({r['threads']} threads), {p['speedup']:.1f}x faster.")
+    lines[-1] += f" Goal (every compressed method >= 0.9x full): {_met(bool(r['goals']['all_at_least_0.9x_full']))}."
     return "\n".join(lines)
 
 
@@ -310,6 +318,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "quality": render_quality,
     "pareto": render_pareto,
     "pareto_4m": render_pareto,
+    "pareto_4m_md": render_pareto,
     "scale": render_scale,
     "scale_disk_tier": render_scale_disk_tier,
     "scale_gpu": render_scale_gpu,

@@ -94,6 +94,11 @@ Layout check_inputs(const at::Tensor& x, const at::Tensor& columns, const at::Te
   return l;
 }
 
+// Zeros of x are skipped: every id of a mixed-dimension feature lands in one of its blocks, so
+// the other blocks' columns of its row are an empty bag's zeros (most rows, under a Zipf skew,
+// hit the head block and leave every narrow column 0). A zero adds exactly nothing to the
+// output or to the projection's gradient; the gradient of x itself is computed for every column.
+//
 // The row loops for a model dim of kVecs * 8. Forward: a feature's output row lives in
 // registers, kChains independent sums of its narrow columns (one chain of W fused
 // multiply-adds would wait on each one's latency). Backward: the x gradient of a feature's
@@ -121,13 +126,15 @@ inline __attribute__((always_inline)) void forward_rows_vec(const Layout& l, con
       int64_t w = 0;
       for (; w + kChains <= n; w += kChains) {
         for (int64_t j = 0; j < kChains; ++j) {
-          const Vec v = Vec{} + xr[fc[w + j]];
-          for (int64_t k = 0; k < kVecs; ++k) acc[j][k] += v * load(fp + (w + j) * dim + k * kLanes);
+          const float xv = xr[fc[w + j]];
+          if (xv == 0.f) continue;
+          for (int64_t k = 0; k < kVecs; ++k) acc[j][k] += xv * load(fp + (w + j) * dim + k * kLanes);
         }
       }
       for (; w < n; ++w) {
-        const Vec v = Vec{} + xr[fc[w]];
-        for (int64_t k = 0; k < kVecs; ++k) acc[0][k] += v * load(fp + w * dim + k * kLanes);
+        const float xv = xr[fc[w]];
+        if (xv == 0.f) continue;
+        for (int64_t k = 0; k < kVecs; ++k) acc[0][k] += xv * load(fp + w * dim + k * kLanes);
       }
       for (int64_t j = 1; j < kChains; ++j) {
         for (int64_t k = 0; k < kVecs; ++k) acc[0][k] += acc[j][k];
@@ -175,8 +182,9 @@ inline __attribute__((always_inline)) void backward_rows_vec(const Layout& l, co
       float* fgp = grad_proj + f * width * dim;
       for (int64_t w = 0; w < n; ++w) {
         gx[fc[w]] = scratch[w];
-        const Vec v = Vec{} + xr[fc[w]];
-        for (int64_t k = 0; k < kVecs; ++k) store(fgp + w * dim + k * kLanes, load(fgp + w * dim + k * kLanes) + v * gv[k]);
+        const float xv = xr[fc[w]];
+        if (xv == 0.f) continue;
+        for (int64_t k = 0; k < kVecs; ++k) store(fgp + w * dim + k * kLanes, load(fgp + w * dim + k * kLanes) + xv * gv[k]);
       }
     }
   }
@@ -192,6 +200,7 @@ void forward_rows_scalar(const Layout& l, const float* __restrict x, const float
       for (int64_t d = 0; d < l.dim; ++d) o[d] = l.heads[f] >= 0 ? xr[l.heads[f] + d] : 0.f;
       for (int64_t w = 0; w < l.count[f]; ++w) {
         const float v = xr[l.columns[f * l.width + w]];
+        if (v == 0.f) continue;
         const float* p = proj + (f * l.width + w) * l.dim;
         for (int64_t d = 0; d < l.dim; ++d) o[d] += v * p[d];
       }
