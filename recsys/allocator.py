@@ -3,8 +3,8 @@
 On CPU, FBGEMM's table-batched lookups allocate and free large blocks every step. glibc's
 malloc hands blocks over 32 MB back to the OS on every free, so each step page-faults them
 in again; with tcmalloc large lookups ran 2.5-4x faster on our 2-core machines. Where no
-block crosses that size the gain is small: the Kaggle DLRM at batch 2048 trained 1.08x
-faster (benchmarks/bench_pipeline.py). The
+block crosses that size the gain is within the noise: the Kaggle DLRM at batch 2048 trained
+0.97-1.09x as fast in three runs of benchmarks/bench_pipeline.py. The
 allocator must be chosen before the process starts, so entry points call
 :func:`ensure_tcmalloc`, which re-executes the current command with ``LD_PRELOAD`` set.
 Set ``RECSYS_ALLOCATOR=glibc`` to opt out (the pipeline benchmark measures both).
@@ -70,7 +70,7 @@ def describe_allocator() -> str:
     hint = (
         "RECSYS_ALLOCATOR=glibc was set"
         if os.environ.get("RECSYS_ALLOCATOR") == "glibc"
-        else "install libtcmalloc-minimal4: the Kaggle DLRM trained 1.08x faster at batch 2048 "
-        "(benchmarks/results/pipeline.json); only large embedding lookups gain more"
+        else "install libtcmalloc-minimal4: large embedding lookups ran 2.5-4x faster with it; "
+        "the Kaggle DLRM at batch 2048 about the same (benchmarks/results/pipeline.json)"
     )
     return f"allocator: glibc malloc ({hint})"
