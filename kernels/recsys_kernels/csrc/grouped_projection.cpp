@@ -243,14 +243,20 @@ void backward_rows_scalar(const Layout& l, const float* __restrict grad, const f
     default: return FN##_scalar(l, __VA_ARGS__);   \
   }
 
-// Entry points built for AVX2+FMA and for any x86-64, the right one picked when the library loads.
-__attribute__((target_clones("arch=x86-64-v3", "default"))) void forward_rows(const Layout& l, const float* x,
-                                                                                const float* proj, float* out,
-                                                                                int64_t begin, int64_t end) {
+// Entry points built for AVX2+FMA and for any x86-64, the right one picked when the library
+// loads (GCC's function multi-versioning); elsewhere built once for the compiler's target.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define RECSYS_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define RECSYS_CPU_CLONES
+#endif
+
+RECSYS_CPU_CLONES void forward_rows(const Layout& l, const float* x, const float* proj, float* out, int64_t begin,
+                                      int64_t end) {
   RECSYS_DISPATCH_DIM(forward_rows, x, proj, out, begin, end)
 }
 
-__attribute__((target_clones("arch=x86-64-v3", "default"))) void backward_rows(
+RECSYS_CPU_CLONES void backward_rows(
     const Layout& l, const float* grad, const float* x, const float* proj_t, float* grad_x, float* grad_proj,
     float* scratch, int64_t begin, int64_t end) {
   RECSYS_DISPATCH_DIM(backward_rows, grad, x, proj_t, grad_x, grad_proj, scratch, begin, end)
