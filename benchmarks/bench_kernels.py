@@ -119,6 +119,17 @@ def embedding_for(dataset: Path, method: str, budget: float):
     return build_embedding(cfg, DatasetMeta.load(dataset), dataset, 16, TableOptimizerConfig())
 
 
+def interleaved_ms(first, second, repeats: int, batches: int) -> tuple[list[float], list[float]]:
+    """ms per batch of ``first()`` and ``second()`` (each a pass over ``batches`` batches),
+    timed alternately ``repeats`` times after a warm-up each, so machine noise falls on both."""
+    per_batch = 1e3 / batches
+    first_ms, second_ms = [], []
+    for _ in range(repeats):
+        first_ms += [t * per_batch for t in time_call(first, 1, warmup=1)]
+        second_ms += [t * per_batch for t in time_call(second, 1, warmup=1)]
+    return first_ms, second_ms
+
+
 def transform_point(dataset: Path, batches: list, method: str, budget: float, repeats: int) -> TransformPoint:
     import torch
 
@@ -134,11 +145,7 @@ def transform_point(dataset: Path, batches: list, method: str, budget: float, re
     for got, want in zip(run(True), run(False)):
         if not (torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])):
             raise AssertionError(f"{method}@{budget:g}: fused slot ids differ from the modules'")
-    per_batch = 1e3 / len(batches)
-    fused_ms, modules_ms = [], []
-    for _ in range(repeats):  # interleaved
-        fused_ms += [t * per_batch for t in time_call(lambda: run(True), 1, warmup=1)]
-        modules_ms += [t * per_batch for t in time_call(lambda: run(False), 1, warmup=1)]
+    fused_ms, modules_ms = interleaved_ms(lambda: run(True), lambda: run(False), repeats, len(batches))
     emb.fused_transforms = fused
     return TransformPoint(method, budget, len(emb.plan.slots), Timing.of(fused_ms), Timing.of(modules_ms),
                           median(modules_ms) / median(fused_ms))
@@ -187,7 +194,7 @@ def projection_point(dataset: Path, batches: list, budget: float, repeats: int) 
     with torch.no_grad():
         outputs = [emb.lookup(*emb.slot_ids(b.sparse)[:2]) for b in batches]
     probe = torch.randn(outputs[0].shape[0], grouped.dim * len(emb.features))
-    projections = [c.projection for c in grouped._combiners if c.projection.numel()]
+    projections = [m.combiner.projection for m in emb.feature_modules if m.combiner.projection.numel()]
 
     def run(form):
         grads = []
@@ -199,11 +206,7 @@ def projection_point(dataset: Path, batches: list, budget: float, repeats: int) 
     for got, want in zip(run(grouped.forward), run(grouped.torch_forward)):
         for g, w in zip(got, want):
             torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-3)
-    per_batch = 1e3 / len(batches)
-    op_ms, torch_ms = [], []
-    for _ in range(repeats):  # interleaved
-        op_ms += [t * per_batch for t in time_call(lambda: run(grouped.forward), 1, warmup=1)]
-        torch_ms += [t * per_batch for t in time_call(lambda: run(grouped.torch_forward), 1, warmup=1)]
+    op_ms, torch_ms = interleaved_ms(lambda: run(grouped.forward), lambda: run(grouped.torch_forward), repeats, len(batches))
     return ProjectionPoint(budget, outputs[0].shape[1], Timing.of(op_ms), Timing.of(torch_ms), median(torch_ms) / median(op_ms))
 
 
