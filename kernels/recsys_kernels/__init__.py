@@ -40,13 +40,13 @@ __all__ = [
 
 _LIB = torch.library.Library("recsys", "DEF")
 _LIB.define(
-    "transform_ids(Tensor values, Tensor lengths, int batch, Tensor slot_params, Tensor aux)"
+    "transform_ids(Tensor values, Tensor lengths, int batch, Tensor slot_params, Tensor aux, Tensor? slot_rows=None)"
     " -> (Tensor values, Tensor offsets, Tensor bags_per_slot, Tensor id_bags)"
 )
 
 
 @torch.library.register_fake("recsys::transform_ids")
-def _transform_ids_fake(values, lengths, batch, slot_params, aux):
+def _transform_ids_fake(values, lengths, batch, slot_params, aux, slot_rows=None):
     ctx = torch.library.get_ctx()
     ids = ctx.new_dynamic_size()  # filtering slots (blocks, kept rows) make both data-dependent
     bag_offsets = ctx.new_dynamic_size(min=1)  # Σ bags + 1
@@ -60,7 +60,12 @@ def _transform_ids_fake(values, lengths, batch, slot_params, aux):
 
 
 def transform_ids(
-    values: torch.Tensor, lengths: torch.Tensor, batch: int, slot_params: torch.Tensor, aux: torch.Tensor
+    values: torch.Tensor,
+    lengths: torch.Tensor,
+    batch: int,
+    slot_params: torch.Tensor,
+    aux: torch.Tensor,
+    slot_rows: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every slot's ids of a plan from a KeyedJaggedTensor's ids, in one call.
 
@@ -71,6 +76,10 @@ def transform_ids(
         slot_params: (S, 5) int64, one row per lookup slot: kind (:class:`SlotKind`), the
             feature it reads, per_id, a, b.
         aux: (A,) int64 maps the REMAP and KEEP slots index into (may be empty).
+        slot_rows: (S,) int64 rows of each slot's table, or None. Given, every emitted row is
+            checked: an id that maps outside its table raises an error naming the id, its
+            feature (``feature #f``: its index in the KJT), bag and slot, so the lookup after
+            it needs no bounds check of its own.
 
     Returns:
         values: (M,) int64 slot rows, slots major, then bags, then the ids' order.
@@ -78,7 +87,7 @@ def transform_ids(
         bags_per_slot: (S,) int64 bags of each slot: B, or the ids it emits when per_id.
         id_bags: (M,) int64 the bag (0..B-1) each emitted id came from.
     """
-    return torch.ops.recsys.transform_ids(values, lengths, batch, slot_params, aux)
+    return torch.ops.recsys.transform_ids(values, lengths, batch, slot_params, aux, slot_rows)
 
 
 def _load_extension() -> str:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
-from recsys.embeddings.fused_transforms import MaskedTransforms, fused_transforms_for
+from recsys.embeddings.fused_transforms import FusedTransforms, MaskedTransforms, fused_transforms_for
 from recsys.embeddings.memory import MemoryReport
 from recsys.embeddings.placement import TieredLookup, tiered_lookup
 from recsys.embeddings.placement_config import PlacementConfig
@@ -88,12 +88,7 @@ class EmbeddingCollection(nn.Module):
         tiered = tiered_lookup(plan.tables, optimizer, placement, self.device, seed, slot_tables) if placement else None
         if shardable and placement is not None and (tiered is not None or placement.hot_tier is not None):
             raise NotImplementedError("placement.ram_budget and placement.hot_tier with a sharded run are not built yet")
-        if tiered is not None:
-            self.lookup = tiered
-        elif shardable:
-            self.lookup = ShardableLookup(plan.tables, optimizer, slot_tables, seed=seed)
-        else:
-            self.lookup = TableBatchedLookup(plan.tables, optimizer, device=device, seed=seed, slot_tables=slot_tables, placement=placement)
+        direct = tiered is None and not shardable  # one TableBatchedLookup
         self.feature_modules = nn.ModuleList([FeatureModule(f.transform, f.combiner, f.slots) for f in plan.features])
         self.slot_dims = [s.dim for s in plan.slots]
         # the lookup output splits into one column block per feature (split, not slicing: the
@@ -113,8 +108,15 @@ class EmbeddingCollection(nn.Module):
         # and the logical KJT already is the physical one when, besides, every transform is the identity
         self.passthrough = self.identity_output and all(isinstance(f.transform, Identity) for f in plan.features)
         fuse = fuse_transforms and not self.passthrough
-        weighted_lookup = isinstance(self.lookup, TableBatchedLookup) and optimizer.weight_decay == 0
+        weighted_lookup = direct and optimizer.weight_decay == 0
         self.fused_transforms = fused_transforms_for(plan, self.device, weighted_lookup) if fuse else None
+        if tiered is not None:
+            self.lookup = tiered
+        elif shardable:
+            self.lookup = ShardableLookup(plan.tables, optimizer, slot_tables, seed=seed)
+        else:
+            self.lookup = TableBatchedLookup(plan.tables, optimizer, device=device, seed=seed, slot_tables=slot_tables,
+                                             placement=placement, ids_checked=isinstance(self.fused_transforms, FusedTransforms))
         for part in (self.feature_modules, self.fused_transforms, self.grouped_projection):  # the lookup placed itself
             if part is not None:
                 part.to(self.device)

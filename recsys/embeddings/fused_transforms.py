@@ -29,6 +29,7 @@ import dataclasses
 import enum
 import logging
 import math
+import re
 from typing import Optional
 
 import torch
@@ -148,13 +149,26 @@ class FusedTransforms(nn.Module):
         params, aux = fold_plan(plan, blocks)
         self.register_buffer("slot_params", params, persistent=False)
         self.register_buffer("aux", aux, persistent=False)
+        # the op checks every row against its slot's table: the lookup needs no bounds check
+        self.register_buffer("slot_rows", torch.tensor([plan.tables[s.table].num_embeddings for s in plan.slots],
+                                                       dtype=torch.int64), persistent=False)
+        self.feature_names = [f.name for f in plan.features]
         # every slot pooled: each has B bags, known without reading the op's output (on a GPU
         # that read would wait for the device)
         self.all_pooled = not bool(params[:, 2].any())
 
     def forward(self, values: torch.Tensor, lengths: torch.Tensor, batch: int) -> SlotIds:
-        """Args: a KJT's ``values()`` (N,), ``lengths()`` (F*B,) and B."""
-        return SlotIds(*torch.ops.recsys.transform_ids(values, lengths, batch, self.slot_params, self.aux))
+        """Args: a KJT's ``values()`` (N,), ``lengths()`` (F*B,) and B.
+
+        Raises:
+            RuntimeError: an id the plan cannot look up (negative, or beyond its feature's
+                table), naming the feature.
+        """
+        try:
+            return SlotIds(*torch.ops.recsys.transform_ids(values, lengths, batch, self.slot_params, self.aux, self.slot_rows))
+        except RuntimeError as err:  # the op knows features by index: name them
+            named = re.sub(r"feature #(\d+)", lambda m: f"feature {self.feature_names[int(m[1])]}", str(err))
+            raise RuntimeError(named) from err
 
 
 class MaskedTransforms(nn.Module):

@@ -16,7 +16,12 @@ from typing import Optional
 
 import torch
 from fbgemm_gpu.split_embedding_configs import EmbOptimType
-from fbgemm_gpu.split_table_batched_embeddings_ops_common import CacheAlgorithm, EmbeddingLocation, PoolingMode
+from fbgemm_gpu.split_table_batched_embeddings_ops_common import (
+    BoundsCheckMode,
+    CacheAlgorithm,
+    EmbeddingLocation,
+    PoolingMode,
+)
 from fbgemm_gpu.split_table_batched_embeddings_ops_training import (
     ComputeDevice,
     SplitTableBatchedEmbeddingBagsCodegen,
@@ -147,6 +152,9 @@ class TableBatchedLookup(nn.Module):
             ``uvm_cache`` with its ``cache_load_factor`` and ``cache_algorithm``, or ``host``
             memory read through unified memory); default the device's own memory. On the CPU
             tables are in RAM.
+        ids_checked: the caller checks every id against its table (``recsys::transform_ids``
+            with ``slot_rows``), so FBGEMM skips its own bounds check (which, left on, zeroes an
+            out-of-range id with a warning).
 
     Forward takes the KeyedJaggedTensor layout: ``values`` (N,) int64 ids and ``offsets``
     (S*B + 1,) with slots major, and returns (B, Σ slot dim) float32. With ``bags_per_slot``
@@ -163,6 +171,7 @@ class TableBatchedLookup(nn.Module):
         slot_tables: list[int] | None = None,
         host_buffers: dict[str, torch.Tensor] | None = None,
         placement: PlacementConfig | None = None,
+        ids_checked: bool = False,
     ) -> None:
         super().__init__()
         if not tables:
@@ -184,6 +193,8 @@ class TableBatchedLookup(nn.Module):
         options = {}  # only what differs from FBGEMM's defaults (older FBGEMM lacks preallocated_host_buffers)
         if host_buffers is not None:
             options["preallocated_host_buffers"] = host_buffers
+        if ids_checked:  # FBGEMM's own pass over every id and offset would repeat the caller's check
+            options["bounds_check_mode"] = BoundsCheckMode.NONE
         if self.tier == "uvm_cache":
             options.update(
                 cache_load_factor=placement.cache_load_factor,

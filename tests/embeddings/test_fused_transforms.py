@@ -5,6 +5,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from fbgemm_gpu.split_table_batched_embeddings_ops_common import BoundsCheckMode
 from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
@@ -180,3 +181,15 @@ def test_a_transform_without_fused_kind_falls_back_naming_the_feature(caplog):
         emb = EmbeddingCollection(builder.build(["C1"]), TableOptimizerConfig())
     assert emb.fused_transforms is None
     assert "feature C1: transform Negate has no fused kind" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["md_blocks", "qr_add_k3", "mixed"])
+def test_an_id_beyond_its_table_is_an_error_naming_the_feature(name):
+    """The fused op checks every row against its table, so FBGEMM's bounds check, which would
+    zero the row with a warning, is off; an id past the vocabulary is an error naming it."""
+    emb = make_embedding(CONFIGS[name], FEATURES, DIM, TableOptimizerConfig())
+    assert emb.lookup.tbe.bounds_check_mode_int == BoundsCheckMode.NONE.value
+    too_big = {**SIZES, "C3": SIZES["C3"] * 4096}  # rank far past C3's 5000 rows
+    features = kjt(np.random.default_rng(0), 64, 1, too_big)
+    with pytest.raises(RuntimeError, match=r"of feature C3 \(bag \d+\) maps to row \d+ of slot \d+, beyond its table's"):
+        emb(features)

@@ -109,7 +109,7 @@ def test_bags_equal_a_naive_per_id_reference(name, single_hot):
 
 def test_qr_mult_multi_hot_is_sum_of_products_not_product_of_sums():
     emb = collection({"method": "qr", "collisions": 8})
-    bags = {name: [[1, 2, 3]] for name in SIZES}
+    bags = {name: [[i % n for i in (1, 2, 3)]] for name, n in SIZES.items()}  # ids within every table
     out = emb(kjt(bags)).values()[0, :DIM].detach()
     q, r = list(emb.lookup.table_weights().values())[:2]
     per_id = sum(q[i // 8] * r[i % 8] for i in (1, 2, 3))

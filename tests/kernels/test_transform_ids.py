@@ -116,9 +116,39 @@ def test_hash_is_bit_identical_to_hash_functions(ids, key, rows):
     assert torch.equal(out[0], hash_to_rows(values, key, rows))
 
 
+# the tables of example()'s slots: every row each slot can emit, and no more
+EXAMPLE_SLOT_ROWS = torch.tensor([40, 17, 101, 7, 47, 8, 8, 5, 4, 16, 20, 40, 40])
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), batch=st.integers(1, 6))
+def test_rows_within_their_tables_pass_the_check_unchanged(seed, batch):
+    args = example(seed, batch)
+    for got, want in zip(recsys_kernels.transform_ids(*args, EXAMPLE_SLOT_ROWS), recsys_kernels.transform_ids(*args)):
+        assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("slot, feature", [(0, 0), (4, 2), (10, 0)])
+def test_a_row_beyond_its_table_is_named(slot, feature):
+    """An id whose row falls outside its slot's table (a vocabulary that does not match the
+    plan) is an error naming the id, its feature and the slot, not a row FBGEMM zeroes."""
+    values, lengths, batch, params, aux = example(0, batch=64)
+    rows, offsets, bags_per_slot, _ = recsys_kernels.transform_ids(values, lengths, batch, params, aux)
+    first_bag = int(bags_per_slot[:slot].sum())
+    emitted = rows[offsets[first_bag]:offsets[first_bag + bags_per_slot[slot]]]  # this slot's rows
+    limits = EXAMPLE_SLOT_ROWS.clone()
+    limits[slot] = emitted.max()  # the largest row is one past the end
+    pattern = rf"of feature #{feature} \(bag \d+\) maps to row {int(emitted.max())} of slot {slot}, beyond its table's"
+    with pytest.raises(RuntimeError, match=pattern):
+        recsys_kernels.transform_ids(values, lengths, batch, params, aux, limits)
+    with pytest.raises(RuntimeError, match=r"slot_rows must be int64 of shape \(13\)"):
+        recsys_kernels.transform_ids(values, lengths, batch, params, aux, limits[:-1])
+
+
 def test_opcheck():
     for seed, max_len in [(0, 3), (1, 1), (2, 0)]:
         torch.library.opcheck(torch.ops.recsys.transform_ids.default, example(seed, max_len=max_len))
+        torch.library.opcheck(torch.ops.recsys.transform_ids.default, (*example(seed, max_len=max_len), EXAMPLE_SLOT_ROWS))
 
 
 def test_compiles_with_data_dependent_sizes():
@@ -134,7 +164,7 @@ def test_compiles_with_data_dependent_sizes():
     [
         (lambda v, p: (v.neg() - 1, p), "negative id"),
         (lambda v, p: (v, p[[7]].clone().index_put_((torch.tensor([0]), torch.tensor([4])), torch.tensor(2))), "beyond the 2 rows"),
-        (lambda v, p: (v, p[[1]].clone().index_put_((torch.tensor([0]), torch.tensor([1])), torch.tensor(9))), "reads feature 9 of 3"),
+        (lambda v, p: (v, p[[1]].clone().index_put_((torch.tensor([0]), torch.tensor([1])), torch.tensor(9))), "reads feature #9 of 3"),
         (lambda v, p: (v, p[[1]].clone().index_put_((torch.tensor([0]), torch.tensor([3])), torch.tensor(0))), "non-positive modulus"),
     ],
 )

@@ -1,7 +1,8 @@
 // recsys::transform_ids — the id transforms of every feature of an embedding plan in one call.
 //
 // Input: a KeyedJaggedTensor's values (N,) and lengths (F*B,), features major, and one row of
-// slot_params per lookup slot: [kind, feature, per_id, a, b]. Output: the slot KJT (slots
+// slot_params per lookup slot: [kind, feature, per_id, a, b], and optionally each slot's table
+// rows (slot_rows), which every emitted row is checked against. Output: the slot KJT (slots
 // major) that FBGEMM's table-batched lookup takes — values, offsets — plus the bag count of
 // each slot and the bag (0..B-1) every emitted id came from. The arithmetic of each kind is
 // exactly that of the per-feature torch modules in recsys/embeddings/transforms.py (the hash
@@ -9,10 +10,12 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <vector>
 
 namespace recsys {
@@ -64,7 +67,7 @@ inline bool apply(const int64_t* p, const int64_t* aux, int64_t id, int64_t* row
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> transform_ids_cpu(
     const at::Tensor& values_in, const at::Tensor& lengths_in, int64_t batch, const at::Tensor& slot_params_in,
-    const at::Tensor& aux_in) {
+    const at::Tensor& aux_in, const std::optional<at::Tensor>& slot_rows_in) {
   TORCH_CHECK(values_in.dim() == 1, "transform_ids: values must be 1-D, got ", values_in.sizes());
   TORCH_CHECK(slot_params_in.dim() == 2 && slot_params_in.size(1) == 5,
               "transform_ids: slot_params must be (S, 5), got ", slot_params_in.sizes());
@@ -85,13 +88,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> transform_ids_cpu(
   const int64_t* params = params_t.data_ptr<int64_t>();
   const int64_t* aux = aux_t.data_ptr<int64_t>();
   const int64_t aux_size = aux_t.numel();
+  // each slot's table rows, when given: every emitted row is checked against them
+  at::Tensor limits_t;
+  if (slot_rows_in.has_value()) {
+    limits_t = slot_rows_in->contiguous();
+    TORCH_CHECK(limits_t.scalar_type() == at::kLong && limits_t.dim() == 1 && limits_t.numel() == num_slots,
+                "transform_ids: slot_rows must be int64 of shape (", num_slots, "), got ", limits_t.scalar_type(), " ",
+                limits_t.sizes());
+  }
+  const int64_t* limits = limits_t.defined() ? limits_t.data_ptr<int64_t>() : nullptr;
 
   // where each bag starts in `values`: (F*B + 1,)
   std::vector<int64_t> bag_start(num_features * batch + 1, 0);
   AT_DISPATCH_INDEX_TYPES(lengths.scalar_type(), "transform_ids_lengths", [&] {
     const index_t* len = lengths.data_ptr<index_t>();
     for (int64_t i = 0; i < num_features * batch; ++i) {
-      TORCH_CHECK(len[i] >= 0, "transform_ids: negative length ", len[i], " at feature ", i / batch, ", bag ", i % batch);
+      TORCH_CHECK(len[i] >= 0, "transform_ids: negative length ", len[i], " at feature #", i / batch, ", bag ", i % batch);
       bag_start[i + 1] = bag_start[i] + len[i];
     }
   });
@@ -101,33 +113,43 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> transform_ids_cpu(
     TORCH_CHECK(ids[i] >= 0, "transform_ids: negative id ", ids[i], " at position ", i,
                 " (ids are frequency ranks, >= 0)");
   }
-
-  // pass 1: ids and bags each slot emits
-  std::vector<int64_t> slot_ids(num_slots), slot_bags(num_slots);
   for (int64_t s = 0; s < num_slots; ++s) {
     const int64_t* p = params + 5 * s;
-    const int64_t f = p[1];
-    TORCH_CHECK(f >= 0 && f < num_features, "transform_ids: slot ", s, " reads feature ", f, " of ", num_features);
+    TORCH_CHECK(p[1] >= 0 && p[1] < num_features, "transform_ids: slot ", s, " reads feature #", p[1], " of ", num_features);
     TORCH_CHECK(p[0] >= kIdentity && p[0] <= kKeep, "transform_ids: slot ", s, " has unknown kind ", p[0]);
-    const int64_t first = bag_start[f * batch], last = bag_start[(f + 1) * batch];
-    if (p[0] == kRemap || p[0] == kKeep) {
-      TORCH_CHECK(p[3] >= 0 && p[3] + p[4] <= aux_size, "transform_ids: slot ", s, " reads aux beyond its end");
-      for (int64_t i = first; i < last; ++i) {
-        TORCH_CHECK(ids[i] < p[4], "transform_ids: id ", ids[i], " of feature ", f, " (slot ", s,
-                    ") is beyond the ", p[4], " rows of its map");
-      }
-    }
+    TORCH_CHECK(!(p[0] == kRemap || p[0] == kKeep) || (p[3] >= 0 && p[3] + p[4] <= aux_size), "transform_ids: slot ", s,
+                " reads aux beyond its end");
     TORCH_CHECK(!(p[0] == kModulo || p[0] == kHash || p[0] == kDigit) || (p[0] == kHash ? p[4] : p[3]) > 0,
                 "transform_ids: slot ", s, " has a non-positive modulus or divisor");
-    int64_t n = last - first;
-    if (is_filter(p[0])) {
-      n = 0;
-      int64_t row;
-      for (int64_t i = first; i < last; ++i) n += apply(p, aux, ids[i], &row);
-    }
-    slot_ids[s] = n;
-    slot_bags[s] = p[2] ? n : batch;
   }
+
+  // Both passes run slot by slot, the slots split over OpenMP threads (at::parallel_for; the
+  // kernels are built with -fopenmp): every slot reads its feature's ids and writes its own
+  // range of the output. Mixed-dimension plans have ~4 block slots a feature, each scanning all
+  // of its feature's ids.
+  // pass 1: ids and bags each slot emits
+  std::vector<int64_t> slot_ids(num_slots), slot_bags(num_slots);
+  at::parallel_for(0, num_slots, 1, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t* p = params + 5 * s;
+      const int64_t f = p[1];
+      const int64_t first = bag_start[f * batch], last = bag_start[(f + 1) * batch];
+      if (p[0] == kRemap || p[0] == kKeep) {
+        for (int64_t i = first; i < last; ++i) {
+          TORCH_CHECK(ids[i] < p[4], "transform_ids: id ", ids[i], " of feature #", f, " (slot ", s,
+                      ") is beyond the ", p[4], " rows of its map");
+        }
+      }
+      int64_t n = last - first;
+      if (is_filter(p[0])) {
+        n = 0;
+        int64_t row;
+        for (int64_t i = first; i < last; ++i) n += apply(p, aux, ids[i], &row);
+      }
+      slot_ids[s] = n;
+      slot_bags[s] = p[2] ? n : batch;
+    }
+  });
   std::vector<int64_t> id_base(num_slots + 1, 0), bag_base(num_slots + 1, 0);
   for (int64_t s = 0; s < num_slots; ++s) {
     id_base[s + 1] = id_base[s] + slot_ids[s];
@@ -144,25 +166,30 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> transform_ids_cpu(
   std::copy(slot_bags.begin(), slot_bags.end(), out_bags_per_slot.data_ptr<int64_t>());
   offsets[bag_base.back()] = id_base.back();
 
-  // pass 2: fill, slot by slot. One thread: the pass is memory-bound and about
-  // 1 ms for a Kaggle batch, and an intra-op thread pool cost 15-25x that on a busy machine.
-  for (int64_t s = 0; s < num_slots; ++s) {
-    const int64_t* p = params + 5 * s;
-    const int64_t f = p[1];
-    int64_t at_id = id_base[s];
-    int64_t* off = offsets + bag_base[s];
-    for (int64_t b = 0; b < batch; ++b) {
-      if (!p[2]) off[b] = at_id;
-      for (int64_t i = bag_start[f * batch + b]; i < bag_start[f * batch + b + 1]; ++i) {
-        int64_t row;
-        if (!apply(p, aux, ids[i], &row)) continue;
-        if (p[2]) off[at_id - id_base[s]] = at_id;
-        rows[at_id] = row;
-        id_bags[at_id] = b;
-        ++at_id;
+  // pass 2: fill
+  at::parallel_for(0, num_slots, 1, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t* p = params + 5 * s;
+      const int64_t f = p[1];
+      // unsigned compare: a negative row (a corrupt map) is out of range too
+      const uint64_t limit = limits ? static_cast<uint64_t>(limits[s]) : std::numeric_limits<uint64_t>::max();
+      int64_t at_id = id_base[s];
+      int64_t* off = offsets + bag_base[s];
+      for (int64_t b = 0; b < batch; ++b) {
+        if (!p[2]) off[b] = at_id;
+        for (int64_t i = bag_start[f * batch + b]; i < bag_start[f * batch + b + 1]; ++i) {
+          int64_t row;
+          if (!apply(p, aux, ids[i], &row)) continue;
+          TORCH_CHECK(static_cast<uint64_t>(row) < limit, "transform_ids: id ", ids[i], " of feature #", f, " (bag ", b,
+                      ") maps to row ", row, " of slot ", s, ", beyond its table's ", limits ? limits[s] : 0, " rows");
+          if (p[2]) off[at_id - id_base[s]] = at_id;
+          rows[at_id] = row;
+          id_bags[at_id] = b;
+          ++at_id;
+        }
       }
     }
-  }
+  });
   return {out_values, out_offsets, out_bags_per_slot, out_id_bags};
 }
 
