@@ -128,7 +128,6 @@ def transform_section(args, features, device, sync) -> list[dict]:
                                "torch_vs_op": median(ms["torch"]) / median(ms["op"])})
                 print(f"transform {method}@{budget:g} batch {batch}: op {median(ms['op']):.3f} ms, "
                       f"torch {median(ms['torch']):.3f} ms, modules {median(ms['modules']):.3f} ms", flush=True)
-                del emb, masked
     return points
 
 

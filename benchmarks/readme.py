@@ -131,7 +131,8 @@ def render_pareto(r: dict) -> str:
             cells.append(f"{p['auc']:.4f}" + (f" (uses {used:.3g})" if abs(used - b) > 0.1 * b else ""))
         speeds = [p["speed_vs_full"] for p in mine.values()]
         name = f"{method} ({next(iter(mine.values()))['setting']})" if next(iter(mine.values())).get("setting") else method
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {min(speeds):.2f}-{max(speeds):.2f} |")
+        speed = f"{min(speeds):.3f}" if len(speeds) == 1 else f"{min(speeds):.3f}-{max(speeds):.3f}"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {speed} |")
     notes = []
     if "samples_per_s" in full:
         s = full["samples_per_s"]

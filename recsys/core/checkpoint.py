@@ -285,13 +285,47 @@ def load_checkpoint(location: str | os.PathLike) -> dict[str, Any]:
     payload = _read_payload(path)
     if path.is_dir():
         payload["model"], payload["tables"] = {}, {}
-        for key, tensor in _read_sharded_tensors(path).items():
+        tensors, chunks = _read_sharded_tensors(path)
+        for key, tensor in tensors.items():
             if key.startswith(MODEL_PREFIX):
                 payload["model"][key[len(MODEL_PREFIX) :]] = tensor
             else:
                 table, state = key[len(TABLE_PREFIX) :].rsplit(".", 1)
                 payload["tables"].setdefault(table, {})[state] = tensor
+        for table, states in payload["tables"].items():
+            if "momentum1" in states:
+                widths = column_widths((c.offsets, c.sizes) for c in chunks[f"{TABLE_PREFIX}{table}.weight"])
+                states["momentum1"] = merge_column_states(states["momentum1"], states["weight"].shape[0], widths, table)
     return payload
+
+
+def column_widths(shards) -> list[int]:
+    """The widths of a (rows, dim) weight's column shards, left to right, from its shards'
+    ``(offsets, sizes)``; ``[dim]`` for a table not split by columns."""
+    return [width for _, width in sorted({(int(offsets[1]), int(sizes[1])) for offsets, sizes in shards})]
+
+
+def merge_column_states(momentum, rows: int, widths: list[int], table: str = "?"):
+    """A table's row-wise Adagrad state as the whole table's ``(rows,)``.
+
+    Column-wise sharding gives each column shard its own state, saved one block of ``rows`` after
+    another, left to right (torchrec's layout: ``(len(widths) * rows,)``). A shard's state sums,
+    over steps, the mean squared gradient of its columns, so the whole row's is the shards' mean
+    weighted by their widths: exact, up to float rounding. A ``(rows,)`` state comes back as is.
+
+    Raises:
+        ValueError: the state's size fits neither layout (names the table).
+    """
+    if momentum.numel() == rows:
+        return momentum
+    if momentum.numel() != rows * len(widths):
+        raise ValueError(
+            f"table {table}: its saved momentum1 has {momentum.numel()} values, neither its {rows} rows nor "
+            f"{len(widths)} column shards x {rows} rows"
+        )
+    blocks = momentum.view(len(widths), rows).double()
+    weights = blocks.new_tensor(widths).unsqueeze(1) / sum(widths)
+    return (blocks * weights).sum(0).to(momentum.dtype)
 
 
 def load_sharded_checkpoint(path: str | os.PathLike, tensors: dict) -> dict[str, Any]:
@@ -317,8 +351,25 @@ def _dcp_in(distributed: bool):
         yield
 
 
-def _read_sharded_tensors(path: Path) -> dict:
-    """Every tensor of a DCP directory, whole, read in this process (no process group)."""
+def saved_table_layouts(path: str | os.PathLike) -> dict[str, tuple[int, list[int]]]:
+    """Per table of a sharded checkpoint: its momentum1's size (0 without one) and its weight's
+    column widths (:func:`column_widths`), from the metadata alone."""
+    import torch.distributed.checkpoint as dcp
+
+    entries = dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata
+    layouts = {}
+    for key, meta in entries.items():
+        if key.startswith(TABLE_PREFIX) and key.endswith(".weight"):
+            table = key[len(TABLE_PREFIX) : -len(".weight")]
+            momentum = entries.get(f"{TABLE_PREFIX}{table}.momentum1")
+            layouts[table] = (momentum.size.numel() if momentum is not None else 0,
+                              column_widths((c.offsets, c.sizes) for c in meta.chunks))
+    return layouts
+
+
+def _read_sharded_tensors(path: Path) -> tuple[dict, dict]:
+    """Every tensor of a DCP directory, whole, read in this process (no process group), and
+    each one's saved chunks (offsets and sizes of the shards that wrote it)."""
     import torch
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
@@ -332,4 +383,4 @@ def _read_sharded_tensors(path: Path) -> dict:
     }
     with _dcp_in(distributed=False):
         dcp.load(tensors, storage_reader=reader, no_dist=True)
-    return tensors
+    return tensors, {key: entries[key].chunks for key in tensors}

@@ -186,16 +186,22 @@ class ShardingPlanError(ValueError):
 
 
 def table_constraints(
-    plan: EmbeddingPlan, types: list[ShardingType | str], overrides: dict[str, ShardingType | str]
+    plan: EmbeddingPlan,
+    types: list[ShardingType | str],
+    overrides: dict[str, ShardingType | str],
+    min_partition: Optional[int] = None,
 ) -> dict[str, ParameterConstraints]:
     """torchrec planner constraints per physical table: the allowed ``types``, or the one type a
-    logical feature's override names for all of that feature's tables."""
+    logical feature's override names for all of that feature's tables; column-wise shards
+    ``min_partition`` wide (torchrec's default where None)."""
     known = {t.value for t in ShardingType}
     for key, value in [("sharding.types", t) for t in types] + [(f"sharding.overrides.{f}", t) for f, t in overrides.items()]:
         if str(getattr(value, "value", value)) not in known:
             raise ShardingPlanError(f"{key}: unknown sharding type {value!r} (known: {sorted(known)})")
     if not types:
         raise ShardingPlanError("sharding.types is empty: allow at least one sharding type")
+    if min_partition is not None and min_partition < 1:
+        raise ShardingPlanError(f"sharding.min_partition: {min_partition} is not a column count (>= 1)")
     features = {f.name: f for f in plan.features}
     forced: dict[str, tuple[str, str]] = {}  # table -> (type, feature that asked)
     for feature, kind in overrides.items():
@@ -215,6 +221,7 @@ def table_constraints(
         t.name: ParameterConstraints(
             sharding_types=[forced[t.name][0]] if t.name in forced else allowed,
             compute_kernels=[EmbeddingComputeKernel.FUSED.value],
+            min_partition=min_partition,
         )
         for t in plan.tables
     }
@@ -231,11 +238,13 @@ def plan_sharding(
     overrides: dict[str, ShardingType | str],
     device_type: str = "cpu",
     pg: Optional[dist.ProcessGroup] = None,
+    min_partition: Optional[int] = None,
 ) -> ShardingPlan:
     """torchrec's sharding plan for ``model``'s :class:`ShardableLookup` on ``world_size`` ranks
     of ``rank_memory`` bytes each, within the allowed types and overrides. With ``pg`` every rank
-    gets rank 0's plan. A model that cannot fit fails here, naming its largest tables."""
-    constraints = table_constraints(plan, types, overrides)
+    gets rank 0's plan. A model that cannot fit fails here, naming its largest tables.
+    ``min_partition``: the width of column-wise shards (see :func:`table_constraints`)."""
+    constraints = table_constraints(plan, types, overrides, min_partition)
     need = {t.name: t.weight_bytes + optimizer_state_bytes(t, optimizer) for t in plan.tables}
     if sum(need.values()) > world_size * rank_memory:
         raise ShardingPlanError(_too_big(need, world_size, rank_memory))

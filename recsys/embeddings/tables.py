@@ -248,8 +248,7 @@ class TableBatchedLookup(nn.Module):
                 raise ValueError(
                     f"table {table.name}: the checkpoint's momentum1 has shape "
                     f"{None if saved is None else tuple(saved.shape)}, this table's row-wise Adagrad needs "
-                    f"{tuple(momentum[0].shape)} (a column-wise sharded table keeps one state per column "
-                    "shard: resume it with the same sharding, or load the weights only)"
+                    f"{tuple(momentum[0].shape)} (a checkpoint of another plan or optimizer? load the weights only)"
                 )
             momentum[0].copy_(saved)
 

@@ -10,8 +10,11 @@ their optimizer, the loop position and every rank's RNG state come back too, so 
 continues the unbroken one's steps.
 
 Column-wise sharding gives each column shard its own row-wise Adagrad state (torchrec keeps one
-per shard), so such a table's optimizer state resumes only under the same column split; its
-weights load anywhere (evaluation and export read weights only).
+per shard). Read whole, a table's shard states merge exactly into the whole row's (their mean
+weighted by width, :func:`recsys.core.checkpoint.merge_column_states`); spread over column shards,
+the whole row's state goes to every shard: the state of a row-wise optimizer keeps no per-column
+figure, so that is an estimate (exact when the columns' squared gradients are alike). A sharded
+checkpoint resumed under another column split takes that path: merged, then spread.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from recsys.core.checkpoint import (
     MODEL_PREFIX,
     TABLE_PREFIX,
     checkpoint_path,
+    column_widths,
     is_sharded,
     load_checkpoint,
     load_sharded_checkpoint,
@@ -37,6 +41,7 @@ from recsys.core.checkpoint import (
     rng_state,
     save_checkpoint,
     save_sharded_checkpoint,
+    saved_table_layouts,
 )
 from recsys.data.layout import DatasetMeta
 from recsys.models.build import build_model, load_weights, recipe_from_dict, recipe_to_dict
@@ -132,16 +137,28 @@ class Checkpointer:
 
     def _load_weights(self, path: Path, optimizer_state: bool) -> dict:
         """Put ``path``'s weights into the model (or this rank's shards); its payload without tensors."""
-        if self.world and is_sharded(path):
+        if self.world and is_sharded(path) and (not optimizer_state or self._same_column_split(path)):
             return load_sharded_checkpoint(path, sharded_tensors(self.model, self.dmp, optimizer_state))  # in place
         payload = load_checkpoint(path)
-        if self.world:  # a one-process checkpoint: each rank copies its rows out of the whole tables
+        if self.world:  # each rank copies its rows out of the whole tables (column shard states merged)
             single = build_model(recipe_from_dict(payload["recipe"]), self.meta, "cpu")
-            single.load_state_dict(payload.pop("model"))
+            load_weights(single, payload, optimizer_state)
+            payload.pop("model")
+            payload.pop("tables", None)
             scatter_single(single, self.model, self.dmp)
         else:
             load_weights(self.model, payload, optimizer_state)
         return payload
+
+    def _same_column_split(self, path: Path) -> bool:
+        """Whether every table of the sharded checkpoint ``path`` has this run's column shards
+        (so DCP can load its optimizer state shard to shard)."""
+        saved = saved_table_layouts(path)
+        for name, (weight, momentum) in table_states(self.model, self.dmp).items():
+            widths = column_widths((m.shard_offsets, m.shard_sizes) for m in weight.metadata().shards_metadata)
+            if saved.get(name) != (momentum.size().numel() if momentum is not None else 0, widths):
+                return False
+        return True
 
 
 def table_states(model: DLRM, dmp: DistributedModelParallel) -> dict[str, list]:
@@ -181,6 +198,8 @@ def scatter_single(single: DLRM, model: DLRM, dmp: DistributedModelParallel) -> 
         for shard in weight.local_shards():
             (row, col), (rows, cols) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
             shard.tensor.copy_(weights[name][row : row + rows, col : col + cols])
+        total = weights[name].shape[0]
         for shard in momentum.local_shards() if momentum is not None else []:
+            # column shard k's states sit at [k * total, (k + 1) * total): each gets the whole row's
             (row,), (rows,) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
-            shard.tensor.copy_(momenta[index][0][row : row + rows])
+            shard.tensor.copy_(momenta[index][0][row % total : row % total + rows])

@@ -103,12 +103,15 @@ class ShardingConfig:
     ``types``: sharding types the planner may use; ``overrides``: a logical feature → the one
     type for all of its physical tables (``+sharding.overrides.C6=row_wise``); ``rank_memory``:
     bytes each rank may hold for tables and their optimizer state (``16GB``; default: the
-    machine's RAM, or the GPU's memory, divided among the local ranks).
+    machine's RAM, or the GPU's memory, divided among the local ranks); ``min_partition``: the
+    width of a column-wise shard (torchrec's ``ParameterConstraints.min_partition``; default
+    torchrec's 128, so tables of dim 128 or less are not split by columns).
     """
 
     types: list[ShardingType] = dataclasses.field(default_factory=lambda: list(ShardingType))
     overrides: dict[str, ShardingType] = dataclasses.field(default_factory=dict)
     rank_memory: Optional[str] = None
+    min_partition: Optional[int] = None
 
 
 @dataclasses.dataclass

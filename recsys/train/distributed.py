@@ -114,6 +114,7 @@ def shard_model(model: DLRM, cfg: TrainJobConfig, world: World, device: torch.de
         dict(cfg.sharding.overrides),
         device_type=device.type,
         pg=dist.group.WORLD,
+        min_partition=cfg.sharding.min_partition,
     )
     dmp = DistributedModelParallel(model, env=ShardingEnv.from_process_group(dist.group.WORLD), device=device, plan=sharding, sharders=[sharder])
     init_sharded_tables(lookup, lookup.ebc.state_dict())

@@ -12,9 +12,11 @@ import torch
 from recsys.core.checkpoint import (
     CorruptCheckpointError,
     checkpoint_path,
+    column_widths,
     list_checkpoints,
     load_checkpoint,
     make_payload,
+    merge_column_states,
     resolve_checkpoint,
     save_checkpoint,
     save_sharded_checkpoint,
@@ -108,3 +110,17 @@ def test_best_dcp_follows_the_best_step_and_survives_rotation(tmp_path):
     link_best(checkpoint_path(tmp_path, 3), tmp_path)
     assert best_checkpoint_path(tmp_path).name == "best.pt"
     assert not list((tmp_path / "checkpoints").glob(".best.*")) and not (tmp_path / "checkpoints" / "best.dcp").exists()
+
+
+def test_column_shard_states_merge_into_the_row_state_weighted_by_width():
+    """Row-wise Adagrad sums each step's mean squared gradient over a shard's columns: the whole
+    row's is the shards' mean weighted by width."""
+    grads = torch.randn(5, 3, 16)  # steps, rows, columns
+    widths = [4, 12]
+    shards = torch.cat([grads[..., :4].square().mean(-1).sum(0), grads[..., 4:].square().mean(-1).sum(0)])  # (2 * rows,)
+    whole = grads.square().mean(-1).sum(0)
+    torch.testing.assert_close(merge_column_states(shards, 3, widths), whole)
+    assert merge_column_states(whole, 3, widths) is whole  # already one state per row
+    with pytest.raises(ValueError, match="table t_C1: its saved momentum1 has 7 values"):
+        merge_column_states(torch.zeros(7), 3, widths, "t_C1")
+    assert column_widths([((0, 8), (10, 4)), ((0, 0), (10, 8)), ((10, 0), (5, 8))]) == [8, 4]

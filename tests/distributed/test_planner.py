@@ -42,6 +42,18 @@ def test_allowed_types_bound_the_planner():
     assert {r["sharding_type"] for r in describe_plan(sharding, emb.plan, TableOptimizer.rowwise_adagrad, "lookup.ebc")} == {"column_wise"}
 
 
+@pytest.mark.parametrize("width, shards", [(None, 1), (4, 2)])
+def test_min_partition_sets_the_column_shard_width(width, shards):
+    """torchrec splits columns min_partition wide (default 128: a dim-8 table stays whole)."""
+    emb, sharder = shardable({"method": "full"})
+    sharding = plan_sharding(emb, emb.plan, sharder, 2, 1 << 30, TableOptimizer.rowwise_adagrad, ["column_wise"], {},
+                             min_partition=width)
+    for record in describe_plan(sharding, emb.plan, TableOptimizer.rowwise_adagrad, "lookup.ebc"):
+        assert [s["sizes"][1] for s in record["shards"]] == [8 // shards] * shards, record["table"]
+    with pytest.raises(ShardingPlanError, match="sharding.min_partition: 0 is not a column count"):
+        plan_sharding(emb, emb.plan, sharder, 2, 1 << 30, TableOptimizer.rowwise_adagrad, ["column_wise"], {}, min_partition=0)
+
+
 @pytest.mark.parametrize(
     "types, overrides, message",
     [

@@ -117,3 +117,61 @@ def test_a_sharded_run_follows_the_learning_rate_schedule_like_one_process(tiny_
     # measured: 1.0e-4 apart; 1.7e-3 when the schedule reached the dense optimizer only
     assert abs(two - one) <= 3e-4
     assert abs(constant - one) > 1e-3  # the schedule changed the run
+
+
+def column_wise_job(data, nproc: int, steps: int, resume=None, width: int = 8) -> TrainJobConfig:
+    """Tables of dim 16 in column shards ``width`` wide (torchrec's widths are multiples of 4)."""
+    cfg = job(data, nproc, steps, resume)
+    cfg.trainer.eval_every_steps = 0
+    cfg.model.embedding_dim, cfg.model.bottom_mlp = 16, [16, 16]
+    cfg.sharding = ShardingConfig(types=["column_wise"], rank_memory="1GB", min_partition=width)
+    return cfg
+
+
+def saved_momenta(dcp_dir) -> dict:
+    """Each table's momentum1 as a sharded checkpoint stores it (column shards' states one after another)."""
+    import torch.distributed.checkpoint as dcp
+
+    reader = dcp.FileSystemReader(str(dcp_dir))
+    entries = reader.read_metadata().state_dict_metadata
+    tensors = {k: torch.empty(m.size) for k, m in entries.items() if k.endswith(".momentum1")}
+    dcp.load(tensors, storage_reader=reader, no_dist=True)
+    return {k[len("tables.") : -len(".momentum1")]: v for k, v in tensors.items()}
+
+
+def one_process_momenta(location, data) -> dict:
+    payload = load_checkpoint(location)
+    model = build_model(recipe_from_dict(payload["recipe"]), DatasetMeta.load(data))
+    load_weights(model, payload)
+    states = model.embedding.lookup.tbe.split_optimizer_states()
+    return {t.name: s[0] for t, s in zip(model.embedding.plan.tables, states)}
+
+
+@pytest.mark.slow
+def test_column_wise_optimizer_state_merges_exactly_and_spreads_over_the_shards(tiny_dataset, tmp_path):
+    """Column-wise sharding keeps one row-wise Adagrad state per column shard. Resumed in one
+    process they merge into the row's state (their mean weighted by width, exact); resumed from
+    one process on 2 ranks, every column shard starts from the row's state."""
+    two = run(column_wise_job(tiny_dataset, 2, 4), tmp_path / "two")
+    plan = json.loads((tmp_path / "two" / "sharding_plan.json").read_text())
+    assert {t["sharding_type"] for t in plan["tables"]} == {"column_wise"}
+    at4 = checkpoint_path(two.run_dir, 4, sharded=True)
+    saved = saved_momenta(at4)
+    merged = one_process_momenta(at4, tiny_dataset)
+    for table, state in merged.items():
+        halves = saved[table].view(2, -1)  # two 8-column shards of a dim-16 table
+        assert not torch.equal(halves[0], halves[1]), table  # the shards' states differ ...
+        torch.testing.assert_close(state, halves.mean(0), rtol=1e-6, atol=0, msg=table)  # ... and merge by width
+
+    # 2 ranks -> 1 process: the merged state, then training on
+    one = run(column_wise_job(tiny_dataset, 1, 4, resume=at4), tmp_path / "one")
+    for table, state in one_process_momenta(one.run_dir, tiny_dataset).items():
+        assert torch.equal(state, merged[table]), table
+    assert run(column_wise_job(tiny_dataset, 1, 8, resume=at4), tmp_path / "one_on").steps == 8
+
+    # 1 process -> 2 ranks, and 2 column shards -> 4: each column shard gets the row's state
+    for name, resume, width in (("back", one.run_dir, 8), ("narrower", at4, 4)):
+        resumed = run(column_wise_job(tiny_dataset, 2, 4, resume=resume, width=width), tmp_path / name)
+        shards = 16 // width
+        for table, state in saved_momenta(checkpoint_path(resumed.run_dir, 4, sharded=True)).items():
+            assert torch.equal(state.view(shards, -1), merged[table].expand(shards, -1)), (name, table)

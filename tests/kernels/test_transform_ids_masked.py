@@ -11,11 +11,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recsys.embeddings.hash_functions import hash_to_rows
 from tests.kernels.test_transform_ids import K, example, naive_row
 
 recsys_kernels = pytest.importorskip("recsys_kernels", reason="kernels/ is not installed (scripts/setup.sh installs it)")
-from recsys_kernels.masked import masked_torch  # noqa: E402
 
 
 def sizes(values, lengths, batch, params, aux):
