@@ -1,7 +1,7 @@
 """2-rank gloo run against the 1-process run of the same model, batches and seed.
 
 Run by ``test_sharded_equality.py`` as ``python equality_worker.py OUT PAIRS PORT`` (PAIRS: a JSON
-list of [embedding config, sharding type]): each rank builds, for every pair, the one-process model (direct FBGEMM lookup, the whole
+list of [embedding config, sharding type, table optimizer]): each rank builds, for every pair, the one-process model (direct FBGEMM lookup, the whole
 global batch) and the sharded one (torchrec DMP, its half of each batch), trains both for STEPS
 steps on the same multi-hot batches and records, on rank 0, the largest first-batch prediction
 difference and the loss difference after the last step.
@@ -44,16 +44,19 @@ def kjt(values, lengths, lo: int, hi: int) -> KeyedJaggedTensor:
     return KeyedJaggedTensor(keys=list(SIZES), values=torch.cat(parts), lengths=lengths[:, lo:hi].reshape(-1))
 
 
-def compare(rank: int, world_size: int, method: dict, kind: str, run_dir: Path) -> dict:
+def compare(rank: int, world_size: int, method: dict, kind: str, optimizer: str, run_dir: Path) -> dict:
     from recsys.embeddings.build import make_embedding
     from recsys.embeddings.plan import FeatureInfo
+    from recsys.embeddings.specs import TableOptimizer
     from recsys.models.config import DLRMConfig
     from recsys.models.dlrm import DLRM
     from recsys.train.config import ShardingConfig, TrainJobConfig
     from recsys.train.distributed import World, shard_model
     from recsys.train.loop import make_dense_optimizer
 
-    cfg = TrainJobConfig(sharding=ShardingConfig(types=[kind], rank_memory="1GB"))
+    # column_wise: 4-column shards (torchrec's default width, 128, would leave the dim-8 tables whole)
+    cfg = TrainJobConfig(sharding=ShardingConfig(types=[kind], rank_memory="1GB", min_partition=4))
+    cfg.trainer.table_optimizer.kind = TableOptimizer(optimizer)
     features = [FeatureInfo(name, n) for name, n in SIZES.items()]
     mlp = DLRMConfig(embedding_dim=DIM, bottom_mlp=[8, DIM], top_mlp=[8, 1])
 
@@ -98,9 +101,9 @@ def run(rank: int, world_size: int, port: int, out: str, pairs: list) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for method, kind in pairs:
-            record = compare(rank, world_size, method, kind, Path(tmp))
-            results.append({"method": method, "sharding_type": kind, **record})
+        for method, kind, optimizer in pairs:
+            record = compare(rank, world_size, method, kind, optimizer, Path(tmp))
+            results.append({"method": method, "sharding_type": kind, "table_optimizer": optimizer, **record})
     if rank == 0:
         Path(out).write_text(json.dumps(results, indent=1))
     dist.destroy_process_group()

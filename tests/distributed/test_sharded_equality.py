@@ -5,7 +5,12 @@ representative pair set; the slow run every pair).
 OptEmbed's supernet is the exception after the first batch: its hard row mask (keep a row while
 its norm exceeds a learned threshold) turns float-rounding differences of the sharded
 reductions (1e-8) into flipped rows, and its loss after 20 steps differs by a few 1e-3; the
-first batch is equal."""
+first batch is equal.
+
+Column-wise sharding splits the dim-8 tables into 4-column shards (``sharding.min_partition=4``)
+and is checked with SGD tables: with row-wise Adagrad each column shard keeps its own state
+(torchrec's layout), which is another optimizer than one process's one state per row. Its first
+batch is equal and 20 steps later the losses are about 1e-3 apart (measured 1.3e-3): checked too."""
 
 from __future__ import annotations
 
@@ -36,9 +41,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_pairs(tmp_path: Path, pairs: list[tuple[str, str]]) -> list[dict]:
+# the table optimizer of each sharding type's equality run (see the module docstring)
+OPTIMIZER = {"column_wise": "sgd"}
+ADAGRAD = "rowwise_adagrad"
+
+
+def run_pairs(tmp_path: Path, pairs: list[tuple]) -> list[dict]:
+    """Run (method, sharding type[, table optimizer]) pairs in one 2-rank worker."""
     out = tmp_path / "equality.json"
-    spec = json.dumps([[METHODS[m], kind] for m, kind in pairs])
+    spec = json.dumps([[METHODS[m], kind, rest[0] if rest else OPTIMIZER.get(kind, ADAGRAD)] for m, kind, *rest in pairs])
     cmd = [sys.executable, str(WORKER), str(out), spec, str(free_port())]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -48,14 +59,19 @@ def run_pairs(tmp_path: Path, pairs: list[tuple[str, str]]) -> list[dict]:
 def check(records: list[dict]) -> None:
     assert records
     for r in records:
-        where = f"{r['method']} {r['sharding_type']}"
+        where = f"{r['method']} {r['sharding_type']} {r['table_optimizer']}"
         assert r["first_batch_max_diff"] <= 1e-6, where
-        loss_tolerance = 1e-2 if r["method"]["method"] == "optembed" else 1e-4
+        state_per_column_shard = r["sharding_type"] == "column_wise" and r["table_optimizer"] == ADAGRAD
+        loss_tolerance = 1e-2 if r["method"]["method"] == "optembed" or state_per_column_shard else 1e-4
         assert abs(r["loss_single"] - r["loss_sharded"]) <= loss_tolerance, where
 
 
 def test_two_ranks_equal_one_process_representative_pairs(tmp_path):
-    check(run_pairs(tmp_path, [("full", "row_wise"), ("qr_mult", "table_wise"), ("unified", "column_wise")]))
+    records = run_pairs(tmp_path, [("full", "row_wise"), ("qr_mult", "table_wise"), ("unified", "column_wise"),
+                                   ("full", "column_wise", ADAGRAD)])
+    check(records)
+    adagrad_columns = records[-1]
+    assert abs(adagrad_columns["loss_single"] - adagrad_columns["loss_sharded"]) > 1e-4  # the columns were split
 
 
 @pytest.mark.slow
