@@ -116,7 +116,7 @@ class EmbeddingCollection(nn.Module):
             self.lookup = ShardableLookup(plan.tables, optimizer, slot_tables, seed=seed)
         else:
             self.lookup = TableBatchedLookup(plan.tables, optimizer, device=device, seed=seed, slot_tables=slot_tables,
-                                             placement=placement, ids_checked=isinstance(self.fused_transforms, FusedTransforms))
+                                             placement=placement)
         for part in (self.feature_modules, self.fused_transforms, self.grouped_projection):  # the lookup placed itself
             if part is not None:
                 part.to(self.device)
@@ -191,9 +191,11 @@ class EmbeddingCollection(nn.Module):
         batch = features.stride()
         lengths = features.lengths().view(len(self.features), batch)  # (F, B)
         ids, offsets, bags_per_slot, weights = self.slot_ids(features)
-        weighted = {} if weights is None else {"per_sample_weights": weights}
+        options = {} if weights is None else {"per_sample_weights": weights}
+        if isinstance(self.fused_transforms, FusedTransforms) and isinstance(self.lookup, TableBatchedLookup):
+            options["ids_checked"] = True  # the op checked every row against its table
         if all(b == batch for b in bags_per_slot):
-            flat = self.lookup(ids, offsets, **weighted)  # (B, Σ slot dims)
+            flat = self.lookup(ids, offsets, **options)  # (B, Σ slot dims)
             if self.identity_output:
                 return flat
             if self.grouped_projection is not None:
@@ -201,7 +203,7 @@ class EmbeddingCollection(nn.Module):
             blocks = torch.split(flat, self.column_widths, dim=1)  # views, in slot order
             per_feature = [blocks[i] for i in self.column_order]
         else:
-            flat = self.lookup(ids, offsets, bags_per_slot, **weighted)  # variable batch: Σ bags_s * dim_s
+            flat = self.lookup(ids, offsets, bags_per_slot, **options)  # variable batch: Σ bags_s * dim_s
             sizes = [b * d for b, d in zip(bags_per_slot, self.slot_dims)]
             slot_out = [chunk.view(b, d) for chunk, b, d in zip(torch.split(flat, sizes), bags_per_slot, self.slot_dims)]
             per_feature = [torch.cat([slot_out[s] for s in module.slots], dim=1) for module in self.feature_modules]

@@ -152,14 +152,14 @@ class TableBatchedLookup(nn.Module):
             ``uvm_cache`` with its ``cache_load_factor`` and ``cache_algorithm``, or ``host``
             memory read through unified memory); default the device's own memory. On the CPU
             tables are in RAM.
-        ids_checked: the caller checks every id against its table (``recsys::transform_ids``
-            with ``slot_rows``), so FBGEMM skips its own bounds check (which, left on, zeroes an
-            out-of-range id with a warning).
 
     Forward takes the KeyedJaggedTensor layout: ``values`` (N,) int64 ids and ``offsets``
     (S*B + 1,) with slots major, and returns (B, Σ slot dim) float32. With ``bags_per_slot``
     the slots may have different bag counts (FBGEMM's variable batch size), and the output is
-    flat: slot by slot, (bags_s, dim_s) each.
+    flat: slot by slot, (bags_s, dim_s) each. ``ids_checked=True`` says the caller has checked
+    every id against its table (``recsys::transform_ids`` with ``slot_rows``), so that call skips
+    FBGEMM's own bounds check (which zeroes an out-of-range id with a warning); it is decided per
+    call, so a caller that switches to unchecked ids gets the check back.
     """
 
     def __init__(
@@ -171,7 +171,6 @@ class TableBatchedLookup(nn.Module):
         slot_tables: list[int] | None = None,
         host_buffers: dict[str, torch.Tensor] | None = None,
         placement: PlacementConfig | None = None,
-        ids_checked: bool = False,
     ) -> None:
         super().__init__()
         if not tables:
@@ -193,8 +192,6 @@ class TableBatchedLookup(nn.Module):
         options = {}  # only what differs from FBGEMM's defaults (older FBGEMM lacks preallocated_host_buffers)
         if host_buffers is not None:
             options["preallocated_host_buffers"] = host_buffers
-        if ids_checked:  # FBGEMM's own pass over every id and offset would repeat the caller's check
-            options["bounds_check_mode"] = BoundsCheckMode.NONE
         if self.tier == "uvm_cache":
             options.update(
                 cache_load_factor=placement.cache_load_factor,
@@ -213,6 +210,7 @@ class TableBatchedLookup(nn.Module):
             feature_table_map=slot_tables,
             **options,
         )
+        self._bounds_check = self.tbe.bounds_check_mode_int  # FBGEMM's (or FBGEMM_TBE_BOUNDS_CHECK_MODE's) mode
         if seed is not None:
             self.reset_parameters(seed)
 
@@ -285,8 +283,9 @@ class TableBatchedLookup(nn.Module):
         return out
 
     def forward(self, values: torch.Tensor, offsets: torch.Tensor, bags_per_slot: list[int] | None = None,
-                per_sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+                per_sample_weights: torch.Tensor | None = None, ids_checked: bool = False) -> torch.Tensor:
         """Pooled (SUM) rows of each bag, each row times its weight where ``per_sample_weights`` (M,) is given."""
+        self.tbe.bounds_check_mode_int = BoundsCheckMode.NONE.value if ids_checked else self._bounds_check
         if bags_per_slot is None:
             return self.tbe(values, offsets, per_sample_weights)  # (B, Σ slot dim)
         return self.tbe(values, offsets, per_sample_weights, batch_size_per_feature_per_rank=[[b] for b in bags_per_slot])

@@ -188,8 +188,19 @@ def test_an_id_beyond_its_table_is_an_error_naming_the_feature(name):
     """The fused op checks every row against its table, so FBGEMM's bounds check, which would
     zero the row with a warning, is off; an id past the vocabulary is an error naming it."""
     emb = make_embedding(CONFIGS[name], FEATURES, DIM, TableOptimizerConfig())
+    emb(kjt(np.random.default_rng(0), 64, 1, SIZES))
     assert emb.lookup.tbe.bounds_check_mode_int == BoundsCheckMode.NONE.value
     too_big = {**SIZES, "C3": SIZES["C3"] * 4096}  # rank far past C3's 5000 rows
     features = kjt(np.random.default_rng(0), 64, 1, too_big)
     with pytest.raises(RuntimeError, match=r"of feature C3 \(bag \d+\) maps to row \d+ of slot \d+, beyond its table's"):
         emb(features)
+
+
+def test_unchecked_ids_get_fbgemm_bounds_check_back():
+    """The check is chosen per call: the per-feature modules (unchecked ids) get FBGEMM's."""
+    emb = make_embedding(CONFIGS["md_blocks"], FEATURES, DIM, TableOptimizerConfig())
+    features = kjt(np.random.default_rng(0), 64, 1, SIZES)
+    emb(features)
+    emb.fused_transforms = None
+    emb(features)
+    assert emb.lookup.tbe.bounds_check_mode_int == BoundsCheckMode.WARNING.value
