@@ -86,8 +86,11 @@ class EmbeddingCollection(nn.Module):
         slot_tables = [s.table for s in plan.slots]
         self.lookup: nn.Module
         tiered = tiered_lookup(plan.tables, optimizer, placement, self.device, seed, slot_tables) if placement else None
-        if shardable and placement is not None and (tiered is not None or placement.hot_tier is not None):
-            raise NotImplementedError("placement.ram_budget and placement.hot_tier with a sharded run are not built yet")
+        if shardable and tiered is not None:
+            raise NotImplementedError(
+                "placement.ram_budget (a disk tier) in a sharded run is not built: train in one process, or shard "
+                "without placement.ram_budget (on a GPU, placement.hot_tier=uvm_cache keeps the tables in host memory)"
+            )
         direct = tiered is None and not shardable  # one TableBatchedLookup
         self.feature_modules = nn.ModuleList([FeatureModule(f.transform, f.combiner, f.slots) for f in plan.features])
         self.slot_dims = [s.dim for s in plan.slots]
@@ -113,7 +116,8 @@ class EmbeddingCollection(nn.Module):
         if tiered is not None:
             self.lookup = tiered
         elif shardable:
-            self.lookup = ShardableLookup(plan.tables, optimizer, slot_tables, seed=seed)
+            self.lookup = ShardableLookup(plan.tables, optimizer, slot_tables, seed=seed, placement=placement,
+                                          device_type=self.device.type)
         else:
             self.lookup = TableBatchedLookup(plan.tables, optimizer, device=device, seed=seed, slot_tables=slot_tables,
                                              placement=placement)
@@ -131,7 +135,7 @@ class EmbeddingCollection(nn.Module):
     def tiers(self) -> dict | None:
         """Bytes per placement tier and the fast tier's hit rate; None for tables wholly in the
         device's own memory."""
-        return self.lookup.tiers() if isinstance(self.lookup, (TieredLookup, TableBatchedLookup)) else None
+        return self.lookup.tiers()
 
     def regularization(self) -> torch.Tensor:
         """The methods' extra loss terms (OptEmbed's threshold regulariser); 0 for most.

@@ -30,15 +30,32 @@ from torchrec.distributed.embedding_types import EmbeddingComputeKernel
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
 from torchrec.distributed.planner.types import PlannerError
-from torchrec.distributed.types import ShardingPlan
+from torchrec.distributed.types import CacheParams, ShardingPlan
 from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
 from recsys.core.units import format_bytes
+from recsys.embeddings.placement_config import PlacementConfig
 from recsys.embeddings.plan import EmbeddingPlan
 from recsys.embeddings.specs import ShardingType, TableOptimizer, TableOptimizerConfig
-from recsys.embeddings.tables import FBGEMM_CPU_MAX_TABLE_BYTES, PhysicalTable, fbgemm_optimizer, init_rows, optimizer_state_bytes
+from recsys.embeddings.tables import (
+    FBGEMM_CACHE_ALGORITHMS,
+    FBGEMM_CPU_MAX_TABLE_BYTES,
+    PhysicalTable,
+    fbgemm_optimizer,
+    host_tier_stats,
+    init_rows,
+    optimizer_state_bytes,
+)
+
+# torchrec's compute kernel for the tier of whole tables on a GPU (placement.hot_tier); on the CPU
+# every table is in RAM, the ``fused`` kernel
+GPU_TIER_KERNELS = {
+    "device": EmbeddingComputeKernel.FUSED.value,
+    "uvm_cache": EmbeddingComputeKernel.FUSED_UVM_CACHING.value,
+    "host": EmbeddingComputeKernel.FUSED_UVM.value,
+}
 
 
 def slot_name(slot: int) -> str:
@@ -59,13 +76,23 @@ class ShardableLookup(nn.Module):
         optimizer: the fused table optimizer (passed to the sharder as FBGEMM's fused params).
         slot_tables: the table each lookup slot reads.
         seed: initial-weight seed (see :func:`recsys.embeddings.tables.init_rows`).
+        placement: the tables' tier on a GPU (``placement.hot_tier``: ``device`` memory,
+            ``uvm_cache`` or ``host``), which picks torchrec's compute kernel for every shard
+            (``fused``, ``fused_uvm_caching`` with ``cache_load_factor`` and ``cache_algorithm``,
+            ``fused_uvm``); on the CPU tables are in RAM (``fused``).
+        device_type: ``cpu`` or ``cuda``, where the shards will live.
     """
 
-    def __init__(self, tables: list[PhysicalTable], optimizer: TableOptimizerConfig, slot_tables: list[int], seed: int = 0) -> None:
+    def __init__(self, tables: list[PhysicalTable], optimizer: TableOptimizerConfig, slot_tables: list[int], seed: int = 0,
+                 placement: PlacementConfig | None = None, device_type: str = "cpu") -> None:
         super().__init__()
         self.tables = list(tables)
         self.optimizer_config = optimizer
         self.seed = seed
+        self.placement = placement or PlacementConfig()
+        self.placement.check_device(device_type)
+        self.tier = self.placement.tier_on(device_type)
+        self.on_gpu = device_type == "cuda"
         self.slot_tables = list(slot_tables)
         self.slot_dims = [tables[t].dim for t in slot_tables]
         self.keys = [slot_name(s) for s in range(len(slot_tables))]
@@ -92,9 +119,37 @@ class ShardableLookup(nn.Module):
         return super()._apply(fn, recurse)
 
     def fused_params(self) -> dict:
-        """FBGEMM's fused-optimizer arguments for torchrec's sharders."""
+        """FBGEMM's arguments for torchrec's sharders: the fused optimizer, and for an LRU GPU
+        cache its hit counts."""
         opt = self.optimizer_config
-        return {"optimizer": fbgemm_optimizer(opt.kind), "learning_rate": opt.lr, "eps": opt.eps, "weight_decay": opt.weight_decay}
+        params = {"optimizer": fbgemm_optimizer(opt.kind), "learning_rate": opt.lr, "eps": opt.eps, "weight_decay": opt.weight_decay}
+        if self.tier == "uvm_cache" and self.placement.cache_algorithm == "lru":
+            params["gather_uvm_cache_stats"] = True
+        return params
+
+    def sharder(self) -> "RecsysEBCSharder":
+        """The sharder DistributedModelParallel and the planner take for this collection."""
+        kernel = GPU_TIER_KERNELS[self.tier] if self.on_gpu else EmbeddingComputeKernel.FUSED.value
+        cache = None
+        if kernel == EmbeddingComputeKernel.FUSED_UVM_CACHING.value:
+            cache = CacheParams(algorithm=FBGEMM_CACHE_ALGORITHMS[self.placement.cache_algorithm], load_factor=self.placement.cache_load_factor)
+        return RecsysEBCSharder(kernel, cache, fused_params=self.fused_params())
+
+    def tiers(self) -> dict | None:
+        """Bytes per tier and the GPU cache's hit rate (:func:`~recsys.embeddings.tables.host_tier_stats`)
+        over every rank's shards, for ``uvm_cache`` and ``host`` tables on a GPU; None for tables
+        in the device's own memory or on the CPU. Every rank must call it (it sums over ranks)."""
+        if not self.on_gpu or self.tier not in ("uvm_cache", "host"):
+            return None
+        out = host_tier_stats(local_tbes(self.ebc), self.tier)
+        counts = [k for k in ("host_bytes", "device_cache_bytes", "unique_ids", "unique_misses") if k in out]
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            summed = torch.tensor([out[k] for k in counts], dtype=torch.float64, device="cuda")
+            dist.all_reduce(summed)
+            out.update({k: int(v) for k, v in zip(counts, summed.tolist())})
+        if "unique_ids" in out:
+            out["hit_rate"] = 1.0 - out["unique_misses"] / max(out["unique_ids"], 1)
+        return out
 
     def table_weights(self) -> dict[str, torch.Tensor]:
         """This rank's local shard of each table's weights, by table name (the whole table
@@ -172,13 +227,20 @@ def init_sharded_tables(lookup: ShardableLookup, sharded_state: dict) -> None:
 class RecsysEBCSharder(EmbeddingBagCollectionSharder):
     """torchrec's collection sharder with every sharding type offered on CPU as well (the
     default one lists row- and table-row-wise for CUDA only, though the fused CPU kernel runs
-    them), and only the fused kernel (the optimizer in the backward)."""
+    them), and one compute kernel, a fused one (the optimizer in the backward) chosen by the
+    tables' tier (:meth:`ShardableLookup.sharder`), with its GPU cache's ``cache_params``."""
+
+    def __init__(self, kernel: str = EmbeddingComputeKernel.FUSED.value, cache_params: CacheParams | None = None,
+                 fused_params: dict | None = None) -> None:
+        super().__init__(fused_params=fused_params)
+        self.kernel = kernel
+        self.cache_params = cache_params
 
     def sharding_types(self, compute_device_type: str) -> List[str]:
         return [t.value for t in ShardingType]
 
     def compute_kernels(self, sharding_type: str, compute_device_type: str) -> List[str]:
-        return [EmbeddingComputeKernel.FUSED.value]
+        return [self.kernel]
 
 
 class ShardingPlanError(ValueError):
@@ -190,10 +252,13 @@ def table_constraints(
     types: list[ShardingType | str],
     overrides: dict[str, ShardingType | str],
     min_partition: Optional[int] = None,
+    sharder: Optional[RecsysEBCSharder] = None,
 ) -> dict[str, ParameterConstraints]:
     """torchrec planner constraints per physical table: the allowed ``types``, or the one type a
     logical feature's override names for all of that feature's tables; column-wise shards
-    ``min_partition`` wide (torchrec's default where None)."""
+    ``min_partition`` wide (torchrec's default where None); the ``sharder``'s compute kernel and
+    cache parameters (default the fused kernel)."""
+    sharder = sharder or RecsysEBCSharder()
     known = {t.value for t in ShardingType}
     for key, value in [("sharding.types", t) for t in types] + [(f"sharding.overrides.{f}", t) for f, t in overrides.items()]:
         if str(getattr(value, "value", value)) not in known:
@@ -220,8 +285,9 @@ def table_constraints(
     return {
         t.name: ParameterConstraints(
             sharding_types=[forced[t.name][0]] if t.name in forced else allowed,
-            compute_kernels=[EmbeddingComputeKernel.FUSED.value],
+            compute_kernels=[sharder.kernel],
             min_partition=min_partition,
+            cache_params=sharder.cache_params,
         )
         for t in plan.tables
     }
@@ -239,22 +305,37 @@ def plan_sharding(
     device_type: str = "cpu",
     pg: Optional[dist.ProcessGroup] = None,
     min_partition: Optional[int] = None,
+    host_memory: Optional[int] = None,
 ) -> ShardingPlan:
     """torchrec's sharding plan for ``model``'s :class:`ShardableLookup` on ``world_size`` ranks
-    of ``rank_memory`` bytes each, within the allowed types and overrides. With ``pg`` every rank
-    gets rank 0's plan. A model that cannot fit fails here, naming its largest tables.
-    ``min_partition``: the width of column-wise shards (see :func:`table_constraints`)."""
-    constraints = table_constraints(plan, types, overrides, min_partition)
+    of ``rank_memory`` bytes each (RAM on the CPU, GPU memory on a GPU), within the allowed types
+    and overrides. With ``pg`` every rank gets rank 0's plan. A model that cannot fit fails here,
+    naming its largest tables and the limit. ``min_partition``: the width of column-wise shards
+    (see :func:`table_constraints`). On a GPU, tables in host memory (``sharder.kernel``
+    ``fused_uvm_caching`` or ``fused_uvm``) take ``host_memory`` bytes of each rank's RAM
+    (default torchrec's), and of its GPU memory only their cache."""
+    constraints = table_constraints(plan, types, overrides, min_partition, sharder)
     need = {t.name: t.weight_bytes + optimizer_state_bytes(t, optimizer) for t in plan.tables}
-    if sum(need.values()) > world_size * rank_memory:
-        raise ShardingPlanError(_too_big(need, world_size, rank_memory))
+    in_host = device_type == "cuda" and sharder.kernel != EmbeddingComputeKernel.FUSED.value
+    limits = [(rank_memory, "sharding.rank_memory", need)]
+    if in_host:
+        cached = sharder.cache_params.load_factor if sharder.cache_params is not None else 0.0
+        limits = [(rank_memory, "sharding.rank_memory, GPU memory for the cache", {k: v * cached for k, v in need.items()})]
+        if host_memory is not None:
+            limits.append((host_memory, "host memory", need))
+    for limit, what, bytes_needed in limits:
+        if sum(bytes_needed.values()) > world_size * limit:
+            raise ShardingPlanError(_too_big(bytes_needed, world_size, limit, what))
     cap = {"hbm_cap": rank_memory} if device_type == "cuda" else {"ddr_cap": rank_memory, "hbm_cap": 0}
+    if device_type == "cuda" and host_memory is not None:
+        cap["ddr_cap"] = host_memory
     topology = Topology(world_size=world_size, compute_device=device_type, local_world_size=world_size, **cap)
     planner = EmbeddingShardingPlanner(topology=topology, constraints=constraints)
     try:
         sharding = planner.plan(model, [sharder]) if pg is None else planner.collective_plan(model, [sharder], pg)
     except PlannerError as error:
-        raise ShardingPlanError(f"{_too_big(need, world_size, rank_memory)}\ntorchrec's planner: {error}") from error
+        limit, what, bytes_needed = limits[0]
+        raise ShardingPlanError(f"{_too_big(bytes_needed, world_size, limit, what)}\ntorchrec's planner: {error}") from error
     if device_type == "cpu" and optimizer is TableOptimizer.rowwise_adagrad:
         _check_cpu_shard_bytes(sharding)
     return sharding
@@ -278,12 +359,12 @@ def _check_cpu_shard_bytes(sharding: ShardingPlan) -> None:
         )
 
 
-def _too_big(need: dict[str, int], world_size: int, rank_memory: int) -> str:
+def _too_big(need: dict[str, float], world_size: int, limit: int, what: str) -> str:
     largest = sorted(need.items(), key=lambda kv: -kv[1])[:5]
     return (
-        f"the embedding tables need {format_bytes(sum(need.values()))} (weights + optimizer state), "
-        f"{world_size} rank(s) hold {format_bytes(rank_memory)} each (sharding.rank_memory); largest: "
-        + ", ".join(f"{name} {format_bytes(b)}" for name, b in largest)
+        f"the embedding tables need {format_bytes(int(sum(need.values())))} (weights + optimizer state), "
+        f"{world_size} rank(s) hold {format_bytes(limit)} each ({what}); largest: "
+        + ", ".join(f"{name} {format_bytes(int(b))}" for name, b in largest)
     )
 
 
@@ -303,6 +384,7 @@ def describe_plan(sharding: ShardingPlan, plan: EmbeddingPlan, optimizer: TableO
                 "sharding_type": p.sharding_type,
                 "ranks": ranks,
                 "compute_kernel": p.compute_kernel,
+                "cache_load_factor": p.cache_params.load_factor if p.cache_params is not None else None,
                 "shards": [
                     {"rank": m.placement.rank(), "offsets": list(m.shard_offsets), "sizes": list(m.shard_sizes)}
                     for m in (p.sharding_spec.shards if p.sharding_spec is not None else [])
@@ -312,22 +394,37 @@ def describe_plan(sharding: ShardingPlan, plan: EmbeddingPlan, optimizer: TableO
     return records
 
 
-def format_plan(records: list[dict], tbe_calls_per_rank: list[int], placement: str) -> str:
+def format_plan(records: list[dict], tbe_calls_per_rank: list[int], device_type: str) -> str:
     """The plan as a table for people, with the fused lookup calls each rank makes per step."""
     lines = [f"{'table':<16} {'rows':>12} {'dim':>4} {'bytes':>11} {'sharding':<15} {'ranks':<10} placement"]
     for r in records:
         ranks = ",".join(str(x) for x in r["ranks"])
         lines.append(
-            f"{r['table']:<16} {r['rows']:>12,} {r['dim']:>4} {format_bytes(r['bytes']):>11} {r['sharding_type']:<15} {ranks:<10} {placement}"
+            f"{r['table']:<16} {r['rows']:>12,} {r['dim']:>4} {format_bytes(r['bytes']):>11} {r['sharding_type']:<15} {ranks:<10} "
+            + _placement(r, device_type)
         )
     calls = ", ".join(f"rank {rank}: {n}" for rank, n in enumerate(tbe_calls_per_rank))
     lines.append(f"fused FBGEMM lookup (TBE) calls per step: {calls}")
     return "\n".join(lines)
 
 
-def tbe_calls(module: nn.Module) -> int:
-    """Fused FBGEMM table-batched lookups ``module`` runs per step on this rank (one per group
-    of shards torchrec batches together: one per sharding type present on the rank)."""
+def _placement(record: dict, device_type: str) -> str:
+    kernel = record["compute_kernel"]
+    if kernel == EmbeddingComputeKernel.FUSED_UVM_CACHING.value:
+        return f"uvm_cache (host memory, {record['cache_load_factor']:g} of the rows cached in GPU memory)"
+    if kernel == EmbeddingComputeKernel.FUSED_UVM.value:
+        return "host (read by the GPU through unified memory)"
+    return "device" if device_type == "cuda" else "host"
+
+
+def local_tbes(module: nn.Module) -> list[SplitTableBatchedEmbeddingBagsCodegen]:
+    """The fused FBGEMM table-batched lookups in ``module`` on this rank (one per group of shards
+    torchrec batches together: one per sharding type present on the rank)."""
     # torchrec's fused kernels hold the FBGEMM module as ``emb_module`` (not a registered child)
     kernels = [getattr(m, "emb_module", None) for m in module.modules()] + list(module.modules())
-    return len({id(k) for k in kernels if isinstance(k, SplitTableBatchedEmbeddingBagsCodegen)})
+    return list({id(k): k for k in kernels if isinstance(k, SplitTableBatchedEmbeddingBagsCodegen)}.values())
+
+
+def tbe_calls(module: nn.Module) -> int:
+    """Fused FBGEMM lookups ``module`` runs per step on this rank."""
+    return len(local_tbes(module))

@@ -120,7 +120,7 @@ _CUDA_LOCATIONS = {
     "uvm_cache": EmbeddingLocation.MANAGED_CACHING,
     "host": EmbeddingLocation.MANAGED,
 }
-_CACHE_ALGORITHMS = {"lru": CacheAlgorithm.LRU, "lfu": CacheAlgorithm.LFU}
+FBGEMM_CACHE_ALGORITHMS = {"lru": CacheAlgorithm.LRU, "lfu": CacheAlgorithm.LFU}
 
 
 def _check_cpu_table_bytes(tables: list[PhysicalTable], kind: TableOptimizer) -> None:
@@ -133,6 +133,26 @@ def _check_cpu_table_bytes(tables: list[PhysicalTable], kind: TableOptimizer) ->
             "bytes of one table's weights. Set placement.ram_budget below the tables' bytes (the tiered lookup cuts every "
             "table into pieces under that; placement.cold_tier=ram keeps the cold rows in RAM too)"
         )
+
+
+def host_tier_stats(tbes: list[SplitTableBatchedEmbeddingBagsCodegen], tier: str) -> dict:
+    """Bytes and GPU-cache hit rate of FBGEMM lookups whose tables live in host memory on a GPU
+    (``uvm_cache``: FBGEMM caches the hot rows in GPU memory; ``host``: no cache).
+
+    ``hit_rate`` is the share of each batch's distinct rows that were already in the GPU cache
+    (FBGEMM's unique misses over unique ids, summed over batches and lookups; LRU only, None for
+    LFU, whose cache fill does not count misses, and for ``host``)."""
+    out = {"tier": tier, "host_bytes": 0, "device_cache_bytes": 0, "hit_rate": None}
+    counted = [tbe for tbe in tbes if tier == "uvm_cache" and tbe.gather_uvm_cache_stats]
+    for tbe in tbes:
+        out["host_bytes"] += tbe.weights_uvm.numel() * tbe.weights_uvm.element_size()
+        if tier == "uvm_cache":
+            out["device_cache_bytes"] += tbe.lxu_cache_weights.numel() * tbe.lxu_cache_weights.element_size()
+    if counted:
+        stats = [tbe.get_uvm_cache_stats().tolist() for tbe in counted]  # calls, ids, unique ids, unique misses, ...
+        out["unique_ids"], out["unique_misses"] = sum(int(s[2]) for s in stats), sum(int(s[3]) for s in stats)
+        out["hit_rate"] = 1.0 - out["unique_misses"] / max(out["unique_ids"], 1)
+    return out
 
 
 class TableBatchedLookup(nn.Module):
@@ -195,7 +215,7 @@ class TableBatchedLookup(nn.Module):
         if self.tier == "uvm_cache":
             options.update(
                 cache_load_factor=placement.cache_load_factor,
-                cache_algorithm=_CACHE_ALGORITHMS[placement.cache_algorithm],
+                cache_algorithm=FBGEMM_CACHE_ALGORITHMS[placement.cache_algorithm],
                 # FBGEMM counts a batch's distinct rows and those it had to fetch (LRU only)
                 gather_uvm_cache_stats=placement.cache_algorithm == "lru",
             )
@@ -263,24 +283,10 @@ class TableBatchedLookup(nn.Module):
 
     def tiers(self) -> dict | None:
         """Bytes per tier and the GPU cache's hit rate for ``uvm_cache`` and ``host`` tables on a
-        GPU; None for tables in the device's own memory.
-
-        ``hit_rate`` is the share of each batch's distinct rows that were already in the GPU
-        cache (FBGEMM's unique misses over unique ids, summed over batches; LRU only, None for
-        LFU, whose cache fill does not count misses).
-        """
+        GPU (:func:`host_tier_stats`); None for tables in the device's own memory."""
         if self.tier not in ("uvm_cache", "host") or self.tbe.current_device.type != "cuda":
             return None
-        weights = sum(t.weight_bytes for t in self.tables)
-        out = {"tier": self.tier, "host_bytes": weights, "device_cache_bytes": 0, "hit_rate": None}
-        if self.tier == "uvm_cache":
-            cache = self.tbe.lxu_cache_weights
-            out["device_cache_bytes"] = cache.numel() * cache.element_size()
-            if self.tbe.gather_uvm_cache_stats:
-                stats = self.tbe.get_uvm_cache_stats().tolist()  # calls, ids, unique ids, unique misses, ...
-                out["hit_rate"] = 1.0 - stats[3] / max(stats[2], 1)
-                out["unique_ids"], out["unique_misses"] = int(stats[2]), int(stats[3])
-        return out
+        return host_tier_stats([self.tbe], self.tier)
 
     def forward(self, values: torch.Tensor, offsets: torch.Tensor, bags_per_slot: list[int] | None = None,
                 per_sample_weights: torch.Tensor | None = None, ids_checked: bool = False) -> torch.Tensor:

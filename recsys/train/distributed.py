@@ -32,7 +32,7 @@ from torchrec.distributed.types import ShardingEnv
 from recsys.core.io import write_json
 from recsys.core.metrics import CTRMetrics
 from recsys.core.units import parse_bytes
-from recsys.embeddings.sharding import RecsysEBCSharder, describe_plan, format_plan, init_sharded_tables, plan_sharding, tbe_calls
+from recsys.embeddings.sharding import describe_plan, format_plan, init_sharded_tables, plan_sharding, tbe_calls
 from recsys.evaluation.evaluate import predict
 from recsys.models.dlrm import DLRM
 from recsys.train.config import TrainJobConfig
@@ -87,9 +87,14 @@ def rank_memory(cfg: TrainJobConfig, world: World) -> int:
     memory) of this machine divided among its local ranks."""
     if cfg.sharding.rank_memory is not None:
         return parse_bytes(cfg.sharding.rank_memory, "sharding.rank_memory")
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", world.size))
     if cfg.device.startswith("cuda"):
         return torch.cuda.get_device_properties(torch.device(cfg.device)).total_memory
+    return host_memory(world)
+
+
+def host_memory(world: World) -> int:
+    """This machine's RAM divided among its local ranks."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world.size))
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // local
 
 
@@ -101,7 +106,7 @@ def shard_model(model: DLRM, cfg: TrainJobConfig, world: World, device: torch.de
     """
     lookup = model.embedding.lookup
     plan = model.embedding.plan
-    sharder = RecsysEBCSharder(fused_params=lookup.fused_params())
+    sharder = lookup.sharder()
     kind = cfg.trainer.table_optimizer.kind
     sharding = plan_sharding(
         model,
@@ -115,6 +120,7 @@ def shard_model(model: DLRM, cfg: TrainJobConfig, world: World, device: torch.de
         device_type=device.type,
         pg=dist.group.WORLD,
         min_partition=cfg.sharding.min_partition,
+        host_memory=host_memory(world),
     )
     dmp = DistributedModelParallel(model, env=ShardingEnv.from_process_group(dist.group.WORLD), device=device, plan=sharding, sharders=[sharder])
     init_sharded_tables(lookup, lookup.ebc.state_dict())
@@ -122,8 +128,7 @@ def shard_model(model: DLRM, cfg: TrainJobConfig, world: World, device: torch.de
     dist.all_gather_object(calls, tbe_calls(lookup.ebc))
     if world.leader:
         records = describe_plan(sharding, plan, kind, LOOKUP_PATH)
-        placement = "device" if device.type == "cuda" else "host"
-        table = format_plan(records, calls, placement)
+        table = format_plan(records, calls, device.type)
         write_json(run_dir / PLAN_FILE, {"world_size": world.size, "tbe_calls_per_rank": calls, "tables": records})
         (run_dir / "sharding_plan.txt").write_text(table + "\n")
         log.info("sharding plan (%s):\n%s", run_dir / PLAN_FILE, table)

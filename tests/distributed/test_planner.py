@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from recsys.embeddings.build import make_embedding
+from recsys.embeddings.placement_config import PlacementConfig
 from recsys.embeddings.plan import FeatureInfo
-from recsys.embeddings.sharding import RecsysEBCSharder, ShardingPlanError, describe_plan, plan_sharding
+from recsys.embeddings.sharding import ShardingPlanError, describe_plan, format_plan, plan_sharding
 from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
 
 FEATURES = [FeatureInfo("C1", 1000), FeatureInfo("C2", 50), FeatureInfo("C3", 300)]
@@ -15,7 +16,7 @@ FEATURES = [FeatureInfo("C1", 1000), FeatureInfo("C2", 50), FeatureInfo("C3", 30
 
 def shardable(method: dict):
     emb = make_embedding(method, FEATURES, 8, TableOptimizerConfig(), shardable=True)
-    return emb, RecsysEBCSharder(fused_params=emb.lookup.fused_params())
+    return emb, emb.lookup.sharder()
 
 
 def plan(emb, sharder, types, overrides, memory=1 << 30, world=2):
@@ -86,9 +87,51 @@ def test_cpu_shards_over_4_gib_are_refused_and_row_wise_splits_them():
     a table-wise shard of a 6.4 GB table is refused, naming it; row-wise over 2 ranks (3.2 GB each) plans."""
     emb = make_embedding({"method": "full"}, [FeatureInfo("C1", 200_000_000), FeatureInfo("C2", 50)], 8,
                          TableOptimizerConfig(), shardable=True)
-    sharder = RecsysEBCSharder(fused_params=emb.lookup.fused_params())
+    sharder = emb.lookup.sharder()
     with pytest.raises(ShardingPlanError, match=r"C1 \(table_wise, rank \d: 200,000,000 rows x 8\).*row_wise"):
         plan(emb, sharder, ["table_wise"], {}, memory=1 << 40)
     sharding = plan(emb, sharder, ["table_wise"], {"C1": "row_wise"}, memory=1 << 40)
     records = {r["table"]: r for r in describe_plan(sharding, emb.plan, TableOptimizer.rowwise_adagrad, "lookup.ebc")}
     assert records["C1"]["sharding_type"] == "row_wise"
+
+
+def gpu_plan(hot_tier, gpu_memory=1 << 30, host_memory=1 << 30, features=FEATURES, **placement):
+    """A 2-GPU plan (torchrec's planner needs no GPU to plan) of tables in the ``hot_tier``."""
+    emb = make_embedding({"method": "full"}, features, 8, TableOptimizerConfig(), device="cuda", shardable=True,
+                         placement=PlacementConfig(hot_tier=hot_tier, **placement))
+    sharding = plan_sharding(emb, emb.plan, emb.lookup.sharder(), 2, gpu_memory, TableOptimizer.rowwise_adagrad,
+                             ["table_wise", "row_wise"], {}, device_type="cuda", host_memory=host_memory)
+    return emb, describe_plan(sharding, emb.plan, TableOptimizer.rowwise_adagrad, "lookup.ebc")
+
+
+@pytest.mark.parametrize("hot_tier, kernel, placement", [
+    (None, "fused", "device"),
+    ("device", "fused", "device"),
+    ("uvm_cache", "fused_uvm_caching", "uvm_cache (host memory, 0.3 of the rows cached in GPU memory)"),
+    ("host", "fused_uvm", "host (read by the GPU through unified memory)"),
+])
+def test_gpu_tiers_shard_through_torchrec_kernels(hot_tier, kernel, placement):
+    """placement.hot_tier picks torchrec's compute kernel for every shard, with the cache's load factor."""
+    emb, records = gpu_plan(hot_tier, cache_load_factor=0.3)
+    assert {r["compute_kernel"] for r in records} == {kernel}
+    assert {r["cache_load_factor"] for r in records} == ({0.3} if hot_tier == "uvm_cache" else {None})
+    assert placement in format_plan(records, [1, 1], "cuda").splitlines()[1]
+    assert emb.lookup.fused_params().get("gather_uvm_cache_stats", False) == (hot_tier == "uvm_cache")
+
+
+def test_uvm_cache_shards_tables_larger_than_gpu_memory():
+    """Tables over the GPUs' memory (144 MB over 2 x 40 MiB) shard with uvm_cache: GPU memory holds
+    only their cache; their host memory, and GPU memory for tables kept there, are still checked."""
+    big = [FeatureInfo("C1", 4_000_000), FeatureInfo("C2", 50)]
+    _, records = gpu_plan("uvm_cache", gpu_memory=40 << 20, features=big, cache_load_factor=0.2)
+    assert {r["compute_kernel"] for r in records} == {"fused_uvm_caching"}
+    with pytest.raises(ShardingPlanError, match=r"2 rank\(s\) hold 40\.00 MiB each \(sharding.rank_memory\); largest: C1"):
+        gpu_plan("device", gpu_memory=40 << 20, features=big)
+    with pytest.raises(ShardingPlanError, match=r"need 137\.\d+ MiB .* hold 50\.00 MiB each \(host memory\)"):
+        gpu_plan("host", gpu_memory=40 << 20, host_memory=50 << 20, features=big)
+
+
+def test_a_disk_tier_in_a_sharded_run_is_refused_naming_the_key(tmp_path):
+    with pytest.raises(NotImplementedError, match="placement.ram_budget .* sharded run is not built"):
+        make_embedding({"method": "full"}, FEATURES, 8, TableOptimizerConfig(), shardable=True,
+                       placement=PlacementConfig(ram_budget="10KB", disk_dir=str(tmp_path)))

@@ -15,6 +15,7 @@ from recsys.embeddings.specs import TableOptimizerConfig
 from recsys.models.config import DLRMConfig
 from recsys.models.dlrm import DLRM
 from recsys.train.config import TrainJobConfig, TrainerConfig
+from recsys.train.distributed import launch
 from recsys.train.loop import train
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -45,6 +46,17 @@ def test_uvm_cache_training_reports_its_tiers_and_hit_rate(tiny_dataset, tmp_pat
     assert tiers["tier"] == "uvm_cache" and 0 < tiers["device_cache_bytes"] < tiers["host_bytes"]
     assert 0 < tiers["hit_rate"] < 1  # a 20% cache of a skewed vocabulary: some hits, some misses
     assert cached.eval["logloss"] == pytest.approx(on_device.eval["logloss"], abs=1e-5)
+
+
+def test_sharded_uvm_cache_run_caches_its_shards(tiny_dataset, tmp_path):
+    """A sharded run (one nccl rank: the check machine has one GPU) puts its shards in host memory
+    through torchrec's fused_uvm_caching kernel and reports their cache like one process does."""
+    cfg = job(tiny_dataset, hot_tier="uvm_cache", cache_load_factor=0.2)
+    sharded = launch(train, cfg, tmp_path / "sharded")
+    assert "uvm_cache (host memory, 0.2 of the rows cached in GPU memory)" in (tmp_path / "sharded" / "sharding_plan.txt").read_text()
+    tiers = sharded.memory["placement"]
+    assert tiers["tier"] == "uvm_cache" and 0 < tiers["device_cache_bytes"] < tiers["host_bytes"]
+    assert 0 < tiers["hit_rate"] < 1
 
 
 def batches(count: int, batch: int = 64):
