@@ -299,6 +299,22 @@ def load_checkpoint(location: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
+def load_table_momenta(path: str | os.PathLike) -> dict[str, Any]:
+    """Each table's row-wise Adagrad state in a sharded checkpoint, whole and merged over column
+    shards (:func:`merge_column_states`): ``{table: (rows,)}``, read in this process without the
+    weights (1/dim of their bytes); empty for a checkpoint without optimizer state."""
+    path = Path(path)
+    entries = _tensor_entries(path)
+    tensors, _ = _read_sharded_tensors(path, [k for k in entries if k.startswith(TABLE_PREFIX) and k.endswith(".momentum1")])
+    momenta = {}
+    for key, momentum in tensors.items():
+        table = key[len(TABLE_PREFIX) : -len(".momentum1")]
+        weight = entries[f"{TABLE_PREFIX}{table}.weight"]
+        widths = column_widths((c.offsets, c.sizes) for c in weight.chunks)
+        momenta[table] = merge_column_states(momentum, weight.size[0], widths, table)
+    return momenta
+
+
 def column_widths(shards) -> list[int]:
     """The widths of a (rows, dim) weight's column shards, left to right, from its shards'
     ``(offsets, sizes)``; ``[dim]`` for a table not split by columns."""
@@ -354,9 +370,7 @@ def _dcp_in(distributed: bool):
 def saved_table_layouts(path: str | os.PathLike) -> dict[str, tuple[int, list[int]]]:
     """Per table of a sharded checkpoint: its momentum1's size (0 without one) and its weight's
     column widths (:func:`column_widths`), from the metadata alone."""
-    import torch.distributed.checkpoint as dcp
-
-    entries = dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata
+    entries = _tensor_entries(Path(path))
     layouts = {}
     for key, meta in entries.items():
         if key.startswith(TABLE_PREFIX) and key.endswith(".weight"):
@@ -367,20 +381,24 @@ def saved_table_layouts(path: str | os.PathLike) -> dict[str, tuple[int, list[in
     return layouts
 
 
-def _read_sharded_tensors(path: Path) -> tuple[dict, dict]:
-    """Every tensor of a DCP directory, whole, read in this process (no process group), and
-    each one's saved chunks (offsets and sizes of the shards that wrote it)."""
-    import torch
+def _tensor_entries(path: Path) -> dict:
+    """The metadata (size, dtype, saved chunks) of every tensor in a DCP directory, by key."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
-    reader = dcp.FileSystemReader(str(path))
-    entries = reader.read_metadata().state_dict_metadata
-    tensors = {
-        key: torch.empty(meta.size, dtype=meta.properties.dtype)
-        for key, meta in entries.items()
-        if isinstance(meta, TensorStorageMetadata)
-    }
-    with _dcp_in(distributed=False):
-        dcp.load(tensors, storage_reader=reader, no_dist=True)
+    entries = dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata
+    return {key: meta for key, meta in entries.items() if isinstance(meta, TensorStorageMetadata)}
+
+
+def _read_sharded_tensors(path: Path, keys: Optional[list[str]] = None) -> tuple[dict, dict]:
+    """The tensors ``keys`` (default every one) of a DCP directory, whole, read in this process
+    (no process group), and each one's saved chunks (offsets and sizes of the shards that wrote it)."""
+    import torch
+    import torch.distributed.checkpoint as dcp
+
+    entries = _tensor_entries(path)
+    tensors = {key: torch.empty(entries[key].size, dtype=entries[key].properties.dtype) for key in (entries if keys is None else keys)}
+    if tensors:
+        with _dcp_in(distributed=False):
+            dcp.load(tensors, storage_reader=dcp.FileSystemReader(str(path)), no_dist=True)
     return tensors, {key: entries[key].chunks for key in tensors}

@@ -14,7 +14,9 @@ per shard). Read whole, a table's shard states merge exactly into the whole row'
 weighted by width, :func:`recsys.core.checkpoint.merge_column_states`); spread over column shards,
 the whole row's state goes to every shard: the state of a row-wise optimizer keeps no per-column
 figure, so that is an estimate (exact when the columns' squared gradients are alike). A sharded
-checkpoint resumed under another column split takes that path: merged, then spread.
+checkpoint resumed under another column split takes that path for the optimizer state alone
+(merged, then spread; every rank reads all of it, 1/dim of the weights' bytes), while DCP
+reshards the weights, each rank reading only its rows and columns.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from recsys.core.checkpoint import (
     is_sharded,
     load_checkpoint,
     load_sharded_checkpoint,
+    load_table_momenta,
     make_payload,
     resolve_checkpoint,
     restore_rng,
@@ -137,10 +140,14 @@ class Checkpointer:
 
     def _load_weights(self, path: Path, optimizer_state: bool) -> dict:
         """Put ``path``'s weights into the model (or this rank's shards); its payload without tensors."""
-        if self.world and is_sharded(path) and (not optimizer_state or self._same_column_split(path)):
-            return load_sharded_checkpoint(path, sharded_tensors(self.model, self.dmp, optimizer_state))  # in place
+        if self.world and is_sharded(path):
+            same_split = not optimizer_state or self._same_column_split(path)
+            payload = load_sharded_checkpoint(path, sharded_tensors(self.model, self.dmp, optimizer_state=same_split))  # in place
+            if not same_split:  # each column shard's optimizer state from the whole row's
+                scatter_momenta(load_table_momenta(path), self.model, self.dmp)
+            return payload
         payload = load_checkpoint(path)
-        if self.world:  # each rank copies its rows out of the whole tables (column shard states merged)
+        if self.world:  # each rank copies its rows out of the whole tables
             single = build_model(recipe_from_dict(payload["recipe"]), self.meta, "cpu")
             load_weights(single, payload, optimizer_state)
             payload.pop("model")
@@ -193,13 +200,23 @@ def scatter_single(single: DLRM, model: DLRM, dmp: DistributedModelParallel) -> 
     every table and of its optimizer state."""
     model.load_state_dict({k: v for k, v in single.state_dict().items() if not k.startswith(LOOKUP_PREFIX)}, strict=False)
     weights = single.embedding.lookup.table_weights()
-    momenta = single.embedding.lookup.tbe.split_optimizer_states()
-    for index, (name, (weight, momentum)) in enumerate(table_states(model, dmp).items()):
+    for name, (weight, _) in table_states(model, dmp).items():
         for shard in weight.local_shards():
             (row, col), (rows, cols) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
             shard.tensor.copy_(weights[name][row : row + rows, col : col + cols])
-        total = weights[name].shape[0]
-        for shard in momentum.local_shards() if momentum is not None else []:
+    momenta = single.embedding.lookup.tbe.split_optimizer_states()
+    scatter_momenta({t.name: m[0] for t, m in zip(single.embedding.plan.tables, momenta)}, model, dmp)
+
+
+@torch.no_grad()
+def scatter_momenta(momenta: dict[str, torch.Tensor], model: DLRM, dmp: DistributedModelParallel) -> None:
+    """Copy whole tables' row-wise Adagrad states ``{table: (rows,)}`` into this rank's shards of
+    them; every column shard of a row gets the row's state."""
+    for name, (_, momentum) in table_states(model, dmp).items():
+        if momentum is None or name not in momenta:
+            continue
+        total = momenta[name].shape[0]
+        for shard in momentum.local_shards():
             # column shard k's states sit at [k * total, (k + 1) * total): each gets the whole row's
             (row,), (rows,) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
-            shard.tensor.copy_(momenta[index][0][row % total : row % total + rows])
+            shard.tensor.copy_(momenta[name][row % total : row % total + rows])

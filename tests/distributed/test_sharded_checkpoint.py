@@ -169,9 +169,14 @@ def test_column_wise_optimizer_state_merges_exactly_and_spreads_over_the_shards(
         assert torch.equal(state, merged[table]), table
     assert run(column_wise_job(tiny_dataset, 1, 8, resume=at4), tmp_path / "one_on").steps == 8
 
-    # 1 process -> 2 ranks, and 2 column shards -> 4: each column shard gets the row's state
+    # 1 process -> 2 ranks, and 2 column shards -> 4 (DCP reshards the weights, the states are
+    # merged then spread): each column shard gets the row's state, the weights come back as saved
+    weights = {table: states["weight"] for table, states in load_checkpoint(at4)["tables"].items()}
     for name, resume, width in (("back", one.run_dir, 8), ("narrower", at4, 4)):
         resumed = run(column_wise_job(tiny_dataset, 2, 4, resume=resume, width=width), tmp_path / name)
+        saved_at = checkpoint_path(resumed.run_dir, 4, sharded=True)
         shards = 16 // width
-        for table, state in saved_momenta(checkpoint_path(resumed.run_dir, 4, sharded=True)).items():
+        for table, state in saved_momenta(saved_at).items():
             assert torch.equal(state.view(shards, -1), merged[table].expand(shards, -1)), (name, table)
+        for table, states in load_checkpoint(saved_at)["tables"].items():
+            assert torch.equal(states["weight"], weights[table]), (name, table)
