@@ -28,7 +28,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
 from recsys.embeddings.fused_transforms import FusedTransforms, MaskedTransforms, fused_transforms_for
 from recsys.embeddings.memory import MemoryReport
-from recsys.embeddings.placement import TieredLookup, tiered_lookup
+from recsys.embeddings.placement import TieredLookup, hot_split, tiered_lookup
 from recsys.embeddings.placement_config import PlacementConfig
 from recsys.embeddings.plan import EmbeddingPlan
 from recsys.embeddings.combiners import ProjectedSum, Single
@@ -85,12 +85,12 @@ class EmbeddingCollection(nn.Module):
         self.device = torch.device(device)
         slot_tables = [s.table for s in plan.slots]
         self.lookup: nn.Module
-        tiered = tiered_lookup(plan.tables, optimizer, placement, self.device, seed, slot_tables) if placement else None
-        if shardable and tiered is not None:
+        if shardable and placement is not None and hot_split(plan.tables, optimizer, placement) is not None:
             raise NotImplementedError(
                 "placement.ram_budget (a disk tier) in a sharded run is not built: train in one process, or shard "
                 "without placement.ram_budget (on a GPU, placement.hot_tier=uvm_cache keeps the tables in host memory)"
             )
+        tiered = tiered_lookup(plan.tables, optimizer, placement, self.device, seed, slot_tables) if placement and not shardable else None
         direct = tiered is None and not shardable  # one TableBatchedLookup
         self.feature_modules = nn.ModuleList([FeatureModule(f.transform, f.combiner, f.slots) for f in plan.features])
         self.slot_dims = [s.dim for s in plan.slots]

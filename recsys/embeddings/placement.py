@@ -306,6 +306,19 @@ class TieredLookup(nn.Module):
         return self.cold(values, cold, id_slot, id_bag, bag_slot, per_slot, variable, into=out)
 
 
+def hot_split(tables: list[PhysicalTable], optimizer: TableOptimizerConfig, placement: PlacementConfig) -> Optional[list[int]]:
+    """The hot rows of each table where ``placement.ram_budget`` splits the tables (:func:`hot_rows`);
+    None where there is no budget or every table fits it."""
+    budget = placement.budget_bytes
+    if budget is None:
+        return None
+    hot = hot_rows(tables, budget, TableOptimizer(optimizer.kind))
+    if all(k == t.num_embeddings for t, k in zip(tables, hot)):
+        log.info("placement: all tables fit placement.ram_budget=%s in RAM", format_bytes(budget))
+        return None
+    return hot
+
+
 def tiered_lookup(
     tables: list[PhysicalTable],
     optimizer: TableOptimizerConfig,
@@ -316,13 +329,8 @@ def tiered_lookup(
 ) -> Optional[TieredLookup]:
     """The tiered lookup ``placement`` asks for, or None where every table fits the RAM budget."""
     placement.check_device(device.type)
-    budget = placement.budget_bytes
-    if budget is None:
-        return None
-    kind = TableOptimizer(optimizer.kind)
-    hot = hot_rows(tables, budget, kind)
-    if all(k == t.num_embeddings for t, k in zip(tables, hot)):
-        log.info("placement: all tables fit placement.ram_budget=%s in RAM", format_bytes(budget))
+    hot = hot_split(tables, optimizer, placement)
+    if hot is None:
         return None
     if placement.cold_tier == "disk":
         check_disk_space(cold_bytes(tables, hot), disk_dir_of(placement))

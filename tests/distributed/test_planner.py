@@ -132,6 +132,10 @@ def test_uvm_cache_shards_tables_larger_than_gpu_memory():
 
 
 def test_a_disk_tier_in_a_sharded_run_is_refused_naming_the_key(tmp_path):
+    """Refused before any cold file is written; a budget every table fits needs no tier and shards."""
     with pytest.raises(NotImplementedError, match="placement.ram_budget .* sharded run is not built"):
         make_embedding({"method": "full"}, FEATURES, 8, TableOptimizerConfig(), shardable=True,
                        placement=PlacementConfig(ram_budget="10KB", disk_dir=str(tmp_path)))
+    assert not any(tmp_path.iterdir())
+    make_embedding({"method": "full"}, FEATURES, 8, TableOptimizerConfig(), shardable=True,
+                   placement=PlacementConfig(ram_budget="1MB", disk_dir=str(tmp_path)))
