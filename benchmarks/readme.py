@@ -315,7 +315,7 @@ def render_report(r: dict) -> str:
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "pipeline": render_pipeline,
     "quality": render_quality,
-    "pareto": render_pareto,
+    "pareto_4m_all": render_pareto,
     "pareto_4m": render_pareto,
     "pareto_4m_md": render_pareto,
     "scale": render_scale,
