@@ -305,7 +305,8 @@ def load_table_momenta(path: str | os.PathLike) -> dict[str, Any]:
     weights (1/dim of their bytes); empty for a checkpoint without optimizer state."""
     path = Path(path)
     entries = _tensor_entries(path)
-    tensors, _ = _read_sharded_tensors(path, [k for k in entries if k.startswith(TABLE_PREFIX) and k.endswith(".momentum1")])
+    wanted = {k: meta for k, meta in entries.items() if k.startswith(TABLE_PREFIX) and k.endswith(".momentum1")}
+    tensors, _ = _read_sharded_tensors(path, wanted)
     momenta = {}
     for key, momentum in tensors.items():
         table = key[len(TABLE_PREFIX) : -len(".momentum1")]
@@ -390,14 +391,15 @@ def _tensor_entries(path: Path) -> dict:
     return {key: meta for key, meta in entries.items() if isinstance(meta, TensorStorageMetadata)}
 
 
-def _read_sharded_tensors(path: Path, keys: Optional[list[str]] = None) -> tuple[dict, dict]:
-    """The tensors ``keys`` (default every one) of a DCP directory, whole, read in this process
-    (no process group), and each one's saved chunks (offsets and sizes of the shards that wrote it)."""
+def _read_sharded_tensors(path: Path, entries: Optional[dict] = None) -> tuple[dict, dict]:
+    """The tensors of a DCP directory that ``entries`` (:func:`_tensor_entries`, or a part of it;
+    default every tensor) describe, whole, read in this process (no process group), and each
+    one's saved chunks (offsets and sizes of the shards that wrote it)."""
     import torch
     import torch.distributed.checkpoint as dcp
 
-    entries = _tensor_entries(path)
-    tensors = {key: torch.empty(entries[key].size, dtype=entries[key].properties.dtype) for key in (entries if keys is None else keys)}
+    entries = _tensor_entries(path) if entries is None else entries
+    tensors = {key: torch.empty(meta.size, dtype=meta.properties.dtype) for key, meta in entries.items()}
     if tensors:
         with _dcp_in(distributed=False):
             dcp.load(tensors, storage_reader=dcp.FileSystemReader(str(path)), no_dist=True)

@@ -123,9 +123,14 @@ class ShardableLookup(nn.Module):
         cache its hit counts."""
         opt = self.optimizer_config
         params = {"optimizer": fbgemm_optimizer(opt.kind), "learning_rate": opt.lr, "eps": opt.eps, "weight_decay": opt.weight_decay}
-        if self.tier == "uvm_cache" and self.placement.cache_algorithm == "lru":
+        if self.counts_cache_misses:
             params["gather_uvm_cache_stats"] = True
         return params
+
+    @property
+    def counts_cache_misses(self) -> bool:
+        """Whether FBGEMM counts the GPU cache's misses (an LRU ``uvm_cache``)."""
+        return self.tier == "uvm_cache" and self.placement.cache_algorithm == "lru"
 
     def sharder(self) -> "RecsysEBCSharder":
         """The sharder DistributedModelParallel and the planner take for this collection."""
@@ -141,15 +146,7 @@ class ShardableLookup(nn.Module):
         in the device's own memory or on the CPU. Every rank must call it (it sums over ranks)."""
         if not self.on_gpu or self.tier not in ("uvm_cache", "host"):
             return None
-        out = host_tier_stats(local_tbes(self.ebc), self.tier)
-        counts = [k for k in ("host_bytes", "device_cache_bytes", "unique_ids", "unique_misses") if k in out]
-        if dist.is_initialized() and dist.get_world_size() > 1:
-            summed = torch.tensor([out[k] for k in counts], dtype=torch.float64, device="cuda")
-            dist.all_reduce(summed)
-            out.update({k: int(v) for k, v in zip(counts, summed.tolist())})
-        if "unique_ids" in out:
-            out["hit_rate"] = 1.0 - out["unique_misses"] / max(out["unique_ids"], 1)
-        return out
+        return host_tier_stats(local_tbes(self.ebc), self.tier, self.counts_cache_misses, total=_sum_over_ranks)
 
     def table_weights(self) -> dict[str, torch.Tensor]:
         """This rank's local shard of each table's weights, by table name (the whole table
@@ -187,6 +184,15 @@ class ShardableLookup(nn.Module):
             return pooled.values()
         by_slot = pooled.to_dict()
         return torch.cat([by_slot[k] for k in self.keys], dim=1)
+
+
+def _sum_over_ranks(counts: dict[str, int]) -> dict[str, int]:
+    """Each count summed over every rank (this rank's where there is no process group)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return counts
+    summed = torch.tensor(list(counts.values()), dtype=torch.float64, device="cuda")
+    dist.all_reduce(summed)
+    return {key: int(value) for key, value in zip(counts, summed.tolist())}
 
 
 def _common_stride(stride: int) -> int:

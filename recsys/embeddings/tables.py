@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from fbgemm_gpu.split_embedding_configs import EmbOptimType
@@ -135,24 +135,28 @@ def _check_cpu_table_bytes(tables: list[PhysicalTable], kind: TableOptimizer) ->
         )
 
 
-def host_tier_stats(tbes: list[SplitTableBatchedEmbeddingBagsCodegen], tier: str) -> dict:
+def host_tier_stats(tbes: list[SplitTableBatchedEmbeddingBagsCodegen], tier: str, counts_misses: bool,
+                    total: Optional[Callable[[dict], dict]] = None) -> dict:
     """Bytes and GPU-cache hit rate of FBGEMM lookups whose tables live in host memory on a GPU
     (``uvm_cache``: FBGEMM caches the hot rows in GPU memory; ``host``: no cache).
 
     ``hit_rate`` is the share of each batch's distinct rows that were already in the GPU cache
-    (FBGEMM's unique misses over unique ids, summed over batches and lookups; LRU only, None for
-    LFU, whose cache fill does not count misses, and for ``host``)."""
-    out = {"tier": tier, "host_bytes": 0, "device_cache_bytes": 0, "hit_rate": None}
-    counted = [tbe for tbe in tbes if tier == "uvm_cache" and tbe.gather_uvm_cache_stats]
+    (FBGEMM's unique misses over unique ids, summed over batches and lookups), where the lookups
+    ``counts_misses`` (built with ``gather_uvm_cache_stats``: LRU only; LFU's cache fill does not
+    count misses); else None. ``total`` sums the counts over other processes' lookups too (a
+    sharded run's ranks, every one with the same keys) before the rate is taken."""
+    counts = {"host_bytes": 0, "device_cache_bytes": 0}
     for tbe in tbes:
-        out["host_bytes"] += tbe.weights_uvm.numel() * tbe.weights_uvm.element_size()
+        counts["host_bytes"] += tbe.weights_uvm.numel() * tbe.weights_uvm.element_size()
         if tier == "uvm_cache":
-            out["device_cache_bytes"] += tbe.lxu_cache_weights.numel() * tbe.lxu_cache_weights.element_size()
-    if counted:
-        stats = [tbe.get_uvm_cache_stats().tolist() for tbe in counted]  # calls, ids, unique ids, unique misses, ...
-        out["unique_ids"], out["unique_misses"] = sum(int(s[2]) for s in stats), sum(int(s[3]) for s in stats)
-        out["hit_rate"] = 1.0 - out["unique_misses"] / max(out["unique_ids"], 1)
-    return out
+            counts["device_cache_bytes"] += tbe.lxu_cache_weights.numel() * tbe.lxu_cache_weights.element_size()
+    if counts_misses:
+        stats = [tbe.get_uvm_cache_stats().tolist() for tbe in tbes]  # calls, ids, unique ids, unique misses, ...
+        counts["unique_ids"], counts["unique_misses"] = sum(int(s[2]) for s in stats), sum(int(s[3]) for s in stats)
+    if total is not None:
+        counts = total(counts)
+    hit_rate = 1.0 - counts["unique_misses"] / max(counts["unique_ids"], 1) if "unique_ids" in counts else None
+    return {"tier": tier, **counts, "hit_rate": hit_rate}
 
 
 class TableBatchedLookup(nn.Module):
@@ -286,7 +290,7 @@ class TableBatchedLookup(nn.Module):
         GPU (:func:`host_tier_stats`); None for tables in the device's own memory."""
         if self.tier not in ("uvm_cache", "host") or self.tbe.current_device.type != "cuda":
             return None
-        return host_tier_stats([self.tbe], self.tier)
+        return host_tier_stats([self.tbe], self.tier, counts_misses=self.tbe.gather_uvm_cache_stats)
 
     def forward(self, values: torch.Tensor, offsets: torch.Tensor, bags_per_slot: list[int] | None = None,
                 per_sample_weights: torch.Tensor | None = None, ids_checked: bool = False) -> torch.Tensor:
