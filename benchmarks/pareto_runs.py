@@ -67,9 +67,10 @@ class EpochRun:
 
 
 def short_run_overrides(args: argparse.Namespace) -> list[str]:
-    """A few hundred steps, a one-batch validation and evaluation, no best-checkpoint copy."""
+    """A few hundred steps, a one-batch validation and evaluation, no checkpoint (each would be a
+    table-sized write whose write-back overlaps the next run's timed steps)."""
     return [f"trainer.max_steps={args.speed_steps}", "trainer.eval_every_steps=0", "trainer.val_batches=1",
-            "eval.max_batches=1", "trainer.keep_best=false"]
+            "eval.max_batches=1", "trainer.keep_best=false", "trainer.checkpoint_at_end=false"]
 
 
 def runs_dir(args: argparse.Namespace) -> Path:

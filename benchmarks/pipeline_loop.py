@@ -33,6 +33,7 @@ def loop_overrides(data: Path, steps: int, run_dir: Path) -> list[str]:
         "trainer.eval_every_steps=0",
         "trainer.val_batches=1",
         "trainer.keep_best=false",
+        "trainer.checkpoint_at_end=false",  # a table-sized write whose write-back would overlap the next run
         "trainer.tensorboard=false",
         "eval.max_batches=1",
         f"hydra.run.dir={run_dir}",

@@ -59,7 +59,9 @@ class TrainerConfig:
     ``resume_from`` is a checkpoint (a ``.pt`` file or a sharded run's ``.dcp`` directory, from
     any world size) or a run directory (its latest checkpoint).
     ``keep_best`` keeps the checkpoint of the best validation AUC as ``checkpoints/best.pt``
-    (``checkpoints/best.dcp`` for a sharded run).
+    (``checkpoints/best.dcp`` for a sharded run). ``checkpoint_at_end=false`` skips the
+    checkpoint written when training ends (Lightning's ``save_last``): for throughput runs whose
+    model nobody reads, a table-sized write less (2.3 GB at full Kaggle cardinalities).
     """
 
     epochs: int = 1
@@ -73,6 +75,7 @@ class TrainerConfig:
     checkpoint_every_steps: int = 0
     keep_checkpoints: int = 2
     keep_best: bool = True
+    checkpoint_at_end: bool = True
     early_stopping: EarlyStoppingConfig = dataclasses.field(default_factory=EarlyStoppingConfig)
     log_every_steps: int = 50
     seed: int = 0

@@ -290,7 +290,8 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
             if stopped_early:
                 break
         bar.close()
-        checkpoint()
+        if tcfg.checkpoint_at_end:
+            checkpoint()
         evaluated = checkpointer.load_best(state.step, state.selection.best_auc)
         log.info("final evaluation on %s: the %s model", cfg.eval.split, evaluated)
         result_metrics = _evaluate(net, _batches(cfg, cfg.eval.split, train=False, limit=cfg.eval.max_batches, world=world), device, world)

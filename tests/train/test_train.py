@@ -54,6 +54,13 @@ def test_periodic_checkpoints_keep_the_newest(tiny_dataset, tmp_path):
     assert names == ["step_000000012.pt", "step_000000016.pt"]
 
 
+def test_a_throughput_run_can_skip_the_checkpoint_at_the_end(tiny_dataset, tmp_path):
+    result = train(job(tiny_dataset, epochs=1, keep_best=False, checkpoint_at_end=False), tmp_path)
+    assert not (tmp_path / "checkpoints").exists() or not list_checkpoints(tmp_path / "checkpoints")
+    assert result.steps == 16 and result.evaluated == "last (step 16)"  # the model in memory is evaluated
+    assert result.eval["auc"] > 0.6
+
+
 def test_offline_evaluation_reproduces_the_training_report(tiny_dataset, tmp_path):
     result = train(job(tiny_dataset, epochs=1), tmp_path / "run")
     out = evaluate_checkpoint(EvalJobConfig(checkpoint=str(tmp_path / "run")), tmp_path / "eval")
