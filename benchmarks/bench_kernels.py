@@ -223,6 +223,8 @@ def loop_rate(dataset: Path, method: str, budget: float, args: argparse.Namespac
         "trainer.tensorboard=false",
         "trainer.eval_every_steps=0",
         "trainer.val_batches=2",
+        "trainer.keep_best=false",  # no checkpoints: table-sized writes whose write-back would overlap the next run
+        "trainer.checkpoint_at_end=false",
         f"trainer.seed={args.seed}",
         f"embedding={method}",
     ]
