@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 import tempfile
 import time
@@ -90,6 +91,7 @@ class KernelsResult:
     loop_steps: int
     loop: list[LoopPoint]
     goals: dict
+    command: str
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -302,6 +304,7 @@ def main(argv=None) -> None:
         allocator=allocator, kernels="built" if recsys_kernels.available() else recsys_kernels.unavailable_reason(),
         transform=transform, md_layout=layout, projection=projection, threads=torch.get_num_threads(),
         loop_steps=args.loop_steps, loop=loop, goals=goals,
+        command=shlex.join(["python", "benchmarks/bench_kernels.py", *(sys.argv[1:] if argv is None else argv)]),
     )
     save_result(args.json, result)
     print(f"wrote {args.json}")

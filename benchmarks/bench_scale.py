@@ -17,8 +17,11 @@ split by ``placement.ram_budget`` (``--disk-ram-share`` of the tables' bytes): h
 cold tails in memory-mapped files (recsys/embeddings/placement.py). The default share, 0.35, is a
 14.8 GB budget, about the issue's own example (``placement.ram_budget=16GB``) on this 25 GB machine,
 with peak RSS under the issue's 20 GB; each step then reads about 260 cold pages from disk against
-680 at 0.1 (the disk here does about 4K random 4 KB reads a second). Ids are drawn each step from the
-profile's Zipf-skewed frequency ranks (recsys.data.synth_model). Against it, in the same run, the
+680 at 0.1. The disk's own random-read rate is probed on the cold file before and after the timed
+steps (``disk_random_reads_per_s``; this cloud disk gave 1K to 30K random 4 KB reads a second
+within one hour, fio and this probe), and ``disk_bound_samples_per_s`` is the rate of a step that
+did nothing but read its cold pages at that rate: a bound the disk sets. Ids are drawn each step
+from the profile's Zipf-skewed frequency ranks (recsys.data.synth_model). Against it, in the same run, the
 same model with every table scaled to ``--in-ram-scale`` of its rows, all in RAM.
 ``peak_rss_bytes`` is the process's peak resident set after the disk-tier run (mapped file pages
 that were touched count in it). ``--sections disk_tier`` runs only that section.
@@ -136,10 +139,29 @@ def profile_features(args, scale: float):
     return [FeatureInfo(f"C{i + 1}", n) for i, n in enumerate(space.cardinalities)], space
 
 
+def disk_random_reads_per_s(path: Path, pages: int = 2000, seed: int = 0) -> float:
+    """Random page reads a second that ``path`` serves now, read the way the disk tier reads
+    (:class:`~recsys.embeddings.disk_prefetch.RowPrefetcher`: buffered reads from its thread pool),
+    ``pages`` distinct pages drawn at random from a file many times the page cache (so nearly
+    all go to the disk). The disk's rate sets a bound on the disk tier whatever the software does."""
+    from recsys.embeddings.disk_prefetch import PAGE_BYTES, RowPrefetcher
+
+    gen = torch.Generator().manual_seed(seed)
+    rows = torch.randperm(path.stat().st_size // PAGE_BYTES, generator=gen)[:pages]
+    reader = RowPrefetcher(path, [0], [PAGE_BYTES])
+    try:
+        start = time.perf_counter()
+        read = reader(torch.zeros_like(rows), rows)
+        return read / (time.perf_counter() - start)
+    finally:
+        reader.close()
+
+
 def disk_tier(args) -> dict:
     """Train steps with cold table tails on disk against the same model with its tables scaled
     down to fit in RAM (``--in-ram-scale`` of the rows; 1 = the same tables)."""
     from recsys.embeddings.build import make_embedding
+    from recsys.embeddings.placement import COLD_FILE
     from recsys.embeddings.placement_config import PlacementConfig
     from recsys.embeddings.specs import TableOptimizerConfig
     from recsys.models.config import DLRMConfig
@@ -163,11 +185,17 @@ def disk_tier(args) -> dict:
         out["build_seconds"] = time.perf_counter() - start
         out["rss_after_build_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         model = DLRM(emb, num_dense=13, config=config)
+        cold_file = emb.lookup.disk_dir / COLD_FILE
+        probes = [disk_random_reads_per_s(cold_file)]
         times = timed_steps(model, model, ProfileBatches(space, args.batch), args.steps, args.repeats, args.warmup, lambda: None)
+        probes.append(disk_random_reads_per_s(cold_file, seed=1))
         tiers = emb.tiers()
+        steps = args.warmup + args.steps * args.repeats
+        pages_per_step = tiers["cold_pages_read"] / steps
         out.update(tier_ram_bytes=tiers["ram_bytes"], disk_bytes=tiers["disk_bytes"], hit_rate=tiers["hit_rate"],
-                   read_ahead_batches=tiers["read_ahead_batches"],
-                   read_wait_per_step_s=tiers["read_wait_seconds"] / (args.warmup + args.steps * args.repeats))
+                   read_ahead_batches=tiers["read_ahead_batches"], read_wait_per_step_s=tiers["read_wait_seconds"] / steps,
+                   cold_pages_per_step=pages_per_step, disk_random_reads_per_s=probes,
+                   disk_bound_samples_per_s=args.batch * median(probes) / max(pages_per_step, 1e-9))
         out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         del model, emb
     small, small_space = profile_features(args, args.disk_scale * args.in_ram_scale)
@@ -368,6 +396,10 @@ def main() -> None:
             ("disk / RAM", tier["ratio"], "goal >= 0.5"),
             ("hot-tier hit rate", tier["hit_rate"], f"hot rows: {tier['ram_share']:.0%} of the table bytes"),
             ("wait on disk reads", tier["read_wait_per_step_s"], f"s a step; batches read ahead during the step before: {tier['read_ahead_batches']}"),
+            ("cold pages a step", tier["cold_pages_per_step"], "4 KB pages of the cold file each step reads (cached or not)"),
+            ("disk random reads/s", median(tier["disk_random_reads_per_s"]), f"pages/s before and after the steps: "
+             f"{', '.join(f'{x:,.0f}' for x in tier['disk_random_reads_per_s'])}"),
+            ("disk-bound samples/s", tier["disk_bound_samples_per_s"], "if a step only read its cold pages at that rate"),
             ("table bytes", tier["table_bytes"], f"RAM tier {tier['tier_ram_bytes']:,}, disk {tier['disk_bytes']:,}"),
             ("tables / RAM", tier["tables_over_ram"], "goal >= 1.5"),
             ("peak RSS bytes", tier["peak_rss_bytes"], f"goal < 20 GB; machine RAM {tier['ram_bytes']:,}"),

@@ -182,6 +182,10 @@ def render_scale_disk_tier(r: dict) -> str:
         + (f"The lookups waited {t['read_wait_per_step_s'] * 1e3:.0f} ms a step for cold pages; {t['read_ahead_batches']['pipelined']} "
            f"of {sum(t['read_ahead_batches'].values())} batches had their reads started during the step before. "
            if "read_wait_per_step_s" in t else "")
+        + (f"Each step read {t['cold_pages_per_step']:.0f} pages of the cold file; the disk served "
+           f"{' and '.join(f'{_k(x)}' for x in t['disk_random_reads_per_s'])} random page reads a second before and after the "
+           f"steps, a bound of {_k(t['disk_bound_samples_per_s'])} samples/s for a step that did nothing but read them. "
+           if "disk_random_reads_per_s" in t else "")
         + "The same model "
         f"with its tables scaled to {t['in_ram_scale']:g} of the rows ({gb(t['in_ram_table_bytes'])}, all in RAM), in the same run: "
         f"{_k(t['in_ram_samples_per_s'])} samples/s (min {_k(t['in_ram_min_max'][0])}, max {_k(t['in_ram_min_max'][1])}); disk tier / "
@@ -231,8 +235,10 @@ def render_kernels(r: dict) -> str:
     """bench_kernels: each method's recsys-train speed against full tables, and the fused op."""
     budgets = ",".join(sorted({f"1/{round(1 / p['budget'])}" for p in r["loop"] if p["method"] != "full"}))
     methods = ",".join(dict.fromkeys(p["method"] for p in r["loop"] if p["method"] != "full"))
+    command = r["command"].removeprefix("python benchmarks/") if "command" in r else (
+        f"bench_kernels.py --methods {methods} --budgets {budgets} --loop-steps {r['loop_steps']}")
     lines = [
-        f"`bench_kernels.py --methods {methods} --budgets {budgets} --loop-steps {r['loop_steps']}` "
+        f"`{command}` "
         f"({r['rows']:,} rows at {r['cardinality_scale']:g} of the Kaggle cardinalities, batch {r['batch_size']}; "
         f"`recsys-train`'s own loop, {r['loop_steps']} steps per run, median of {r['repeats']} runs interleaved with full tables'):",
         "",
@@ -323,6 +329,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "scale_gpu": render_scale_gpu,
     "report": render_report,
     "kernels": render_kernels,
+    "kernels_4m": render_kernels,
     "kernels_gpu": render_kernels_gpu,
 }
 

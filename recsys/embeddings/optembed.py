@@ -73,7 +73,8 @@ def _stage_inputs() -> Callable[[FeatureInfo, OptEmbedSpec], tuple[torch.Tensor,
 def _compile_supernet(info: FeatureInfo, spec: OptEmbedSpec, dim: int, builder: PlanBuilder) -> FeaturePlan:
     candidates = spec.candidates(dim)
     slot = builder.slot(builder.table(info.name, info.num_embeddings, dim))
-    combiner = SupernetMask(dim, candidates, spec.threshold_init, spec.reg_weight, spec.dim_sampling is DimSampling.example)
+    combiner = SupernetMask(dim, candidates, spec.threshold_init, spec.reg_weight, spec.dim_sampling is DimSampling.example,
+                            spec.threshold_lr)
     description = f"supernet {info.num_embeddings} x {dim}, threshold {spec.threshold_init}, dims {candidates}"
     return FeaturePlan(info.name, "optembed", [slot], Identity(per_id=True), combiner, description)
 

@@ -6,7 +6,7 @@ masks of retraining. Each is a transform or a combiner of a
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -31,12 +31,23 @@ class SupernetMask(nn.Module):
         threshold_init: initial t.
         reg_weight: λ of :meth:`regularization`.
         per_example: sample one width per bag instead of one per batch.
+        threshold_lr: the dense optimizer's rate for t (``parameter_lr``, which the training
+            loop gives this module's own parameters); None: the dense layers' rate.
     """
 
-    def __init__(self, dim: int, candidates: List[int], threshold_init: float, reg_weight: float, per_example: bool) -> None:
+    def __init__(
+        self,
+        dim: int,
+        candidates: List[int],
+        threshold_init: float,
+        reg_weight: float,
+        per_example: bool,
+        threshold_lr: Optional[float] = None,
+    ) -> None:
         super().__init__()
         self.dim = dim
         self.threshold = nn.Parameter(torch.tensor(float(threshold_init)))
+        self.parameter_lr = threshold_lr
         self.register_buffer("candidates", torch.tensor(candidates, dtype=torch.int64), persistent=False)
         self.reg_weight = reg_weight
         self.per_example = per_example

@@ -159,6 +159,7 @@ class TieredLookup(nn.Module):
         self._read_aheads: list[ReadAhead] = []  # started by prefetch(), oldest first
         self.read_ahead_batches = {"pipelined": 0, "synchronous": 0}  # cold reads of looked-up batches, by how
         self.read_wait_seconds = 0.0  # lookups' time waiting for cold pages (the part of the reads not overlapped)
+        self.cold_pages_read = 0  # pages of the cold file read for looked-up batches (cached ones included)
         self.ram_bytes = sum(k * t.row_bytes + optimizer_state_bytes(t, kind) for t, k in zip(tables, hot))
         self.cold_bytes = sum(cold_bytes(tables, hot).values())
         # per slot: rows of its table's hot part (ids below it are hot)
@@ -248,6 +249,7 @@ class TieredLookup(nn.Module):
             "disk_dir": str(self.disk_dir) if self.disk_dir else None,
             "read_ahead_batches": dict(self.read_ahead_batches) if self.on_disk else None,
             "read_wait_seconds": self.read_wait_seconds if self.on_disk else None,
+            "cold_pages_read": self.cold_pages_read if self.on_disk else None,
         }
 
     def _route(self, values: torch.Tensor, offsets: torch.Tensor, per_slot: list[int]):
@@ -284,11 +286,11 @@ class TieredLookup(nn.Module):
         for index, ahead in enumerate(self._read_aheads):
             if ahead.covers(tables, rows):
                 del self._read_aheads[: index + 1]  # those before it were for batches never looked up
-                ahead.wait()
+                self.cold_pages_read += ahead.wait()
                 self.read_ahead_batches["pipelined"] += 1
                 break
         else:
-            self.reader(tables, rows)
+            self.cold_pages_read += self.reader(tables, rows)
             self.read_ahead_batches["synchronous"] += 1
         self.read_wait_seconds += time.perf_counter() - start
 

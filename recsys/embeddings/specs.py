@@ -219,6 +219,8 @@ class OptEmbedSpec:
     network: the network this spec compiles to; set by the stage runner.
     threshold_init: initial per-field threshold t_f (the authors use 0: nothing pruned yet).
     reg_weight: λ of the regulariser λ·Σ_f exp(−t_f).
+    threshold_lr: learning rate of the thresholds t_f in the dense optimizer (the paper's own
+        rate for them, lr^t: 1e-4 on Criteo); None: the dense layers' ``trainer.dense_lr``.
     dim_candidates: widths the supernet samples and the search picks from; multiples of 4,
         at most the model dim (default: every multiple of 4 up to the model dim).
     dim_sampling: ``batch`` (one width per field per batch) or ``example`` (per example).
@@ -239,6 +241,7 @@ class OptEmbedSpec:
     network: OptEmbedNetwork = OptEmbedNetwork.supernet
     threshold_init: float = 0.0
     reg_weight: float = 3e-4
+    threshold_lr: Optional[float] = None
     dim_candidates: Optional[List[int]] = None
     dim_sampling: DimSampling = DimSampling.batch
     population: int = 20
@@ -257,6 +260,8 @@ class OptEmbedSpec:
         self.dim_sampling = DimSampling(self.dim_sampling)
         if self.reg_weight < 0:
             raise ValueError(f"embedding.reg_weight must be >= 0, got {self.reg_weight}")
+        if self.threshold_lr is not None and not self.threshold_lr > 0:
+            raise ValueError(f"embedding.threshold_lr must be > 0 (or null: trainer.dense_lr), got {self.threshold_lr}")
         if self.dim_candidates is not None:
             self.dim_candidates = sorted(set(int(d) for d in self.dim_candidates))
             bad = [d for d in self.dim_candidates if d <= 0 or d % FBGEMM_DIM_MULTIPLE]

@@ -235,6 +235,8 @@ class TableBatchedLookup(nn.Module):
             **options,
         )
         self._bounds_check = self.tbe.bounds_check_mode_int  # FBGEMM's (or FBGEMM_TBE_BOUNDS_CHECK_MODE's) mode
+        if self.tier == "uvm_cache":  # a checkpoint saves the host rows: write the cache's newer rows back first
+            self.register_state_dict_pre_hook(lambda module, prefix, keep_vars: module.tbe.flush())
         if seed is not None:
             self.reset_parameters(seed)
 

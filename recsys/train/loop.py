@@ -115,17 +115,34 @@ def dense_parameters(model: DLRM) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if id(p) not in table_params]
 
 
-def make_dense_optimizer(model: DLRM, kind: DenseOptimizer, lr: float) -> torch.optim.Optimizer:
+def dense_param_groups(model: DLRM) -> list[dict]:
+    """The torch optimizer's parameter groups: the dense parameters at the optimizer's rate, and
+    apart, with their own ``lr``, the direct parameters of each module that sets ``parameter_lr``
+    (OptEmbed's thresholds at the paper's lr^t)."""
     params = dense_parameters(model)
+    dense = {id(p) for p in params}
+    own: dict[float, list[torch.nn.Parameter]] = {}
+    for module in model.modules():
+        rate = getattr(module, "parameter_lr", None)
+        if rate is not None:
+            own.setdefault(float(rate), []).extend(p for p in module.parameters(recurse=False) if id(p) in dense)
+    apart = {id(p) for group in own.values() for p in group}
+    groups = [{"params": [p for p in params if id(p) not in apart]}]
+    groups += [{"params": group, "lr": rate} for rate, group in own.items()]
+    return [group for group in groups if group["params"]]
+
+
+def make_dense_optimizer(model: DLRM, kind: DenseOptimizer, lr: float) -> torch.optim.Optimizer:
+    groups = dense_param_groups(model)
     kind = DenseOptimizer(kind)
     # torch's fused kernels (CPU and CUDA) update every parameter in one call, not a handful of
     # ops per parameter: mixed-dimension plans add a projection per feature
-    fused = all(p.device.type in ("cpu", "cuda") for p in params)
+    fused = all(p.device.type in ("cpu", "cuda") for group in groups for p in group["params"])
     if kind is DenseOptimizer.adagrad:
-        return torch.optim.Adagrad(params, lr=lr, fused=fused)
+        return torch.optim.Adagrad(groups, lr=lr, fused=fused)
     if kind is DenseOptimizer.sgd:
-        return torch.optim.SGD(params, lr=lr, fused=fused)
-    return torch.optim.Adam(params, lr=lr, fused=fused)
+        return torch.optim.SGD(groups, lr=lr, fused=fused)
+    return torch.optim.Adam(groups, lr=lr, fused=fused)
 
 
 def seed_everything(seed: int) -> None:

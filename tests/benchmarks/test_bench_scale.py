@@ -35,6 +35,9 @@ def test_bench_scale_end_to_end(tmp_path: Path) -> None:
     assert tier["in_ram_table_bytes"] < tier["table_bytes"]  # the comparison model is scaled down
     assert 0 < tier["hit_rate"] < 1
     assert tier["read_ahead_batches"] == {"pipelined": 6, "synchronous": 1}  # 1 + 2 x 3 steps: all but the first read ahead
+    assert tier["cold_pages_per_step"] > 0 and len(tier["disk_random_reads_per_s"]) == 2  # the disk probed before and after
+    assert all(rate > 0 for rate in tier["disk_random_reads_per_s"]) and tier["disk_bound_samples_per_s"] > 0
+    assert "disk random reads/s" in proc.stdout
 
 
 def test_gpu_train_runs_fold_into_the_gpu_result(tmp_path):

@@ -102,6 +102,7 @@ def test_reading_the_next_batch_ahead_changes_no_result(tmp_path):
         (plain**2).sum().backward()
     assert runs[0].tiers()["read_ahead_batches"] == {"pipelined": 5, "synchronous": 1}
     assert runs[1].tiers()["read_ahead_batches"] == {"pipelined": 0, "synchronous": 6}
+    assert runs[0].tiers()["cold_pages_read"] == runs[1].tiers()["cold_pages_read"] > 0  # the same pages either way
     for name, weight in runs[1].lookup.table_weights().items():
         assert torch.equal(runs[0].lookup.table_weights()[name], weight)
 

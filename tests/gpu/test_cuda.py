@@ -71,8 +71,9 @@ def batches(count: int, batch: int = 64):
     return out
 
 
-def trained(placement: PlacementConfig, data) -> tuple[torch.Tensor, float, dict[str, torch.Tensor], dict | None]:
-    """First-batch predictions, the last loss and the tables after training on ``data``."""
+def trained(placement: PlacementConfig, data) -> tuple[torch.Tensor, float, dict[str, torch.Tensor], dict | None, dict]:
+    """First-batch predictions, the last loss, the tables after training on ``data``, the tiers,
+    and the embedding's state dict (taken before anything read the tables)."""
     torch.manual_seed(0)
     emb = make_embedding({"method": "full"}, FEATURES, 16, TableOptimizerConfig(), device="cuda", placement=placement)
     model = DLRM(emb, num_dense=13, config=DLRMConfig(embedding_dim=16, bottom_mlp=[32, 16], top_mlp=[32, 1])).cuda()
@@ -83,19 +84,31 @@ def trained(placement: PlacementConfig, data) -> tuple[torch.Tensor, float, dict
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return first, float(loss), {k: v.detach().clone() for k, v in emb.lookup.table_weights().items()}, emb.tiers()
+    state = {k: v.detach().clone() for k, v in emb.state_dict().items()}
+    return first, float(loss), {k: v.detach().clone() for k, v in emb.lookup.table_weights().items()}, emb.tiers(), state
 
 
 @pytest.mark.parametrize("placement", [dict(hot_tier="uvm_cache"), dict(hot_tier="uvm_cache", cache_algorithm="lfu"), dict(hot_tier="host")])
 def test_every_gpu_placement_trains_like_device_memory(placement):
     data = batches(30)
-    first, loss, tables, _ = trained(PlacementConfig(), data)
-    other_first, other_loss, other_tables, tiers = trained(PlacementConfig(cache_load_factor=0.1, **placement), data)
+    first, loss, tables, _, _ = trained(PlacementConfig(), data)
+    other_first, other_loss, other_tables, tiers, _ = trained(PlacementConfig(cache_load_factor=0.1, **placement), data)
     assert torch.allclose(other_first, first, atol=1e-6)
     assert other_loss == pytest.approx(loss, abs=1e-4)
     for name, weight in tables.items():  # the cache is written back before the tables are read
         assert torch.allclose(other_tables[name], weight, atol=1e-5), name
     assert tiers["tier"] == placement["hot_tier"]
+
+
+def test_a_uvm_cache_state_dict_holds_the_rows_its_cache_updated():
+    """FBGEMM's cache holds the newest rows: the lookup writes them back before its state is
+    saved, so a lookup loaded from that state has the trained tables (a checkpoint is a state dict)."""
+    placement = PlacementConfig(hot_tier="uvm_cache", cache_load_factor=0.1)
+    _, _, tables, _, state = trained(placement, batches(30))
+    loaded = make_embedding({"method": "full"}, FEATURES, 16, TableOptimizerConfig(), device="cuda", placement=placement)
+    loaded.load_state_dict(state)
+    for name, weight in loaded.lookup.table_weights().items():
+        assert torch.equal(weight, tables[name]), name
 
 
 def assert_no_host_sync(run) -> torch.Tensor:

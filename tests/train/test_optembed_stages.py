@@ -138,3 +138,32 @@ def test_an_optembed_override_under_another_method_runs_the_stages_and_is_refuse
     with pytest.raises(ValueError, match=r"embedding.overrides.C3.method=optembed: .* under embedding.method=full"):
         trainer(mixed, tmp_path)
     assert trainer_for(full_job()) is train
+
+
+@pytest.mark.parametrize("threshold_lr", [None, 1e-4])
+def test_the_thresholds_train_at_their_own_rate(threshold_lr):
+    """embedding.threshold_lr (the paper's lr^t) puts the per-field thresholds in a parameter
+    group of their own; without it they train at trainer.dense_lr with the dense layers."""
+    from recsys.embeddings.build import make_embedding
+    from recsys.embeddings.plan import FeatureInfo
+    from recsys.embeddings.specs import TableOptimizerConfig
+    from recsys.models.config import DLRMConfig
+    from recsys.models.dlrm import DLRM
+    from recsys.train.loop import dense_parameters, make_dense_optimizer
+
+    features = [FeatureInfo(f"C{i}", 50) for i in range(1, 4)]
+    spec = parse_embedding_config({"method": "optembed", "threshold_lr": threshold_lr})
+    model = DLRM(make_embedding(spec, features, 8, TableOptimizerConfig()), num_dense=13, config=DLRMConfig(8, [16, 8], [16, 1]))
+    optimizer = make_dense_optimizer(model, "adagrad", 0.01)
+    thresholds = {id(m.threshold) for m in model.modules() if hasattr(m, "threshold")}
+    groups = [(g["lr"], {id(p) for p in g["params"]}) for g in optimizer.param_groups]
+    everything = {id(p) for p in dense_parameters(model)}
+    if threshold_lr is None:
+        assert groups == [(0.01, everything)]
+    else:
+        assert groups == [(0.01, everything - thresholds), (threshold_lr, thresholds)] and len(thresholds) == 3
+
+
+def test_a_threshold_rate_that_is_not_positive_names_its_key():
+    with pytest.raises(ValueError, match="embedding.threshold_lr"):
+        parse_embedding_config({"method": "optembed", "threshold_lr": 0.0})
