@@ -110,14 +110,18 @@ def render_pareto(r: dict) -> str:
     series = [m for m in dict.fromkeys(p["method"] for p in points) if m not in ("full", "optembed")]
     runs = f"the median of {r['speed_repeats']} runs of {r['speed_steps']} steps" if "speed_steps" in r else "one run"
     command = r["command"].removeprefix("python benchmarks/") if r.get("command") else f"bench_pareto.py --rows {r['rows']}"
-    lines = [
-        f"`{command}`, test AUC after one epoch at a fraction of the full tables' "
-        f"{full['full_bytes'] / 1e9:.2f} GB (weights + optimizer state + projections), and in brackets recsys-train's "
-        f"samples/s against full tables' ({runs}); full tables {full['auc']:.4f}, Bayes-optimal {full['bayes_auc']:.4f}:",
-        "",
-        "| method | " + " | ".join(f"1/{round(1 / b)}" for b in budgets) + " |",
-        "|" + "---|" * (len(budgets) + 1),
-    ]
+    sizes = (f"the full tables' {full['full_bytes'] / 1e9:.2f} GB (weights + optimizer state + projections)")
+    speeds = f"recsys-train's samples/s against full tables' ({runs})"
+    baseline = f"full tables {full['auc']:.4f}, Bayes-optimal {full['bayes_auc']:.4f}"
+    if not series:  # OptEmbed alone: no budget table
+        lines = [f"`{command}`, test AUC after one epoch against {sizes}, {speeds}; {baseline}."]
+    else:
+        lines = [
+            f"`{command}`, test AUC after one epoch at a fraction of {sizes}, and in brackets {speeds}; {baseline}:",
+            "",
+            "| method | " + " | ".join(f"1/{round(1 / b)}" for b in budgets) + " |",
+            "|" + "---|" * (len(budgets) + 1),
+        ]
     for method in series:
         mine = {p["budget"]: p for p in points if p["method"] == method}
         cells = []
@@ -324,6 +328,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "pareto_4m_all": render_pareto,
     "pareto_4m": render_pareto,
     "pareto_4m_md": render_pareto,
+    "pareto_4m_optembed": render_pareto,
     "scale": render_scale,
     "scale_disk_tier": render_scale_disk_tier,
     "scale_gpu": render_scale_gpu,
