@@ -261,10 +261,10 @@ def resolve_checkpoint(location: str | os.PathLike) -> Path:
     )
 
 
-def _read_payload(path: Path) -> dict[str, Any]:
+def _read_payload(path: Path, mmap: bool = False) -> dict[str, Any]:
     import torch
 
-    payload = torch.load(path / _PAYLOAD_FILE if path.is_dir() else path, map_location="cpu", weights_only=False)
+    payload = torch.load(path / _PAYLOAD_FILE if path.is_dir() else path, map_location="cpu", weights_only=False, mmap=mmap)
     version = payload.get("format_version") if isinstance(payload, dict) else None
     if version != FORMAT_VERSION:
         raise ValueError(
@@ -274,15 +274,18 @@ def _read_payload(path: Path) -> dict[str, Any]:
     return payload
 
 
-def load_checkpoint(location: str | os.PathLike) -> dict[str, Any]:
+def load_checkpoint(location: str | os.PathLike, mmap: bool = False) -> dict[str, Any]:
     """The payload of a checkpoint or of a run directory's newest valid checkpoint, in this process.
+
+    ``mmap=True`` maps a ``.pt`` file's tensors instead of reading them (copy-on-write): a
+    process that uses a few rows of its tables reads only their pages.
 
     A sharded checkpoint is read whole (DCP without a process group): its payload gets
     ``model`` (every key but the lookup's) and ``tables`` ({table: {"weight": (rows, dim),
     "momentum1": (rows,)}}), which :func:`recsys.models.build.load_weights` puts into a model.
     """
     path = resolve_checkpoint(location)
-    payload = _read_payload(path)
+    payload = _read_payload(path, mmap=mmap and not path.is_dir())
     if path.is_dir():
         payload["model"], payload["tables"] = {}, {}
         tensors, chunks = _read_sharded_tensors(path)

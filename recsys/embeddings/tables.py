@@ -159,6 +159,38 @@ def host_tier_stats(tbes: list[SplitTableBatchedEmbeddingBagsCodegen], tier: str
     return {"tier": tier, **counts, "hit_rate": hit_rate}
 
 
+def saved_table_states(state: dict[str, torch.Tensor], prefix: str, tables: list[PhysicalTable]) -> Optional[dict[str, dict[str, torch.Tensor]]]:
+    """Each table's ``weight`` (rows, dim) and row-wise Adagrad ``momentum1`` (rows,) as views
+    into the saved state of a :class:`TableBatchedLookup` over ``tables`` (its keys start with
+    ``prefix``): the layout :meth:`TableBatchedLookup.load_tables` takes. FBGEMM keeps all
+    tables in one flat buffer, table after table; views of a memory-mapped checkpoint read only
+    the rows a caller copies. None where ``state`` holds no such buffers for these tables (a
+    tiered or row-range lookup, another plan)."""
+    def buffer(name: str) -> Optional[torch.Tensor]:  # the one placement's buffer that holds the tables
+        held = [state[key] for key in (f"{prefix}tbe.{name}_{where}" for where in ("host", "dev", "uvm")) if key in state]
+        held = [t for t in held if t.numel()]
+        return held[0] if len(held) == 1 else None
+
+    rows = [t.num_embeddings for t in tables]
+    starts = [sum(n * t.dim for n, t in zip(rows[:i], tables[:i])) for i in range(len(tables))]
+    # per lookup slot, FBGEMM's offset of its table in the buffer and the table's rows
+    slot_rows, slot_starts = state.get(f"{prefix}tbe.rows_per_table"), state.get(f"{prefix}tbe.weights_offsets")
+    weights, momentum = buffer("weights"), buffer("momentum1")
+    if slot_rows is None or slot_starts is None or weights is None:
+        return None
+    if set(zip(slot_starts.tolist(), slot_rows.tolist())) != set(zip(starts, rows)):
+        return None
+    if weights.numel() != sum(n * t.dim for n, t in zip(rows, tables)) or momentum is not None and momentum.numel() != sum(rows):
+        return None
+    out, weight_at, row_at = {}, 0, 0
+    for table, n in zip(tables, rows):
+        out[table.name] = {"weight": weights[weight_at : weight_at + n * table.dim].view(n, table.dim)}
+        if momentum is not None:
+            out[table.name]["momentum1"] = momentum[row_at : row_at + n]
+        weight_at, row_at = weight_at + n * table.dim, row_at + n
+    return out
+
+
 class TableBatchedLookup(nn.Module):
     """Sum-pooled lookup of all physical tables in one FBGEMM call, optimizer fused in backward.
 

@@ -5,7 +5,9 @@ A one-process run writes the ``.pt`` format; a sharded run writes a ``torch.dist
 row-wise Adagrad state, nothing gathered (the format: :mod:`recsys.core.checkpoint`). Any world
 size resumes either: a one-process run reads a sharded checkpoint whole; a sharded run loads a
 sharded one through DCP, which reads each rank's rows of the new plan from whichever files hold
-them, and a one-process one by copying its rows out of the whole tables. The dense layers and
+them, and a one-process ``.pt`` by mapping the file and copying each rank's rows out of its
+tables (the rank reads only their pages; a tiered or row-range lookup's checkpoint is rebuilt as
+the one-process model first). The dense layers and
 their optimizer, the loop position and every rank's RNG state come back too, so a resumed run
 continues the unbroken one's steps.
 
@@ -47,6 +49,7 @@ from recsys.core.checkpoint import (
     saved_table_layouts,
 )
 from recsys.data.layout import DatasetMeta
+from recsys.embeddings.tables import saved_table_states
 from recsys.models.build import build_model, load_weights, recipe_from_dict, recipe_to_dict
 from recsys.models.dlrm import DLRM
 from recsys.train.config import EvalModel, TrainJobConfig, job_config_dict
@@ -146,13 +149,21 @@ class Checkpointer:
             if not same_split:  # each column shard's optimizer state from the whole row's
                 scatter_momenta(load_table_momenta(path), self.model, self.dmp)
             return payload
-        payload = load_checkpoint(path)
+        payload = load_checkpoint(path, mmap=self.world is not None)
         if self.world:  # each rank copies its rows out of the whole tables
-            single = build_model(recipe_from_dict(payload["recipe"]), self.meta, "cpu")
-            load_weights(single, payload, optimizer_state)
+            saved = saved_table_states(payload["model"], LOOKUP_PREFIX, self.model.embedding.plan.tables)
+            if saved is not None:  # views of the mapped file: a rank reads the pages of its rows only
+                load_dense(payload["model"], self.model)
+                scatter_weights({name: states["weight"] for name, states in saved.items()}, self.model, self.dmp)
+                if optimizer_state:
+                    momenta = {name: states["momentum1"] for name, states in saved.items() if "momentum1" in states}
+                    scatter_momenta(momenta, self.model, self.dmp)
+            else:  # tables in pieces or tiers: rebuild the one-process model, then copy out of it
+                single = build_model(recipe_from_dict(payload["recipe"]), self.meta, "cpu")
+                load_weights(single, payload, optimizer_state)
+                scatter_single(single, self.model, self.dmp)
             payload.pop("model")
             payload.pop("tables", None)
-            scatter_single(single, self.model, self.dmp)
         else:
             load_weights(self.model, payload, optimizer_state)
         return payload
@@ -194,18 +205,28 @@ def sharded_tensors(model: DLRM, dmp: DistributedModelParallel, optimizer_state:
     return tensors
 
 
+def load_dense(state: dict, model: DLRM) -> None:
+    """Load a one-process state dict's keys outside the lookup (the dense layers, combiners)."""
+    model.load_state_dict({k: v for k, v in state.items() if not k.startswith(LOOKUP_PREFIX)}, strict=False)
+
+
 @torch.no_grad()
 def scatter_single(single: DLRM, model: DLRM, dmp: DistributedModelParallel) -> None:
     """Copy a one-process model into a sharded one: the dense layers, and each rank's shards of
     every table and of its optimizer state."""
-    model.load_state_dict({k: v for k, v in single.state_dict().items() if not k.startswith(LOOKUP_PREFIX)}, strict=False)
-    weights = single.embedding.lookup.table_weights()
+    load_dense(single.state_dict(), model)
+    scatter_weights(single.embedding.lookup.table_weights(), model, dmp)
+    momenta = single.embedding.lookup.tbe.split_optimizer_states()
+    scatter_momenta({t.name: m[0] for t, m in zip(single.embedding.plan.tables, momenta)}, model, dmp)
+
+
+@torch.no_grad()
+def scatter_weights(weights: dict[str, torch.Tensor], model: DLRM, dmp: DistributedModelParallel) -> None:
+    """Copy whole tables' weights ``{table: (rows, dim)}`` into this rank's shards of them."""
     for name, (weight, _) in table_states(model, dmp).items():
         for shard in weight.local_shards():
             (row, col), (rows, cols) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
             shard.tensor.copy_(weights[name][row : row + rows, col : col + cols])
-    momenta = single.embedding.lookup.tbe.split_optimizer_states()
-    scatter_momenta({t.name: m[0] for t, m in zip(single.embedding.plan.tables, momenta)}, model, dmp)
 
 
 @torch.no_grad()
