@@ -11,6 +11,7 @@ kernel, so the fused lookup, sharding and export serve them all alike.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from typing import Callable, Optional
 
@@ -172,22 +173,22 @@ def saved_table_states(state: dict[str, torch.Tensor], prefix: str, tables: list
         return held[0] if len(held) == 1 else None
 
     rows = [t.num_embeddings for t in tables]
-    starts = [sum(n * t.dim for n, t in zip(rows[:i], tables[:i])) for i in range(len(tables))]
+    weight_starts = list(itertools.accumulate((n * t.dim for n, t in zip(rows, tables)), initial=0))  # and the total
+    row_starts = list(itertools.accumulate(rows, initial=0))
     # per lookup slot, FBGEMM's offset of its table in the buffer and the table's rows
     slot_rows, slot_starts = state.get(f"{prefix}tbe.rows_per_table"), state.get(f"{prefix}tbe.weights_offsets")
     weights, momentum = buffer("weights"), buffer("momentum1")
     if slot_rows is None or slot_starts is None or weights is None:
         return None
-    if set(zip(slot_starts.tolist(), slot_rows.tolist())) != set(zip(starts, rows)):
+    if set(zip(slot_starts.tolist(), slot_rows.tolist())) != set(zip(weight_starts, rows)):
         return None
-    if weights.numel() != sum(n * t.dim for n, t in zip(rows, tables)) or momentum is not None and momentum.numel() != sum(rows):
+    if weights.numel() != weight_starts[-1] or momentum is not None and momentum.numel() != row_starts[-1]:
         return None
-    out, weight_at, row_at = {}, 0, 0
-    for table, n in zip(tables, rows):
+    out = {}
+    for table, n, weight_at, row_at in zip(tables, rows, weight_starts, row_starts):
         out[table.name] = {"weight": weights[weight_at : weight_at + n * table.dim].view(n, table.dim)}
         if momentum is not None:
             out[table.name]["momentum1"] = momentum[row_at : row_at + n]
-        weight_at, row_at = weight_at + n * table.dim, row_at + n
     return out
 
 

@@ -6,8 +6,8 @@ row-wise Adagrad state, nothing gathered (the format: :mod:`recsys.core.checkpoi
 size resumes either: a one-process run reads a sharded checkpoint whole; a sharded run loads a
 sharded one through DCP, which reads each rank's rows of the new plan from whichever files hold
 them, and a one-process ``.pt`` by mapping the file and copying each rank's rows out of its
-tables (the rank reads only their pages; a tiered or row-range lookup's checkpoint is rebuilt as
-the one-process model first). The dense layers and
+tables (the rank reads only their pages; a checkpoint of tiered or row-range tables is refused:
+it resumes in one process). The dense layers and
 their optimizer, the loop position and every rank's RNG state come back too, so a resumed run
 continues the unbroken one's steps.
 
@@ -48,9 +48,8 @@ from recsys.core.checkpoint import (
     save_sharded_checkpoint,
     saved_table_layouts,
 )
-from recsys.data.layout import DatasetMeta
 from recsys.embeddings.tables import saved_table_states
-from recsys.models.build import build_model, load_weights, recipe_from_dict, recipe_to_dict
+from recsys.models.build import load_weights, recipe_to_dict
 from recsys.models.dlrm import DLRM
 from recsys.train.config import EvalModel, TrainJobConfig, job_config_dict
 from recsys.train.distributed import World
@@ -67,7 +66,6 @@ class Checkpointer:
     Args:
         cfg: the job (its recipe, config and ``trainer.keep_checkpoints`` go into checkpoints).
         run_dir: where ``checkpoints/`` goes.
-        meta: the dataset's tables (to rebuild a one-process model for a sharded run).
         model: the model; in a sharded run, the module DistributedModelParallel sharded in place.
         dmp: the DistributedModelParallel wrapper in a sharded run, else None.
         dense_opt: the dense layers' torch optimizer.
@@ -78,13 +76,12 @@ class Checkpointer:
         self,
         cfg: TrainJobConfig,
         run_dir: Path,
-        meta: DatasetMeta,
         model: DLRM,
         dmp: Optional[DistributedModelParallel],
         dense_opt: torch.optim.Optimizer,
         world: Optional[World],
     ) -> None:
-        self.cfg, self.run_dir, self.meta = cfg, run_dir, meta
+        self.cfg, self.run_dir = cfg, run_dir
         self.model, self.dmp, self.dense_opt, self.world = model, dmp, dense_opt, world
         self._saved: dict[int, Optional[Path]] = {}
 
@@ -150,22 +147,22 @@ class Checkpointer:
                 scatter_momenta(load_table_momenta(path), self.model, self.dmp)
             return payload
         payload = load_checkpoint(path, mmap=self.world is not None)
-        if self.world:  # each rank copies its rows out of the whole tables
-            saved = saved_table_states(payload["model"], LOOKUP_PREFIX, self.model.embedding.plan.tables)
-            if saved is not None:  # views of the mapped file: a rank reads the pages of its rows only
-                load_dense(payload["model"], self.model)
-                scatter_weights({name: states["weight"] for name, states in saved.items()}, self.model, self.dmp)
-                if optimizer_state:
-                    momenta = {name: states["momentum1"] for name, states in saved.items() if "momentum1" in states}
-                    scatter_momenta(momenta, self.model, self.dmp)
-            else:  # tables in pieces or tiers: rebuild the one-process model, then copy out of it
-                single = build_model(recipe_from_dict(payload["recipe"]), self.meta, "cpu")
-                load_weights(single, payload, optimizer_state)
-                scatter_single(single, self.model, self.dmp)
-            payload.pop("model")
-            payload.pop("tables", None)
-        else:
+        if not self.world:
             load_weights(self.model, payload, optimizer_state)
+            return payload
+        # each rank copies its rows out of views of the mapped file, reading only their pages
+        saved = saved_table_states(payload["model"], LOOKUP_PREFIX, self.model.embedding.plan.tables)
+        if saved is None:
+            raise ValueError(
+                f"{path}: a one-process checkpoint whose tables are not held by one FBGEMM lookup over this run's "
+                f"tables ({', '.join(t.name for t in self.model.embedding.plan.tables)}): another plan, a tiered "
+                "placement (placement.ram_budget) or tables split into row ranges; resume it in one process"
+            )
+        self.model.load_state_dict({k: v for k, v in payload.pop("model").items() if not k.startswith(LOOKUP_PREFIX)}, strict=False)
+        scatter_weights({name: states["weight"] for name, states in saved.items()}, self.model, self.dmp)
+        if optimizer_state:
+            momenta = {name: states["momentum1"] for name, states in saved.items() if "momentum1" in states}
+            scatter_momenta(momenta, self.model, self.dmp)
         return payload
 
     def _same_column_split(self, path: Path) -> bool:
@@ -203,21 +200,6 @@ def sharded_tensors(model: DLRM, dmp: DistributedModelParallel, optimizer_state:
         if momentum is not None and optimizer_state:
             tensors[f"{TABLE_PREFIX}{name}.momentum1"] = momentum
     return tensors
-
-
-def load_dense(state: dict, model: DLRM) -> None:
-    """Load a one-process state dict's keys outside the lookup (the dense layers, combiners)."""
-    model.load_state_dict({k: v for k, v in state.items() if not k.startswith(LOOKUP_PREFIX)}, strict=False)
-
-
-@torch.no_grad()
-def scatter_single(single: DLRM, model: DLRM, dmp: DistributedModelParallel) -> None:
-    """Copy a one-process model into a sharded one: the dense layers, and each rank's shards of
-    every table and of its optimizer state."""
-    load_dense(single.state_dict(), model)
-    scatter_weights(single.embedding.lookup.table_weights(), model, dmp)
-    momenta = single.embedding.lookup.tbe.split_optimizer_states()
-    scatter_momenta({t.name: m[0] for t, m in zip(single.embedding.plan.tables, momenta)}, model, dmp)
 
 
 @torch.no_grad()

@@ -215,7 +215,7 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
     if model.embedding.tiers() is not None:
         memory["placement"] = model.embedding.tiers()
     state = LoopState()
-    checkpointer = Checkpointer(cfg, run_dir, meta, model, net if world else None, dense_opt, world)
+    checkpointer = Checkpointer(cfg, run_dir, model, net if world else None, dense_opt, world)
     if tcfg.resume_from:
         resumed, saved_state = checkpointer.restore(tcfg.resume_from)
         state = LoopState(**saved_state)

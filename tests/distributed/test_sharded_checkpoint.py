@@ -180,3 +180,16 @@ def test_column_wise_optimizer_state_merges_exactly_and_spreads_over_the_shards(
             assert torch.equal(state.view(shards, -1), merged[table].expand(shards, -1)), (name, table)
         for table, states in load_checkpoint(saved_at)["tables"].items():
             assert torch.equal(states["weight"], weights[table]), (name, table)
+
+
+@pytest.mark.slow
+def test_a_tiered_one_process_checkpoint_is_refused_by_a_sharded_run_naming_why(tiny_dataset, tmp_path):
+    """A sharded run copies its rows out of one FBGEMM lookup's saved tables; a checkpoint whose
+    tables were split into a RAM part and a disk part is refused, saying to resume in one process."""
+    from recsys.embeddings.placement_config import PlacementConfig
+
+    tiered = job(tiny_dataset, 1, steps=4)
+    tiered.placement = PlacementConfig(ram_budget="20KB", disk_dir=str(tmp_path / "tables"))
+    run(tiered, tmp_path / "tiered")
+    with pytest.raises(RuntimeError, match=r"tiered placement \(placement.ram_budget\).*resume it in one process"):
+        run(job(tiny_dataset, 2, resume=tmp_path / "tiered"), tmp_path / "sharded")
