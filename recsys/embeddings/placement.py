@@ -26,7 +26,7 @@ import tempfile
 import time
 import weakref
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -36,7 +36,7 @@ from recsys.embeddings.disk_prefetch import ReadAhead, RowPrefetcher, advise_ran
 from recsys.embeddings.placement_config import PlacementConfig
 from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
 from recsys.embeddings.row_ranges import RowRangeLookup
-from recsys.embeddings.tables import INIT_BLOCK_ROWS, PhysicalTable, init_rows, optimizer_state_bytes
+from recsys.embeddings.tables import INIT_BLOCK_ROWS, PhysicalTable, checked_table_state, init_rows, optimizer_state_bytes
 
 log = logging.getLogger(__name__)
 
@@ -185,11 +185,28 @@ class TieredLookup(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self, seed: int) -> None:
-        """Each part takes its rows of :func:`init_rows`. The cold file is written with file writes,
-        not through its mapping: the pages go through the page cache without becoming this
-        process's resident memory (a table larger than RAM initialises with a small RSS), and
-        synced, so that the first training steps do not wait on the writeback of the initial
-        values."""
+        """Each part takes its rows of :func:`init_rows`."""
+        self._write_weights(lambda index, table, start, stop: init_rows(table, index, seed, start, stop))
+
+    @torch.no_grad()
+    def load_tables(self, states: dict, optimizer_state: bool = True) -> None:
+        """Copy whole tables in, by name, as :meth:`TableBatchedLookup.load_tables
+        <recsys.embeddings.tables.TableBatchedLookup.load_tables>` does: each part takes its rows
+        (a sharded checkpoint's tables, or an untiered run's, resume with tiers)."""
+        kind = TableOptimizer(self.optimizer_config.kind)
+        saved = [checked_table_state(states, table, kind, optimizer_state) for table in self.tables]
+        self._write_weights(lambda index, table, start, stop: saved[index][0][start:stop])
+        for index, (_, momentum) in enumerate(saved):
+            if momentum is not None:
+                for first, state in self.hot.state_pieces(index) + self.cold.state_pieces(index):
+                    state.copy_(momentum[first : first + state.shape[0]])
+
+    def _write_weights(self, rows: Callable[[int, PhysicalTable, int, int], torch.Tensor]) -> None:
+        """Set every part's weights to ``rows(table index, table, start, stop)`` of its whole
+        table, in blocks. The cold file is written with file writes, not through its mapping: the
+        pages go through the page cache without becoming this process's resident memory (a table
+        larger than RAM initialises with a small RSS), and synced, so that the first training
+        steps do not wait on the writeback of the written values."""
         file = open(self.disk_dir / COLD_FILE, "r+b", buffering=0) if self.on_disk else None  # noqa: SIM115
         try:
             for index, table in enumerate(self.tables):
@@ -198,12 +215,12 @@ class TieredLookup(nn.Module):
                 for first, weight, target in parts:
                     for start in range(0, weight.shape[0], 16 * INIT_BLOCK_ROWS):
                         stop = min(start + 16 * INIT_BLOCK_ROWS, weight.shape[0])
-                        values = init_rows(table, index, seed, first + start, first + stop)
+                        values = rows(index, table, first + start, first + stop)
                         if target is None:
                             weight[start:stop] = values
                         else:  # byte offset of these rows in the file the cold weights map
                             offset = weight[start].data_ptr() - self._cold_weights.data_ptr()
-                            os.pwrite(target.fileno(), values.numpy().tobytes(), offset)
+                            os.pwrite(target.fileno(), values.contiguous().numpy().tobytes(), offset)
             if file is not None:  # written to disk now: training then starts with no backlog of dirty pages
                 os.fsync(file.fileno())
                 # and out of the page cache: these pages are no hotter than any other, and with the

@@ -37,6 +37,11 @@ def piece_rows(dim: int) -> int:
     return MAX_PIECE_BYTES // (dim * 4)
 
 
+def piece_starts(lo: int, hi: int, dim: int) -> list[int]:
+    """The first rows of the pieces that cut rows ``[lo, hi)`` of a table of width ``dim``."""
+    return list(range(lo, hi, piece_rows(dim)))
+
+
 class RowRangeLookup(nn.Module):
     """Rows ``[lo_t, hi_t)`` of each table ``t``, in one FBGEMM call (a tier of
     :class:`~recsys.embeddings.placement.TieredLookup`).
@@ -67,13 +72,12 @@ class RowRangeLookup(nn.Module):
         self.first_rows: list[list[int]] = []  # per table: the first row of each of its pieces
         first_piece = []  # per table: index of its first piece
         for i, t in enumerate(tables):
-            cap = piece_rows(t.dim)
-            starts = list(range(lo[i], hi[i], cap))
+            starts = piece_starts(lo[i], hi[i], t.dim)
             first_piece.append(len(pieces))
             self.first_rows.append(starts)
             for j, start in enumerate(starts):
                 name = f"{t.name}_{tag}{j or ''}"
-                pieces.append(PhysicalTable(name, min(cap, hi[i] - start), t.dim, t.init_rows or t.num_embeddings))
+                pieces.append(PhysicalTable(name, min(piece_rows(t.dim), hi[i] - start), t.dim, t.init_rows or t.num_embeddings))
         if not pieces:
             raise ValueError(f"RowRangeLookup {tag}: every row range is empty")
         self.levels = max(len(starts) for starts in self.first_rows)
@@ -102,9 +106,16 @@ class RowRangeLookup(nn.Module):
 
     def pieces(self, table: int) -> list[tuple[int, torch.Tensor]]:
         """(first row, (rows, dim) weights) of each piece of ``table``, in row order."""
-        weights = self.batched.tbe.split_embedding_weights()
+        return self._of_table(table, self.batched.tbe.split_embedding_weights())
+
+    def state_pieces(self, table: int) -> list[tuple[int, torch.Tensor]]:
+        """(first row, (rows,) row-wise Adagrad state) of each piece of ``table``; none with SGD."""
+        states = self.batched.tbe.split_optimizer_states()
+        return self._of_table(table, [s[0] for s in states]) if states else []
+
+    def _of_table(self, table: int, per_piece: list[torch.Tensor]) -> list[tuple[int, torch.Tensor]]:
         first = sum(len(rows) for rows in self.first_rows[:table])
-        return [(row, weights[first + j]) for j, row in enumerate(self.first_rows[table])]
+        return [(row, per_piece[first + j]) for j, row in enumerate(self.first_rows[table])]
 
     def locate(self, values: torch.Tensor, id_slot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Each id's level (N,), FBGEMM table (N,) and row in that table (N,); meaningful for ids

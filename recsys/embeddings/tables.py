@@ -11,7 +11,6 @@ kernel, so the fused lookup, sharding and export serve them all alike.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 from typing import Callable, Optional
 
@@ -160,36 +159,29 @@ def host_tier_stats(tbes: list[SplitTableBatchedEmbeddingBagsCodegen], tier: str
     return {"tier": tier, **counts, "hit_rate": hit_rate}
 
 
-def saved_table_states(state: dict[str, torch.Tensor], prefix: str, tables: list[PhysicalTable]) -> Optional[dict[str, dict[str, torch.Tensor]]]:
-    """Each table's ``weight`` (rows, dim) and row-wise Adagrad ``momentum1`` (rows,) as views
-    into the saved state of a :class:`TableBatchedLookup` over ``tables`` (its keys start with
-    ``prefix``): the layout :meth:`TableBatchedLookup.load_tables` takes. FBGEMM keeps all
-    tables in one flat buffer, table after table; views of a memory-mapped checkpoint read only
-    the rows a caller copies. None where ``state`` holds no such buffers for these tables (a
-    tiered or row-range lookup, another plan)."""
-    def buffer(name: str) -> Optional[torch.Tensor]:  # the one placement's buffer that holds the tables
-        held = [state[key] for key in (f"{prefix}tbe.{name}_{where}" for where in ("host", "dev", "uvm")) if key in state]
-        held = [t for t in held if t.numel()]
-        return held[0] if len(held) == 1 else None
-
-    rows = [t.num_embeddings for t in tables]
-    weight_starts = list(itertools.accumulate((n * t.dim for n, t in zip(rows, tables)), initial=0))  # and the total
-    row_starts = list(itertools.accumulate(rows, initial=0))
-    # per lookup slot, FBGEMM's offset of its table in the buffer and the table's rows
-    slot_rows, slot_starts = state.get(f"{prefix}tbe.rows_per_table"), state.get(f"{prefix}tbe.weights_offsets")
-    weights, momentum = buffer("weights"), buffer("momentum1")
-    if slot_rows is None or slot_starts is None or weights is None:
-        return None
-    if set(zip(slot_starts.tolist(), slot_rows.tolist())) != set(zip(weight_starts, rows)):
-        return None
-    if weights.numel() != weight_starts[-1] or momentum is not None and momentum.numel() != row_starts[-1]:
-        return None
-    out = {}
-    for table, n, weight_at, row_at in zip(tables, rows, weight_starts, row_starts):
-        out[table.name] = {"weight": weights[weight_at : weight_at + n * table.dim].view(n, table.dim)}
-        if momentum is not None:
-            out[table.name]["momentum1"] = momentum[row_at : row_at + n]
-    return out
+def checked_table_state(states: dict, table: PhysicalTable, kind: TableOptimizer, optimizer_state: bool) -> tuple:
+    """``table``'s saved weights and, where ``optimizer_state`` and row-wise Adagrad ask for it,
+    its saved state, from ``states`` (``{table: {"weight": (rows, dim), "momentum1": (rows,)}}``:
+    tensors, or :class:`~recsys.embeddings.saved_tables.TableRows`), checked against the table;
+    the state is None where none is loaded."""
+    state = states.get(table.name)
+    if state is None:
+        raise KeyError(f"table {table.name}: not in the checkpoint (it has {sorted(states)})")
+    weight = state["weight"]
+    if len(weight) != table.num_embeddings or tuple(weight[0:1].shape[1:]) != (table.dim,):
+        raise ValueError(
+            f"table {table.name}: the checkpoint holds {len(weight)} rows of width {tuple(weight[0:1].shape[1:])}, this "
+            f"table has {table.num_embeddings} of width {table.dim} (a checkpoint of another plan?)"
+        )
+    if not (optimizer_state and kind is TableOptimizer.rowwise_adagrad):
+        return weight, None
+    saved = state.get("momentum1")
+    if saved is None or len(saved) != table.num_embeddings:
+        raise ValueError(
+            f"table {table.name}: the checkpoint's momentum1 has {None if saved is None else len(saved)} rows, this "
+            f"table's row-wise Adagrad needs {table.num_embeddings} (a checkpoint of another optimizer? load the weights only)"
+        )
+    return weight, saved
 
 
 class TableBatchedLookup(nn.Module):
@@ -288,26 +280,18 @@ class TableBatchedLookup(nn.Module):
         return {t.name: w for t, w in zip(self.tables, self.tbe.split_embedding_weights())}
 
     @torch.no_grad()
-    def load_tables(self, states: dict[str, dict[str, torch.Tensor]], optimizer_state: bool = True) -> None:
+    def load_tables(self, states: dict, optimizer_state: bool = True) -> None:
         """Copy whole tables in, by name: ``{table: {"weight": (rows, dim), "momentum1": (rows,)}}``
-        (a sharded checkpoint's layout); ``optimizer_state=False`` loads the weights only."""
+        (a sharded checkpoint's tensors, or :func:`~recsys.embeddings.saved_tables.saved_tables` of
+        another layout's state); ``optimizer_state=False`` loads the weights only."""
         # per table: [momentum1] with row-wise Adagrad; SGD has no state (an empty list)
         momenta = self.tbe.split_optimizer_states() or [[] for _ in self.tables]
+        kind = TableOptimizer(self.optimizer_config.kind)
         for table, weight, momentum in zip(self.tables, self.tbe.split_embedding_weights(), momenta):
-            state = states.get(table.name)
-            if state is None:
-                raise KeyError(f"table {table.name}: not in the checkpoint (it has {sorted(states)})")
-            weight.copy_(state["weight"])
-            if not (optimizer_state and momentum):
-                continue
-            saved = state.get("momentum1")
-            if saved is None or saved.shape != momentum[0].shape:
-                raise ValueError(
-                    f"table {table.name}: the checkpoint's momentum1 has shape "
-                    f"{None if saved is None else tuple(saved.shape)}, this table's row-wise Adagrad needs "
-                    f"{tuple(momentum[0].shape)} (a checkpoint of another plan or optimizer? load the weights only)"
-                )
-            momentum[0].copy_(saved)
+            saved_weight, saved_momentum = checked_table_state(states, table, kind, optimizer_state)
+            weight.copy_(saved_weight[0 : table.num_embeddings])
+            if saved_momentum is not None:
+                momentum[0].copy_(saved_momentum[0 : table.num_embeddings])
 
     @property
     def output_dims(self) -> list[int]:

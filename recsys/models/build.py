@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from recsys.core.checkpoint import load_checkpoint, resolve_checkpoint
 from recsys.data.layout import DatasetMeta
 from recsys.embeddings.build import build_embedding
+from recsys.embeddings.saved_tables import saved_tables
 from recsys.models.config import ModelArch, ModelRecipe
 from recsys.models.dlrm import DLRM
 from recsys.models.fm import FactorizationMachine
@@ -83,26 +84,47 @@ def load_trained_model(checkpoint: str | os.PathLike, data_path: str | None = No
     return TrainedModel(model, recipe, path, payload, data_path, meta)
 
 
+LOOKUP_PREFIX = "embedding.lookup."  # the tables' keys in a model's state dict
+
+
 def load_weights(model: DLRM | FactorizationMachine, payload: Mapping[str, Any], optimizer_state: bool = True) -> None:
     """Put a checkpoint payload's weights into a one-process ``model``.
 
     A one-process checkpoint is the model's state dict; a sharded one (``tables`` in the
     payload, see :func:`recsys.core.checkpoint.load_checkpoint`) has every other key in
-    ``model`` and each physical table whole. ``optimizer_state=False`` skips the tables'
-    fused-optimizer state (evaluation and export need the weights only)."""
-    tables = payload.get("tables")
+    ``model`` and each physical table whole. A one-process checkpoint whose tables another
+    layout held (tiered or not, :func:`~recsys.embeddings.saved_tables.saved_tables`) loads table
+    by table. ``optimizer_state=False`` skips the tables' fused-optimizer state (evaluation and
+    export need the weights only)."""
+    state, tables = payload["model"], payload.get("tables")
     if tables is None:
-        model.load_state_dict(payload["model"])
-        return
-    missing, unexpected = model.load_state_dict(payload["model"], strict=False)
-    lookup_prefix = "embedding.lookup."
-    stray = unexpected + [k for k in missing if not k.startswith(lookup_prefix)]
+        if _lookup_keys(state) == _lookup_keys(model.state_dict()):
+            model.load_state_dict(state)
+            return
+        tables = saved_lookup_tables(payload, model)
+    missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if not k.startswith(LOOKUP_PREFIX)}, strict=False)
+    stray = unexpected + [k for k in missing if not k.startswith(LOOKUP_PREFIX)]
     if stray:
         raise KeyError(f"checkpoint keys do not match the model: {stray[:8]}")
-    lookup = model.embedding.lookup
-    if not hasattr(lookup, "load_tables"):
-        raise NotImplementedError(f"loading a sharded checkpoint into a {type(lookup).__name__} is not built yet")
-    lookup.load_tables(tables, optimizer_state)
+    model.embedding.lookup.load_tables(tables, optimizer_state)
+
+
+def saved_lookup_tables(payload: Mapping[str, Any], model: DLRM | FactorizationMachine) -> dict:
+    """The whole tables of a one-process checkpoint, by name, as views of its state (see
+    :func:`~recsys.embeddings.saved_tables.saved_tables`), for ``model``'s plan."""
+    saved = recipe_from_dict(payload["recipe"])
+    plan = model.embedding.plan
+    tables = saved_tables(payload["model"], LOOKUP_PREFIX, plan.tables, saved.table_optimizer, saved.placement)
+    if tables is None:
+        raise ValueError(
+            "the checkpoint's tables are not this model's: it holds a lookup over other tables than "
+            f"{', '.join(t.name for t in plan.tables)} (a checkpoint of another embedding plan)"
+        )
+    return tables
+
+
+def _lookup_keys(state: Mapping[str, Any]) -> set[str]:
+    return {k for k in state if k.startswith(LOOKUP_PREFIX)}
 
 
 def recipe_from_dict(raw: Mapping[str, Any]) -> ModelRecipe:

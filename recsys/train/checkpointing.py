@@ -3,13 +3,13 @@
 A one-process run writes the ``.pt`` format; a sharded run writes a ``torch.distributed.checkpoint``
 (DCP) directory into which every rank saves the shards it holds, its tables' rows and their
 row-wise Adagrad state, nothing gathered (the format: :mod:`recsys.core.checkpoint`). Any world
-size resumes either: a one-process run reads a sharded checkpoint whole; a sharded run loads a
-sharded one through DCP, which reads each rank's rows of the new plan from whichever files hold
-them, and a one-process ``.pt`` by mapping the file and copying each rank's rows out of its
-tables (the rank reads only their pages; a checkpoint of tiered or row-range tables is refused:
-it resumes in one process). The dense layers and
-their optimizer, the loop position and every rank's RNG state come back too, so a resumed run
-continues the unbroken one's steps.
+size resumes either, and any placement: a one-process run reads a sharded checkpoint whole, and
+a one-process checkpoint of other tiers table by table (:func:`~recsys.models.build.load_weights`);
+a sharded run loads a sharded one through DCP, which reads each rank's rows of the new plan from
+whichever files hold them, and a one-process ``.pt`` (tiered or not) by mapping the file and
+copying each rank's rows out of its tables (the rank reads only their pages). The dense layers
+and their optimizer, the loop position and every rank's RNG state come back too, so a resumed
+run continues the unbroken one's steps.
 
 Column-wise sharding gives each column shard its own row-wise Adagrad state (torchrec keeps one
 per shard). Read whole, a table's shard states merge exactly into the whole row's (their mean
@@ -48,16 +48,13 @@ from recsys.core.checkpoint import (
     save_sharded_checkpoint,
     saved_table_layouts,
 )
-from recsys.embeddings.tables import saved_table_states
-from recsys.models.build import load_weights, recipe_to_dict
+from recsys.models.build import LOOKUP_PREFIX, load_weights, recipe_to_dict, saved_lookup_tables
 from recsys.models.dlrm import DLRM
 from recsys.train.config import EvalModel, TrainJobConfig, job_config_dict
 from recsys.train.distributed import World
 from recsys.train.selection import best_checkpoint_path
 
 log = logging.getLogger(__name__)
-
-LOOKUP_PREFIX = "embedding.lookup."  # the tables' keys in a model's state dict
 
 
 class Checkpointer:
@@ -151,13 +148,7 @@ class Checkpointer:
             load_weights(self.model, payload, optimizer_state)
             return payload
         # each rank copies its rows out of views of the mapped file, reading only their pages
-        saved = saved_table_states(payload["model"], LOOKUP_PREFIX, self.model.embedding.plan.tables)
-        if saved is None:
-            raise ValueError(
-                f"{path}: a one-process checkpoint whose tables are not held by one FBGEMM lookup over this run's "
-                f"tables ({', '.join(t.name for t in self.model.embedding.plan.tables)}): another plan, a tiered "
-                "placement (placement.ram_budget) or tables split into row ranges; resume it in one process"
-            )
+        saved = saved_lookup_tables(payload, self.model)
         self.model.load_state_dict({k: v for k, v in payload.pop("model").items() if not k.startswith(LOOKUP_PREFIX)}, strict=False)
         scatter_weights({name: states["weight"] for name, states in saved.items()}, self.model, self.dmp)
         if optimizer_state:
@@ -203,22 +194,24 @@ def sharded_tensors(model: DLRM, dmp: DistributedModelParallel, optimizer_state:
 
 
 @torch.no_grad()
-def scatter_weights(weights: dict[str, torch.Tensor], model: DLRM, dmp: DistributedModelParallel) -> None:
-    """Copy whole tables' weights ``{table: (rows, dim)}`` into this rank's shards of them."""
+def scatter_weights(weights: dict, model: DLRM, dmp: DistributedModelParallel) -> None:
+    """Copy whole tables' weights ``{table: (rows, dim)}`` (tensors, or
+    :class:`~recsys.embeddings.saved_tables.TableRows`) into this rank's shards of them."""
     for name, (weight, _) in table_states(model, dmp).items():
         for shard in weight.local_shards():
             (row, col), (rows, cols) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
-            shard.tensor.copy_(weights[name][row : row + rows, col : col + cols])
+            shard.tensor.copy_(weights[name][row : row + rows][:, col : col + cols])
 
 
 @torch.no_grad()
-def scatter_momenta(momenta: dict[str, torch.Tensor], model: DLRM, dmp: DistributedModelParallel) -> None:
-    """Copy whole tables' row-wise Adagrad states ``{table: (rows,)}`` into this rank's shards of
-    them; every column shard of a row gets the row's state."""
+def scatter_momenta(momenta: dict, model: DLRM, dmp: DistributedModelParallel) -> None:
+    """Copy whole tables' row-wise Adagrad states ``{table: (rows,)}`` (tensors, or
+    :class:`~recsys.embeddings.saved_tables.TableRows`) into this rank's shards of them; every
+    column shard of a row gets the row's state."""
     for name, (_, momentum) in table_states(model, dmp).items():
         if momentum is None or name not in momenta:
             continue
-        total = momenta[name].shape[0]
+        total = len(momenta[name])
         for shard in momentum.local_shards():
             # column shard k's states sit at [k * total, (k + 1) * total): each gets the whole row's
             (row,), (rows,) = shard.metadata.shard_offsets, shard.metadata.shard_sizes

@@ -183,13 +183,41 @@ def test_column_wise_optimizer_state_merges_exactly_and_spreads_over_the_shards(
 
 
 @pytest.mark.slow
-def test_a_tiered_one_process_checkpoint_is_refused_by_a_sharded_run_naming_why(tiny_dataset, tmp_path):
-    """A sharded run copies its rows out of one FBGEMM lookup's saved tables; a checkpoint whose
-    tables were split into a RAM part and a disk part is refused, saying to resume in one process."""
+def test_a_tiered_one_process_checkpoint_resumes_on_2_ranks_and_in_ram_with_every_weight(tiny_dataset, tmp_path):
+    """A one-process run whose tables were split into a RAM part and a disk part
+    (placement.ram_budget) resumes on 2 ranks, and in one process with the tables in RAM, each
+    with every table's rows and Adagrad state as saved; a sharded run resumes with the split; and
+    all of them train on alike."""
     from recsys.embeddings.placement_config import PlacementConfig
 
-    tiered = job(tiny_dataset, 1, steps=4)
-    tiered.placement = PlacementConfig(ram_budget="20KB", disk_dir=str(tmp_path / "tables"))
-    run(tiered, tmp_path / "tiered")
-    with pytest.raises(RuntimeError, match=r"tiered placement \(placement.ram_budget\).*resume it in one process"):
-        run(job(tiny_dataset, 2, resume=tmp_path / "tiered"), tmp_path / "sharded")
+    def tiered(steps: int, resume=None) -> TrainJobConfig:
+        cfg = job(tiny_dataset, 1, steps=steps, resume=resume)
+        cfg.placement = PlacementConfig(ram_budget="20KB")  # tables: 26 x 51 rows x 36 B
+        return cfg
+
+    def in_ram_state(location) -> dict:
+        """A checkpoint's weights in a model whose tables are all in RAM (in one FBGEMM lookup)."""
+        payload = load_checkpoint(location)
+        recipe = recipe_from_dict(payload["recipe"])
+        recipe.placement = PlacementConfig()
+        model = build_model(recipe, DatasetMeta.load(tiny_dataset))
+        load_weights(model, payload)
+        return model.state_dict()
+
+    run(tiered(4), tmp_path / "tiered")
+    at4 = checkpoint_path(tmp_path / "tiered", 4)
+    assert any(k.startswith("embedding.lookup.cold.") for k in load_checkpoint(at4)["model"])  # it was split
+    saved = in_ram_state(at4)
+    resumed = {
+        "sharded": run(job(tiny_dataset, 2, steps=4, resume=at4), tmp_path / "sharded"),
+        "in_ram": run(job(tiny_dataset, 1, steps=4, resume=at4), tmp_path / "in_ram"),
+    }
+    resumed["tiered_again"] = run(tiered(4, resume=resumed["sharded"].run_dir), tmp_path / "tiered_again")
+    for name, result in resumed.items():
+        assert_same(saved, in_ram_state(checkpoint_path(result.run_dir, 4, sharded=name == "sharded")))
+    assert any(k.startswith("embedding.lookup.cold.") for k in load_checkpoint(tmp_path / "tiered_again")["model"])
+
+    run(tiered(STEPS, resume=at4), tmp_path / "tiered_on")
+    run(job(tiny_dataset, 2, resume=at4), tmp_path / "sharded_on")
+    # trained on from the same checkpoint: 1 and 2 processes differ by float rounding
+    assert loss_at(tmp_path / "sharded_on", STEPS) == pytest.approx(loss_at(tmp_path / "tiered_on", STEPS), abs=1e-4)

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from recsys.embeddings.tables import INIT_BLOCK_ROWS, PhysicalTable, TableBatchedLookup, init_rows, saved_table_states
+from recsys.embeddings.tables import INIT_BLOCK_ROWS, PhysicalTable, TableBatchedLookup, init_rows
 
 from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
 
@@ -70,21 +70,3 @@ def test_collection_returns_one_vector_per_feature_and_checks_keys(full_tables):
     wrong = KeyedJaggedTensor(keys=["C2", "C1"], values=torch.tensor([0, 1, 2, 3]), lengths=torch.ones(4, dtype=torch.int32))
     with pytest.raises(KeyError, match="expected sparse features"):
         collection(wrong)
-
-
-def test_a_saved_lookup_state_gives_each_table_as_views(tmp_path):
-    """saved_table_states cuts a saved lookup's flat FBGEMM buffers into its tables (slots may
-    share a table), also from a memory-mapped checkpoint, and refuses another plan's state."""
-    tables = [PhysicalTable("a", 10, 4), PhysicalTable("b", 7, 8), PhysicalTable("c", 5, 4)]
-    lookup = TableBatchedLookup(tables, TableOptimizerConfig(), slot_tables=[0, 1, 1, 2, 0])
-    for index, (momentum,) in enumerate(lookup.tbe.split_optimizer_states()):
-        momentum.copy_(torch.arange(momentum.numel()) + 100.0 * index)
-    torch.save({"lookup": lookup.state_dict()}, tmp_path / "saved.pt")
-    mapped = torch.load(tmp_path / "saved.pt", mmap=True)["lookup"]
-    states = saved_table_states(mapped, "", tables)
-    for table, weight, (momentum,) in zip(tables, lookup.tbe.split_embedding_weights(), lookup.tbe.split_optimizer_states()):
-        assert torch.equal(states[table.name]["weight"], weight) and torch.equal(states[table.name]["momentum1"], momentum)
-    swapped = [PhysicalTable("a", 10, 4), PhysicalTable("b", 5, 4), PhysicalTable("c", 7, 8)]  # same bytes, other tables
-    assert saved_table_states(mapped, "", swapped) is None
-    sgd = TableBatchedLookup(tables, TableOptimizerConfig(kind=TableOptimizer.sgd))
-    assert all(set(states) == {"weight"} for states in saved_table_states(sgd.state_dict(), "", tables).values())
