@@ -106,7 +106,10 @@ def load_weights(model: DLRM | FactorizationMachine, payload: Mapping[str, Any],
     stray = unexpected + [k for k in missing if not k.startswith(LOOKUP_PREFIX)]
     if stray:
         raise KeyError(f"checkpoint keys do not match the model: {stray[:8]}")
-    model.embedding.lookup.load_tables(tables, optimizer_state)
+    lookup = model.embedding.lookup
+    if not hasattr(lookup, "load_tables"):
+        raise NotImplementedError(f"loading whole tables into a {type(lookup).__name__} is not built")
+    lookup.load_tables(tables, optimizer_state)
 
 
 def saved_lookup_tables(payload: Mapping[str, Any], model: DLRM | FactorizationMachine) -> dict:
