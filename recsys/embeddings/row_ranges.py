@@ -37,9 +37,10 @@ def piece_rows(dim: int) -> int:
     return MAX_PIECE_BYTES // (dim * 4)
 
 
-def piece_starts(lo: int, hi: int, dim: int) -> list[int]:
-    """The first rows of the pieces that cut rows ``[lo, hi)`` of a table of width ``dim``."""
-    return list(range(lo, hi, piece_rows(dim)))
+def row_pieces(lo: int, hi: int, dim: int) -> list[tuple[int, int]]:
+    """(first row, rows) of the pieces that cut rows ``[lo, hi)`` of a table of width ``dim``."""
+    cap = piece_rows(dim)
+    return [(start, min(cap, hi - start)) for start in range(lo, hi, cap)]
 
 
 class RowRangeLookup(nn.Module):
@@ -72,12 +73,11 @@ class RowRangeLookup(nn.Module):
         self.first_rows: list[list[int]] = []  # per table: the first row of each of its pieces
         first_piece = []  # per table: index of its first piece
         for i, t in enumerate(tables):
-            starts = piece_starts(lo[i], hi[i], t.dim)
+            spans = row_pieces(lo[i], hi[i], t.dim)
             first_piece.append(len(pieces))
-            self.first_rows.append(starts)
-            for j, start in enumerate(starts):
-                name = f"{t.name}_{tag}{j or ''}"
-                pieces.append(PhysicalTable(name, min(piece_rows(t.dim), hi[i] - start), t.dim, t.init_rows or t.num_embeddings))
+            self.first_rows.append([start for start, _ in spans])
+            for j, (_, rows) in enumerate(spans):
+                pieces.append(PhysicalTable(f"{t.name}_{tag}{j or ''}", rows, t.dim, t.init_rows or t.num_embeddings))
         if not pieces:
             raise ValueError(f"RowRangeLookup {tag}: every row range is empty")
         self.levels = max(len(starts) for starts in self.first_rows)

@@ -20,7 +20,7 @@ import torch
 
 from recsys.embeddings.placement import hot_split
 from recsys.embeddings.placement_config import PlacementConfig
-from recsys.embeddings.row_ranges import piece_starts
+from recsys.embeddings.row_ranges import row_pieces
 from recsys.embeddings.specs import TableOptimizerConfig
 from recsys.embeddings.tables import PhysicalTable
 
@@ -84,10 +84,8 @@ def _lookup_pieces(
         return held[0] if len(held) == 1 else None
 
     # (table, first row, rows) of every piece, in FBGEMM's order (table after table)
-    pieces = [(t, start, next_start - start)
-              for t, table in enumerate(tables)
-              for start, next_start in itertools.pairwise(
-                  [*(piece_starts(lo[t], hi[t], table.dim) if cut else [lo[t]] * (hi[t] > lo[t])), hi[t]])]
+    pieces = [(t, start, n) for t, table in enumerate(tables)
+              for start, n in (row_pieces(lo[t], hi[t], table.dim) if cut else [(lo[t], hi[t] - lo[t])] * (hi[t] > lo[t]))]
     weight_at = list(itertools.accumulate((n * tables[t].dim for t, _, n in pieces), initial=0))  # and the total
     row_at = list(itertools.accumulate((n for _, _, n in pieces), initial=0))
     # per lookup slot, FBGEMM's offset of its table in the buffer and the table's rows

@@ -102,14 +102,20 @@ def load_weights(model: DLRM | FactorizationMachine, payload: Mapping[str, Any],
             model.load_state_dict(state)
             return
         tables = saved_lookup_tables(payload, model)
-    missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if not k.startswith(LOOKUP_PREFIX)}, strict=False)
-    stray = unexpected + [k for k in missing if not k.startswith(LOOKUP_PREFIX)]
-    if stray:
-        raise KeyError(f"checkpoint keys do not match the model: {stray[:8]}")
+    load_all_but_tables(model, state)
     lookup = model.embedding.lookup
     if not hasattr(lookup, "load_tables"):
         raise NotImplementedError(f"loading whole tables into a {type(lookup).__name__} is not built")
     lookup.load_tables(tables, optimizer_state)
+
+
+def load_all_but_tables(model: DLRM | FactorizationMachine, state: Mapping[str, Any]) -> None:
+    """Load every key of a saved state dict but the tables' (``LOOKUP_PREFIX``) into ``model``,
+    one-process or sharded; any other key missing on either side is an error."""
+    missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if not k.startswith(LOOKUP_PREFIX)}, strict=False)
+    stray = unexpected + [k for k in missing if not k.startswith(LOOKUP_PREFIX)]
+    if stray:
+        raise KeyError(f"checkpoint keys do not match the model: {stray[:8]}")
 
 
 def saved_lookup_tables(payload: Mapping[str, Any], model: DLRM | FactorizationMachine) -> dict:

@@ -48,7 +48,7 @@ from recsys.core.checkpoint import (
     save_sharded_checkpoint,
     saved_table_layouts,
 )
-from recsys.models.build import LOOKUP_PREFIX, load_weights, recipe_to_dict, saved_lookup_tables
+from recsys.models.build import LOOKUP_PREFIX, load_all_but_tables, load_weights, recipe_to_dict, saved_lookup_tables
 from recsys.models.dlrm import DLRM
 from recsys.train.config import EvalModel, TrainJobConfig, job_config_dict
 from recsys.train.distributed import World
@@ -149,7 +149,7 @@ class Checkpointer:
             return payload
         # each rank copies its rows out of views of the mapped file, reading only their pages
         saved = saved_lookup_tables(payload, self.model)
-        self.model.load_state_dict({k: v for k, v in payload.pop("model").items() if not k.startswith(LOOKUP_PREFIX)}, strict=False)
+        load_all_but_tables(self.model, payload.pop("model"))
         scatter_weights({name: states["weight"] for name, states in saved.items()}, self.model, self.dmp)
         if optimizer_state:
             momenta = {name: states["momentum1"] for name, states in saved.items() if "momentum1" in states}
