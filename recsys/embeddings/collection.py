@@ -23,12 +23,13 @@ from __future__ import annotations
 from typing import List, Optional
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
 from recsys.embeddings.fused_transforms import FusedTransforms, MaskedTransforms, fused_transforms_for
 from recsys.embeddings.memory import MemoryReport
-from recsys.embeddings.placement import TieredLookup, hot_split, tiered_lookup
+from recsys.embeddings.placement import TieredLookup, tiered_lookup
 from recsys.embeddings.placement_config import PlacementConfig
 from recsys.embeddings.plan import EmbeddingPlan
 from recsys.embeddings.combiners import ProjectedSum, Single
@@ -64,7 +65,7 @@ class EmbeddingCollection(nn.Module):
             (its tables stay unallocated until then) instead of the direct FBGEMM call.
         placement: tiers of the tables (:mod:`recsys.embeddings.placement`): with a
             ``ram_budget`` that the tables exceed, hot prefixes stay in RAM and cold tails go
-            to disk; on a GPU, ``hot_tier`` puts the tables in device memory, in host memory
+            to disk (sharded: two collections, the budget each rank's); on a GPU, ``hot_tier`` puts the tables in device memory, in host memory
             behind FBGEMM's GPU cache (``uvm_cache``) or in host memory (``host``).
     """
 
@@ -85,12 +86,8 @@ class EmbeddingCollection(nn.Module):
         self.device = torch.device(device)
         slot_tables = [s.table for s in plan.slots]
         self.lookup: nn.Module
-        if shardable and placement is not None and hot_split(plan.tables, optimizer, placement) is not None:
-            raise NotImplementedError(
-                "placement.ram_budget (a disk tier) in a sharded run is not built: train in one process, or shard "
-                "without placement.ram_budget (on a GPU, placement.hot_tier=uvm_cache keeps the tables in host memory)"
-            )
-        tiered = tiered_lookup(plan.tables, optimizer, placement, self.device, seed, slot_tables) if placement and not shardable else None
+        ranks = (dist.get_world_size() if dist.is_initialized() else 1) if shardable else None
+        tiered = tiered_lookup(plan.tables, optimizer, placement, self.device, seed, slot_tables, ranks) if placement else None
         direct = tiered is None and not shardable  # one TableBatchedLookup
         self.feature_modules = nn.ModuleList([FeatureModule(f.transform, f.combiner, f.slots) for f in plan.features])
         self.slot_dims = [s.dim for s in plan.slots]
@@ -162,7 +159,7 @@ class EmbeddingCollection(nn.Module):
         rows of disk-tier tables, :meth:`~recsys.embeddings.placement.TieredLookup.prefetch`):
         the training loop calls it with the next batch, so the reads overlap the current step.
         Results do not change; without a disk tier it does nothing."""
-        if not (isinstance(self.lookup, TieredLookup) and self.lookup.on_disk):
+        if not (isinstance(self.lookup, TieredLookup) and self.lookup.reader is not None):
             return
         if self.passthrough:
             self.lookup.prefetch(features.values(), features.offsets())

@@ -36,6 +36,7 @@ from recsys.embeddings.disk_prefetch import ReadAhead, RowPrefetcher, advise_ran
 from recsys.embeddings.placement_config import PlacementConfig
 from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
 from recsys.embeddings.row_ranges import RowRangeLookup
+from recsys.embeddings.sharding import SharedHostBuffers, ShardableLookup, sum_over_ranks
 from recsys.embeddings.tables import INIT_BLOCK_ROWS, PhysicalTable, checked_table_state, init_rows, optimizer_state_bytes
 
 log = logging.getLogger(__name__)
@@ -137,25 +138,30 @@ class TieredLookup(nn.Module):
         placement: PlacementConfig,
         seed: int = 0,
         slot_tables: list[int] | None = None,
+        shardable: bool = False,
     ) -> None:
         super().__init__()
         self.tables = list(tables)
         self.optimizer_config = optimizer
         self.hot_counts = list(hot)
+        self.shardable = shardable
         slot_tables = slot_tables if slot_tables is not None else list(range(len(tables)))
         self.num_slots = len(slot_tables)
         kind = TableOptimizer(optimizer.kind)
         sizes = [t.num_embeddings for t in tables]
-        self.hot = RowRangeLookup(tables, [0] * len(tables), hot, optimizer, slot_tables, "hot")
+        hot_lookup = self._collection(optimizer, seed, cold=False) if shardable else None
+        self.hot = RowRangeLookup(tables, [0] * len(tables), hot, optimizer, slot_tables, "hot", make_lookup=hot_lookup)
         self.on_disk = placement.cold_tier == "disk"
         self.disk_dir: Optional[Path] = None
         buffers = None
         if self.on_disk:
             self.disk_dir = self._disk_dir(placement.disk_dir)
+        if self.on_disk and not shardable:  # (a sharded run maps each rank's file once its shards are known)
             self._cold_weights = _mapped(self.disk_dir / COLD_FILE, sum((n - k) * t.dim for t, n, k in zip(tables, sizes, hot)))
             buffers = {"weights": self._cold_weights}  # the optimizer state FBGEMM allocates, in RAM
-        self.cold = RowRangeLookup(tables, hot, sizes, optimizer, slot_tables, "cold", host_buffers=buffers)
-        self.reader = self._reader(buffers["weights"]) if self.on_disk else None
+        cold_lookup = self._collection(optimizer, seed, cold=True) if shardable else None
+        self.cold = RowRangeLookup(tables, hot, sizes, optimizer, slot_tables, "cold", host_buffers=buffers, make_lookup=cold_lookup)
+        self.reader = self._reader(buffers["weights"]) if buffers is not None else None
         self._read_aheads: list[ReadAhead] = []  # started by prefetch(), oldest first
         self.read_ahead_batches = {"pipelined": 0, "synchronous": 0}  # cold reads of looked-up batches, by how
         self.read_wait_seconds = 0.0  # lookups' time waiting for cold pages (the part of the reads not overlapped)
@@ -166,7 +172,29 @@ class TieredLookup(nn.Module):
         self.register_buffer("slot_hot_rows", torch.tensor([hot[t] for t in slot_tables], dtype=torch.int64), persistent=False)
         self.register_buffer("hits", torch.zeros((), dtype=torch.int64), persistent=False)
         self.register_buffer("lookups", torch.zeros((), dtype=torch.int64), persistent=False)
-        self.reset_parameters(seed)
+        if not shardable:  # a sharded run writes each shard's rows where sharding puts it
+            self.reset_parameters(seed)
+
+    def _collection(self, optimizer: TableOptimizerConfig, seed: int, cold: bool) -> Callable:
+        """Builds a sharded run's torchrec collection over one part's pieces (see
+        :class:`~recsys.embeddings.row_ranges.RowRangeLookup`'s ``make_lookup``): each piece
+        starts with its rows of the whole table's initial weights."""
+
+        def make(pieces: list[PhysicalTable], piece_slots: list[int], origins: list[tuple[int, int]]) -> ShardableLookup:
+            whole = [(self.tables[index], index, first) for index, first in origins]
+            return ShardableLookup(pieces, optimizer, piece_slots, seed=seed, origins=whole, cold=cold)
+
+        return make
+
+    def shardable_parts(self) -> list[tuple[str, ShardableLookup]]:
+        """A sharded run's torchrec collections, by their path under this module."""
+        return [("hot.batched", self.hot.batched), ("cold.batched", self.cold.batched)]
+
+    def cold_file(self, values: int, rank: int) -> SharedHostBuffers:
+        """A sharded run's cold file for ``rank``: ``values`` float32 values (its cold shards'),
+        memory-mapped, as the FBGEMM host buffer of the rank's cold collection."""
+        self._cold_weights = _mapped(self.disk_dir / f"{Path(COLD_FILE).stem}.rank{rank}.f32", values)
+        return SharedHostBuffers(weights=self._cold_weights)
 
     def _reader(self, weights: torch.Tensor) -> RowPrefetcher:
         """Reads ahead the pages of the cold rows a batch looks up in the weights file."""
@@ -253,20 +281,26 @@ class TieredLookup(nn.Module):
 
     @property
     def hit_rate(self) -> float:
+        """The share of looked-up ids found in the hot part (this rank's, in a sharded run)."""
         return float(self.hits) / max(int(self.lookups), 1)
 
     def tiers(self) -> dict:
-        """Bytes per tier and the hot tier's hit rate so far, for logs and reports."""
+        """Bytes per tier (of all ranks, in a sharded run) and the hot tier's hit rate so far,
+        for logs and reports. A sharded run's ranks must all call it (it sums their counts)."""
+        counts = {"hits": int(self.hits), "lookups": int(self.lookups)}
+        if self.shardable:
+            counts = sum_over_ranks(counts, device="cpu")
+        reads = self.reader is not None  # the read-ahead of one process's cold file
         return {
             "ram_bytes": self.ram_bytes,
             "disk_bytes": self.cold_bytes if self.on_disk else 0,
             "cold_ram_bytes": 0 if self.on_disk else self.cold_bytes,
             "hot_rows": {t.name: k for t, k in zip(self.tables, self.hot_counts)},
-            "hit_rate": self.hit_rate,
+            "hit_rate": counts["hits"] / max(counts["lookups"], 1),
             "disk_dir": str(self.disk_dir) if self.disk_dir else None,
-            "read_ahead_batches": dict(self.read_ahead_batches) if self.on_disk else None,
-            "read_wait_seconds": self.read_wait_seconds if self.on_disk else None,
-            "cold_pages_read": self.cold_pages_read if self.on_disk else None,
+            "read_ahead_batches": dict(self.read_ahead_batches) if reads else None,
+            "read_wait_seconds": self.read_wait_seconds if reads else None,
+            "cold_pages_read": self.cold_pages_read if reads else None,
         }
 
     def _route(self, values: torch.Tensor, offsets: torch.Tensor, per_slot: list[int]):
@@ -325,13 +359,14 @@ class TieredLookup(nn.Module):
         return self.cold(values, cold, id_slot, id_bag, bag_slot, per_slot, variable, into=out)
 
 
-def hot_split(tables: list[PhysicalTable], optimizer: TableOptimizerConfig, placement: PlacementConfig) -> Optional[list[int]]:
-    """The hot rows of each table where ``placement.ram_budget`` splits the tables (:func:`hot_rows`);
-    None where there is no budget or every table fits it."""
+def hot_split(tables: list[PhysicalTable], optimizer: TableOptimizerConfig, placement: PlacementConfig,
+              ranks: int = 1) -> Optional[list[int]]:
+    """The hot rows of each table where ``placement.ram_budget`` (each rank's, of ``ranks``)
+    splits the tables (:func:`hot_rows`); None where there is no budget or every table fits it."""
     budget = placement.budget_bytes
     if budget is None:
         return None
-    hot = hot_rows(tables, budget, TableOptimizer(optimizer.kind))
+    hot = hot_rows(tables, budget * ranks, TableOptimizer(optimizer.kind))
     if all(k == t.num_embeddings for t, k in zip(tables, hot)):
         log.info("placement: all tables fit placement.ram_budget=%s in RAM", format_bytes(budget))
         return None
@@ -345,15 +380,18 @@ def tiered_lookup(
     device: torch.device,
     seed: int,
     slot_tables: list[int],
+    ranks: int | None = None,
 ) -> Optional[TieredLookup]:
-    """The tiered lookup ``placement`` asks for, or None where every table fits the RAM budget."""
+    """The tiered lookup ``placement`` asks for, or None where every table fits the RAM budget.
+    ``ranks``: a sharded run's world size (its parts then are torchrec collections that
+    DistributedModelParallel shards, and the RAM budget is each rank's); None for one process."""
     placement.check_device(device.type)
-    hot = hot_split(tables, optimizer, placement)
+    hot = hot_split(tables, optimizer, placement, ranks or 1)
     if hot is None:
         return None
     if placement.cold_tier == "disk":
         check_disk_space(cold_bytes(tables, hot), disk_dir_of(placement))
-    lookup = TieredLookup(tables, hot, optimizer, placement, seed=seed, slot_tables=slot_tables)
+    lookup = TieredLookup(tables, hot, optimizer, placement, seed=seed, slot_tables=slot_tables, shardable=ranks is not None)
     tiers = lookup.tiers()
     log.info(
         "placement: hot rows %s in RAM (%s), cold rows on %s (%s)%s",

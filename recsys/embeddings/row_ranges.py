@@ -19,6 +19,8 @@ with the split: each slot's pooled vector is the sum of its pieces' pooled vecto
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -54,6 +56,10 @@ class RowRangeLookup(nn.Module):
         slot_tables: the table each lookup slot reads.
         tag: suffix of the pieces' names (``C1_cold``, ``C1_cold1``, ...).
         host_buffers: FBGEMM's ``preallocated_host_buffers`` (e.g. a memory-mapped file).
+        make_lookup: builds the lookup over the pieces instead of one
+            :class:`~recsys.embeddings.tables.TableBatchedLookup` (a sharded run's torchrec
+            collection), from the pieces, the piece each of its slots reads, and per piece its
+            whole table's index and first row; it takes the same ``(values, offsets, bags_per_slot)``.
     """
 
     def __init__(
@@ -65,19 +71,22 @@ class RowRangeLookup(nn.Module):
         slot_tables: list[int],
         tag: str,
         host_buffers: dict[str, torch.Tensor] | None = None,
+        make_lookup: Callable[[list[PhysicalTable], list[int], list[tuple[int, int]]], nn.Module] | None = None,
     ) -> None:
         super().__init__()
         self.num_slots = len(slot_tables)
         self.slot_dims = [tables[t].dim for t in slot_tables]
         pieces: list[PhysicalTable] = []
+        origins: list[tuple[int, int]] = []  # per piece: its table's index, its first row
         self.first_rows: list[list[int]] = []  # per table: the first row of each of its pieces
         first_piece = []  # per table: index of its first piece
         for i, t in enumerate(tables):
             spans = row_pieces(lo[i], hi[i], t.dim)
             first_piece.append(len(pieces))
             self.first_rows.append([start for start, _ in spans])
-            for j, (_, rows) in enumerate(spans):
+            for j, (start, rows) in enumerate(spans):
                 pieces.append(PhysicalTable(f"{t.name}_{tag}{j or ''}", rows, t.dim, t.init_rows or t.num_embeddings))
+                origins.append((i, start))
         if not pieces:
             raise ValueError(f"RowRangeLookup {tag}: every row range is empty")
         self.levels = max(len(starts) for starts in self.first_rows)
@@ -86,7 +95,11 @@ class RowRangeLookup(nn.Module):
         self.features = sorted(
             (first_piece[t] + j, s, j) for s, t in enumerate(slot_tables) for j in range(len(self.first_rows[t]))
         )
-        self.batched = TableBatchedLookup(pieces, optimizer, seed=None, slot_tables=[p for p, _, _ in self.features], host_buffers=host_buffers)
+        piece_slots = [p for p, _, _ in self.features]
+        if make_lookup is not None:
+            self.batched = make_lookup(pieces, piece_slots, origins)
+        else:
+            self.batched = TableBatchedLookup(pieces, optimizer, seed=None, slot_tables=piece_slots, host_buffers=host_buffers)
         self.register_buffer("slot_lo", torch.tensor([lo[t] for t in slot_tables], dtype=torch.int64), persistent=False)
         self.register_buffer("slot_cap", torch.tensor([piece_rows(tables[t].dim) for t in slot_tables], dtype=torch.int64), persistent=False)
         self.register_buffer("slot_first_piece", torch.tensor([first_piece[t] for t in slot_tables], dtype=torch.int64), persistent=False)

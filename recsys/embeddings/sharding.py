@@ -10,6 +10,11 @@ choosing among the types allowed), each rank running ONE fused FBGEMM call over 
 the optimizer in the backward; the per-feature transforms before it and combiners after it stay
 data-parallel (as torchrec's managed-collision modules remap ids before a sharded lookup).
 
+With a ``placement.ram_budget`` the tiered lookup (:class:`~recsys.embeddings.placement.TieredLookup`)
+holds two of them: the tables' hot prefixes in RAM, and their cold tails, cut into pieces, in a
+:class:`ColdEmbeddingBagCollection` that DistributedModelParallel shards row-wise with its own
+sharder, whose FBGEMM host buffer is a memory-mapped file of the rank's cold rows.
+
 Slots with one bag per id (compositional ``mult``, OptEmbed masks) have more bags than the
 batch. torchrec's variable-batch KJTs would carry them, but a sharded module locks to the kind of
 KJT it sees first, and its variable-batch output is re-expanded to one common batch size; so the
@@ -20,6 +25,7 @@ single-hot, where every slot has exactly the batch's bags and nothing is padded.
 
 from __future__ import annotations
 
+import math
 from typing import List, Optional
 
 import torch
@@ -62,6 +68,24 @@ def slot_name(slot: int) -> str:
     return f"slot_{slot}"
 
 
+class ColdEmbeddingBagCollection(EmbeddingBagCollection):
+    """The cold tails' tables: an ``EmbeddingBagCollection`` of a type of its own, so that
+    DistributedModelParallel shards it with its own sharder (whose fused params carry the rank's
+    cold file, :class:`SharedHostBuffers`)."""
+
+
+class SharedHostBuffers(dict):
+    """FBGEMM's ``preallocated_host_buffers`` (a memory-mapped file) passed through torchrec's
+    fused params, which torchrec deep-copies per table and groups tables by: one shared handle,
+    hashed by identity, so every table of the group lands in the one buffer, never copied."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return id(self)
+
+    def __deepcopy__(self, memo: dict) -> "SharedHostBuffers":
+        return self
+
+
 class ShardableLookup(nn.Module):
     """All physical tables in one torchrec ``EmbeddingBagCollection``: DMP shards it.
 
@@ -81,12 +105,21 @@ class ShardableLookup(nn.Module):
             (``fused``, ``fused_uvm_caching`` with ``cache_load_factor`` and ``cache_algorithm``,
             ``fused_uvm``); on the CPU tables are in RAM (``fused``).
         device_type: ``cpu`` or ``cuda``, where the shards will live.
+        origins: per table, the plan's table whose rows it holds and the first of them (a
+            tiered lookup's pieces, whose initial rows are their whole table's); default each
+            table is its own, from row 0.
+        cold: the cold tails of a tiered lookup: a :class:`ColdEmbeddingBagCollection`, always
+            sharded row-wise (rows whole, every shard within its piece), its shards in the rank's
+            cold file (:meth:`sharder`'s ``host_buffers``).
     """
 
     def __init__(self, tables: list[PhysicalTable], optimizer: TableOptimizerConfig, slot_tables: list[int], seed: int = 0,
-                 placement: PlacementConfig | None = None, device_type: str = "cpu") -> None:
+                 placement: PlacementConfig | None = None, device_type: str = "cpu",
+                 origins: list[tuple[PhysicalTable, int, int]] | None = None, cold: bool = False) -> None:
         super().__init__()
         self.tables = list(tables)
+        self.origins = origins if origins is not None else [(t, i, 0) for i, t in enumerate(tables)]
+        self.cold = cold
         self.optimizer_config = optimizer
         self.seed = seed
         self.placement = placement or PlacementConfig()
@@ -109,7 +142,19 @@ class ShardableLookup(nn.Module):
         unread = [c.name for c in configs if not c.feature_names]
         if unread:
             raise ValueError(f"physical tables {unread} are read by no slot")
-        self.ebc = EmbeddingBagCollection(configs, device=torch.device("meta"))
+        collection = ColdEmbeddingBagCollection if cold else EmbeddingBagCollection
+        self.ebc = collection(configs, device=torch.device("meta"))
+
+    def shardable_parts(self) -> list[tuple[str, "ShardableLookup"]]:
+        """The torchrec collections DistributedModelParallel shards, by their path under this
+        module (here: itself; a tiered lookup has two)."""
+        return [("", self)]
+
+    @property
+    def sharding_types(self) -> list[str] | None:
+        """The sharding types this collection's tables must take (cold tails: row-wise); None
+        where the run's ``sharding.types`` and overrides decide."""
+        return [ShardingType.row_wise.value] if self.cold else None
 
     def _apply(self, fn, recurse: bool = True):
         # ``model.to(device)`` before sharding must leave the unallocated (meta) tables alone:
@@ -132,13 +177,17 @@ class ShardableLookup(nn.Module):
         """Whether FBGEMM counts the GPU cache's misses (an LRU ``uvm_cache``)."""
         return self.tier == "uvm_cache" and self.placement.cache_algorithm == "lru"
 
-    def sharder(self) -> "RecsysEBCSharder":
-        """The sharder DistributedModelParallel and the planner take for this collection."""
+    def sharder(self, host_buffers: SharedHostBuffers | None = None) -> "RecsysEBCSharder":
+        """The sharder DistributedModelParallel and the planner take for this collection; with
+        ``host_buffers``, FBGEMM's weights of this rank's shards (one group: cold tails only)."""
         kernel = GPU_TIER_KERNELS[self.tier] if self.on_gpu else EmbeddingComputeKernel.FUSED.value
         cache = None
         if kernel == EmbeddingComputeKernel.FUSED_UVM_CACHING.value:
             cache = CacheParams(algorithm=FBGEMM_CACHE_ALGORITHMS[self.placement.cache_algorithm], load_factor=self.placement.cache_load_factor)
-        return RecsysEBCSharder(kernel, cache, fused_params=self.fused_params())
+        params = self.fused_params()
+        if host_buffers is not None:
+            params["preallocated_host_buffers"] = host_buffers
+        return RecsysEBCSharder(kernel, cache, fused_params=params, module_type=type(self.ebc))
 
     def tiers(self) -> dict | None:
         """Bytes per tier and the GPU cache's hit rate (:func:`~recsys.embeddings.tables.host_tier_stats`)
@@ -146,7 +195,7 @@ class ShardableLookup(nn.Module):
         in the device's own memory or on the CPU. Every rank must call it (it sums over ranks)."""
         if not self.on_gpu or self.tier not in ("uvm_cache", "host"):
             return None
-        return host_tier_stats(local_tbes(self.ebc), self.tier, self.counts_cache_misses, total=_sum_over_ranks)
+        return host_tier_stats(local_tbes(self.ebc), self.tier, self.counts_cache_misses, total=sum_over_ranks)
 
     def table_weights(self) -> dict[str, torch.Tensor]:
         """This rank's local shard of each table's weights, by table name (the whole table
@@ -186,11 +235,12 @@ class ShardableLookup(nn.Module):
         return torch.cat([by_slot[k] for k in self.keys], dim=1)
 
 
-def _sum_over_ranks(counts: dict[str, int]) -> dict[str, int]:
-    """Each count summed over every rank (this rank's where there is no process group)."""
+def sum_over_ranks(counts: dict[str, int], device: str = "cuda") -> dict[str, int]:
+    """Each count summed over every rank (this rank's where there is no process group), through
+    a tensor on ``device`` (the process group's: ``cuda`` for nccl, ``cpu`` for gloo)."""
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return counts
-    summed = torch.tensor(list(counts.values()), dtype=torch.float64, device="cuda")
+    summed = torch.tensor(list(counts.values()), dtype=torch.float64, device=device)
     dist.all_reduce(summed)
     return {key: int(value) for key, value in zip(counts, summed.tolist())}
 
@@ -216,17 +266,17 @@ def init_sharded_tables(lookup: ShardableLookup, sharded_state: dict) -> None:
         sharded_state: the sharded collection's ``state_dict()`` (ShardedTensors whose local
             shards are views of the fused kernel's weights).
     """
-    by_name = {t.name: (i, t) for i, t in enumerate(lookup.tables)}
+    origin = {t.name: o for t, o in zip(lookup.tables, lookup.origins)}
     for key, tensor in sharded_state.items():
         if not key.endswith(".weight"):
             continue
-        index, table = by_name[key.split(".")[-2]]
+        table, index, first = origin[key.split(".")[-2]]
         for shard in tensor.local_shards():
             row0, col0 = shard.metadata.shard_offsets
             rows, cols = shard.metadata.shard_sizes
             if rows == 0 or cols == 0:
                 continue
-            full = init_rows(table, index, lookup.seed, row0, row0 + rows)  # (rows, dim)
+            full = init_rows(table, index, lookup.seed, first + row0, first + row0 + rows)  # (rows, dim)
             shard.tensor.copy_(full[:, col0 : col0 + cols])
 
 
@@ -234,13 +284,19 @@ class RecsysEBCSharder(EmbeddingBagCollectionSharder):
     """torchrec's collection sharder with every sharding type offered on CPU as well (the
     default one lists row- and table-row-wise for CUDA only, though the fused CPU kernel runs
     them), and one compute kernel, a fused one (the optimizer in the backward) chosen by the
-    tables' tier (:meth:`ShardableLookup.sharder`), with its GPU cache's ``cache_params``."""
+    tables' tier (:meth:`ShardableLookup.sharder`), with its GPU cache's ``cache_params``; for
+    collections of ``module_type`` (a :class:`ColdEmbeddingBagCollection` gets a sharder of its own)."""
 
     def __init__(self, kernel: str = EmbeddingComputeKernel.FUSED.value, cache_params: CacheParams | None = None,
-                 fused_params: dict | None = None) -> None:
+                 fused_params: dict | None = None, module_type: type = EmbeddingBagCollection) -> None:
         super().__init__(fused_params=fused_params)
         self.kernel = kernel
         self.cache_params = cache_params
+        self._module_type = module_type
+
+    @property
+    def module_type(self) -> type:
+        return self._module_type
 
     def sharding_types(self, compute_device_type: str) -> List[str]:
         return [t.value for t in ShardingType]
@@ -259,12 +315,16 @@ def table_constraints(
     overrides: dict[str, ShardingType | str],
     min_partition: Optional[int] = None,
     sharder: Optional[RecsysEBCSharder] = None,
+    tables: Optional[list[tuple[PhysicalTable, int]]] = None,
 ) -> dict[str, ParameterConstraints]:
     """torchrec planner constraints per physical table: the allowed ``types``, or the one type a
     logical feature's override names for all of that feature's tables; column-wise shards
     ``min_partition`` wide (torchrec's default where None); the ``sharder``'s compute kernel and
-    cache parameters (default the fused kernel)."""
+    cache parameters (default the fused kernel). ``tables``: the collection's tables, each with
+    the index of the plan's table whose rows it holds (a tiered lookup's pieces; default the
+    plan's tables)."""
     sharder = sharder or RecsysEBCSharder()
+    tables = tables if tables is not None else [(t, i) for i, t in enumerate(plan.tables)]
     known = {t.value for t in ShardingType}
     for key, value in [("sharding.types", t) for t in types] + [(f"sharding.overrides.{f}", t) for f, t in overrides.items()]:
         if str(getattr(value, "value", value)) not in known:
@@ -290,12 +350,12 @@ def table_constraints(
     allowed = [ShardingType(t).value for t in types]
     return {
         t.name: ParameterConstraints(
-            sharding_types=[forced[t.name][0]] if t.name in forced else allowed,
+            sharding_types=[forced[whole][0]] if (whole := plan.tables[index].name) in forced else allowed,
             compute_kernels=[sharder.kernel],
             min_partition=min_partition,
             cache_params=sharder.cache_params,
         )
-        for t in plan.tables
+        for t, index in tables
     }
 
 
@@ -312,6 +372,8 @@ def plan_sharding(
     pg: Optional[dist.ProcessGroup] = None,
     min_partition: Optional[int] = None,
     host_memory: Optional[int] = None,
+    tables: Optional[list[tuple[PhysicalTable, int]]] = None,
+    memory_name: str = "sharding.rank_memory",
 ) -> ShardingPlan:
     """torchrec's sharding plan for ``model``'s :class:`ShardableLookup` on ``world_size`` ranks
     of ``rank_memory`` bytes each (RAM on the CPU, GPU memory on a GPU), within the allowed types
@@ -319,11 +381,14 @@ def plan_sharding(
     naming its largest tables and the limit. ``min_partition``: the width of column-wise shards
     (see :func:`table_constraints`). On a GPU, tables in host memory (``sharder.kernel``
     ``fused_uvm_caching`` or ``fused_uvm``) take ``host_memory`` bytes of each rank's RAM
-    (default torchrec's), and of its GPU memory only their cache."""
-    constraints = table_constraints(plan, types, overrides, min_partition, sharder)
-    need = {t.name: t.weight_bytes + optimizer_state_bytes(t, optimizer) for t in plan.tables}
+    (default torchrec's), and of its GPU memory only their cache. ``tables``: the collection's
+    tables and the plan's table each holds rows of (see :func:`table_constraints`);
+    ``memory_name`` says what ``rank_memory`` is, in errors (a tiered lookup's cold tails: free disk)."""
+    constraints = table_constraints(plan, types, overrides, min_partition, sharder, tables)
+    tables = tables if tables is not None else [(t, i) for i, t in enumerate(plan.tables)]
+    need = {t.name: t.weight_bytes + optimizer_state_bytes(t, optimizer) for t, _ in tables}
     in_host = device_type == "cuda" and sharder.kernel != EmbeddingComputeKernel.FUSED.value
-    limits = [(rank_memory, "sharding.rank_memory", need)]
+    limits = [(rank_memory, memory_name, need)]
     if in_host:
         cached = sharder.cache_params.load_factor if sharder.cache_params is not None else 0.0
         limits = [(rank_memory, "sharding.rank_memory, GPU memory for the cache", {k: v * cached for k, v in need.items()})]
@@ -374,11 +439,25 @@ def _too_big(need: dict[str, float], world_size: int, limit: int, what: str) -> 
     )
 
 
-def describe_plan(sharding: ShardingPlan, plan: EmbeddingPlan, optimizer: TableOptimizer, lookup_path: str) -> list[dict]:
-    """One record per physical table: rows, dim, bytes, sharding type, ranks, placement."""
+def rank_values(sharding: ShardingPlan, lookup_path: str, rank: int) -> int:
+    """Float32 values of the weights of ``rank``'s shards in the collection at ``lookup_path``
+    (the size of its FBGEMM weights buffer when its shards form one group)."""
+    params = sharding.get_plan_for_module(lookup_path) or {}
+    return sum(
+        math.prod(shard.shard_sizes)
+        for p in params.values()
+        for shard in (p.sharding_spec.shards if p.sharding_spec is not None else [])
+        if shard.placement.rank() == rank
+    )
+
+
+def describe_plan(sharding: ShardingPlan, tables: list[PhysicalTable], optimizer: TableOptimizer, lookup_path: str,
+                  on_disk: bool = False) -> list[dict]:
+    """One record per table of the collection at ``lookup_path``: rows, dim, bytes, sharding
+    type, ranks, placement (``on_disk``: a tiered lookup's cold tails)."""
     params = sharding.get_plan_for_module(lookup_path) or {}
     records = []
-    for table in plan.tables:
+    for table in tables:
         p = params[table.name]
         ranks = sorted(set(p.ranks or []))
         records.append(
@@ -391,6 +470,7 @@ def describe_plan(sharding: ShardingPlan, plan: EmbeddingPlan, optimizer: TableO
                 "ranks": ranks,
                 "compute_kernel": p.compute_kernel,
                 "cache_load_factor": p.cache_params.load_factor if p.cache_params is not None else None,
+                "on_disk": on_disk,
                 "shards": [
                     {"rank": m.placement.rank(), "offsets": list(m.shard_offsets), "sizes": list(m.shard_sizes)}
                     for m in (p.sharding_spec.shards if p.sharding_spec is not None else [])
@@ -415,6 +495,8 @@ def format_plan(records: list[dict], tbe_calls_per_rank: list[int], device_type:
 
 
 def _placement(record: dict, device_type: str) -> str:
+    if record.get("on_disk"):
+        return "disk (the rank's memory-mapped cold file)"
     kernel = record["compute_kernel"]
     if kernel == EmbeddingComputeKernel.FUSED_UVM_CACHING.value:
         return f"uvm_cache (host memory, {record['cache_load_factor']:g} of the rows cached in GPU memory)"
@@ -426,8 +508,11 @@ def _placement(record: dict, device_type: str) -> str:
 def local_tbes(module: nn.Module) -> list[SplitTableBatchedEmbeddingBagsCodegen]:
     """The fused FBGEMM table-batched lookups in ``module`` on this rank (one per group of shards
     torchrec batches together: one per sharding type present on the rank)."""
-    # torchrec's fused kernels hold the FBGEMM module as ``emb_module`` (not a registered child)
-    kernels = [getattr(m, "emb_module", None) for m in module.modules()] + list(module.modules())
+    # a sharded collection keeps its lookups in a plain list (``_lookups``, not registered
+    # children), and torchrec's fused kernels hold the FBGEMM module as ``emb_module``
+    modules = list(module.modules())
+    modules += [m for owner in modules for lookup in getattr(owner, "_lookups", []) for m in lookup.modules()]
+    kernels = [getattr(m, "emb_module", None) for m in modules] + modules
     return list({id(k): k for k in kernels if isinstance(k, SplitTableBatchedEmbeddingBagsCodegen)}.values())
 
 

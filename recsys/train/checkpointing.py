@@ -29,6 +29,8 @@ from typing import Optional
 
 import torch
 import torch.distributed as dist
+from torch.distributed._shard.metadata import ShardMetadata
+from torch.distributed._shard.sharded_tensor import Shard, ShardedTensor
 from torchrec.distributed.model_parallel import DistributedModelParallel
 
 from recsys.core.checkpoint import (
@@ -169,16 +171,43 @@ class Checkpointer:
 
 def table_states(model: DLRM, dmp: DistributedModelParallel) -> dict[str, list]:
     """Per physical table, its sharded weight and (row-wise Adagrad) momentum: ShardedTensors
-    whose local shards are views of this rank's fused kernel state."""
-    weights = model.embedding.lookup.ebc.state_dict()
+    whose local shards are views of this rank's fused kernel state. A tiered lookup's table is
+    a hot piece and cold pieces, each a table of its own collection; its ShardedTensors are
+    assembled from theirs (every rank must call it then), so a checkpoint holds whole tables
+    whatever the tiers."""
     optimizer = dmp.fused_optimizer.state_dict()["state"]
+    pieces: dict[str, list] = {}  # plan table -> [(first row, weight, momentum)] of its pieces
+    for _, part in model.embedding.lookup.shardable_parts():
+        weights = part.ebc.state_dict()
+        for table, (whole, _, first) in zip(part.tables, part.origins):
+            suffix = f"embedding_bags.{table.name}.weight"
+            weight = next(v for k, v in weights.items() if k.endswith(suffix))
+            state = next((v for k, v in optimizer.items() if k.endswith(suffix)), {})
+            pieces.setdefault(whole.name, []).append((first, weight, state.get(f"{table.name}.momentum1")))
     states = {}
     for table in model.embedding.plan.tables:
-        suffix = f"embedding_bags.{table.name}.weight"
-        weight = next(v for k, v in weights.items() if k.endswith(suffix))
-        state = next((v for k, v in optimizer.items() if k.endswith(suffix)), {})
-        states[table.name] = [weight, state.get(f"{table.name}.momentum1")]
+        own = pieces[table.name]
+        if len(own) == 1 and own[0][0] == 0:
+            states[table.name] = list(own[0][1:])
+            continue
+        momenta = [(first, m) for first, _, m in own if m is not None]
+        states[table.name] = [
+            _assembled([(first, w) for first, w, _ in own], [table.num_embeddings, table.dim]),
+            _assembled(momenta, [table.num_embeddings]) if momenta else None,
+        ]
     return states
+
+
+def _assembled(pieces: list[tuple[int, ShardedTensor]], size: list[int]) -> ShardedTensor:
+    """One ShardedTensor of global ``size`` from pieces holding its rows from their first row on:
+    the local shards (views) of each, moved down by that row."""
+    shards = [
+        Shard(shard.tensor, ShardMetadata([first + shard.metadata.shard_offsets[0], *shard.metadata.shard_offsets[1:]],
+                                          list(shard.metadata.shard_sizes), shard.metadata.placement))
+        for first, tensor in pieces
+        for shard in tensor.local_shards()
+    ]
+    return ShardedTensor._init_from_local_shards(shards, *size, process_group=dist.group.WORLD)
 
 
 def sharded_tensors(model: DLRM, dmp: DistributedModelParallel, optimizer_state: bool = True) -> dict:

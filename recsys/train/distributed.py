@@ -19,6 +19,7 @@ import dataclasses
 import datetime
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Callable, Optional
@@ -27,12 +28,21 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torchrec.distributed.model_parallel import DistributedModelParallel
-from torchrec.distributed.types import ShardingEnv
+from torchrec.distributed.types import ShardingEnv, ShardingPlan
 
 from recsys.core.io import write_json
 from recsys.core.metrics import CTRMetrics
 from recsys.core.units import parse_bytes
-from recsys.embeddings.sharding import describe_plan, format_plan, init_sharded_tables, plan_sharding, tbe_calls
+from recsys.embeddings.sharding import (
+    ShardingPlanError,
+    describe_plan,
+    format_plan,
+    init_sharded_tables,
+    plan_sharding,
+    rank_values,
+    tbe_calls,
+)
+from recsys.embeddings.specs import ShardingType
 from recsys.evaluation.evaluate import predict
 from recsys.models.dlrm import DLRM
 from recsys.train.config import TrainJobConfig
@@ -98,41 +108,81 @@ def host_memory(world: World) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // local
 
 
+def collection_path(part: str) -> str:
+    """Where a lookup's shardable collection sits in a DLRM (``part``: its path under the lookup)."""
+    return f"embedding.lookup.{part}.ebc" if part else LOOKUP_PATH
+
+
 def shard_model(model: DLRM, cfg: TrainJobConfig, world: World, device: torch.device, run_dir: Path) -> DistributedModelParallel:
     """Shard ``model``'s tables (built with ``shardable=True``) by torchrec's plan; write the plan.
 
+    A tiered lookup (``placement.ram_budget``) has two collections: its hot prefixes, planned
+    within ``sharding.rank_memory`` as any tables are, and its cold tails, always row-wise, within
+    the free disk, whose shards on each rank live in the rank's memory-mapped cold file.
     The plan is saved as ``sharding_plan.json`` and logged as a table with the fused lookup
     calls each rank makes per step.
     """
     lookup = model.embedding.lookup
     plan = model.embedding.plan
-    sharder = lookup.sharder()
     kind = cfg.trainer.table_optimizer.kind
-    sharding = plan_sharding(
-        model,
-        plan,
-        sharder,
-        world.size,
-        rank_memory(cfg, world),
-        kind,
-        list(cfg.sharding.types),
-        dict(cfg.sharding.overrides),
-        device_type=device.type,
-        pg=dist.group.WORLD,
-        min_partition=cfg.sharding.min_partition,
-        host_memory=host_memory(world),
-    )
-    dmp = DistributedModelParallel(model, env=ShardingEnv.from_process_group(dist.group.WORLD), device=device, plan=sharding, sharders=[sharder])
-    init_sharded_tables(lookup, lookup.ebc.state_dict())
+    parts = lookup.shardable_parts()
+    on_disk = {name: part.cold and lookup.on_disk for name, part in parts}
+    if len(parts) > 1:
+        _refuse_column_shards(cfg)
+    sharding = ShardingPlan({})
+    for name, part in parts:
+        memory = shutil.disk_usage(lookup.disk_dir).free // world.size if on_disk[name] else rank_memory(cfg, world)
+        types = part.sharding_types or list(cfg.sharding.types)
+        overrides = {} if part.sharding_types else dict(cfg.sharding.overrides)
+        part_plan = plan_sharding(
+            model,
+            plan,
+            part.sharder(),
+            world.size,
+            memory,
+            kind,
+            types,
+            overrides,
+            device_type=device.type,
+            pg=dist.group.WORLD,
+            min_partition=cfg.sharding.min_partition,
+            host_memory=host_memory(world),
+            tables=[(t, index) for t, (_, index, _) in zip(part.tables, part.origins)],
+            memory_name="free disk of placement.disk_dir" if on_disk[name] else "sharding.rank_memory",
+        )
+        sharding.plan.update(part_plan.plan)
+    sharders = []
+    for name, part in parts:
+        buffers = lookup.cold_file(rank_values(sharding, collection_path(name), world.rank), world.rank) if on_disk[name] else None
+        sharders.append(part.sharder(buffers))
+    dmp = DistributedModelParallel(model, env=ShardingEnv.from_process_group(dist.group.WORLD), device=device, plan=sharding, sharders=sharders)
+    for _, part in parts:
+        init_sharded_tables(part, part.ebc.state_dict())
     calls = [0] * world.size
-    dist.all_gather_object(calls, tbe_calls(lookup.ebc))
+    dist.all_gather_object(calls, sum(tbe_calls(part.ebc) for _, part in parts))
     if world.leader:
-        records = describe_plan(sharding, plan, kind, LOOKUP_PATH)
+        records = [
+            record
+            for name, part in parts
+            for record in describe_plan(sharding, part.tables, kind, collection_path(name), on_disk=on_disk[name])
+        ]
         table = format_plan(records, calls, device.type)
         write_json(run_dir / PLAN_FILE, {"world_size": world.size, "tbe_calls_per_rank": calls, "tables": records})
         (run_dir / "sharding_plan.txt").write_text(table + "\n")
         log.info("sharding plan (%s):\n%s", run_dir / PLAN_FILE, table)
     return dmp
+
+
+def _refuse_column_shards(cfg: TrainJobConfig) -> None:
+    """A tiered lookup's tables are cut by rows into hot and cold parts, and a checkpoint holds
+    each table whole, its rows gathered from both: their shards must hold whole rows."""
+    requested = [("sharding.types", t) for t in cfg.sharding.types] + [(f"sharding.overrides.{f}", t) for f, t in cfg.sharding.overrides.items()]
+    for key, kind in requested:
+        if str(getattr(kind, "value", kind)) == ShardingType.column_wise.value:
+            raise ShardingPlanError(
+                f"{key}: column_wise with placement.ram_budget: the tiered tables' shards must hold whole rows "
+                "(allow table_wise, row_wise or table_row_wise)"
+            )
 
 
 class ShardedTableRates:

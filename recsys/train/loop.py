@@ -17,6 +17,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from recsys.allocator import describe_allocator
@@ -212,8 +213,9 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
     for line in model.embedding.plan.describe():
         log.info("embedding %s", line)
     log.info("embedding memory: %s", memory)
-    if model.embedding.tiers() is not None:
-        memory["placement"] = model.embedding.tiers()
+    tiers = model.embedding.tiers()  # (a sharded run's ranks all count: every rank asks)
+    if tiers is not None:
+        memory["placement"] = tiers
     state = LoopState()
     checkpointer = Checkpointer(cfg, run_dir, model, net if world else None, dense_opt, world)
     if tcfg.resume_from:
@@ -280,7 +282,7 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
                 state.samples += batch.size * (world.size if world else 1)  # global samples
                 running.append(loss.detach())
                 if state.step % tcfg.log_every_steps == 0 or state.step == total_steps:
-                    loss_value = float(torch.stack(running).mean())
+                    loss_value = _mean_over_ranks(torch.stack(running).mean(), world)
                     running.clear()
                     elapsed = train_seconds + time.perf_counter() - tick
                     rate = (state.samples - samples_at_start) / max(elapsed, 1e-9)
@@ -361,6 +363,15 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
         embedding=embedding_spec,
         report=str(md_path),
     )
+
+
+def _mean_over_ranks(loss: torch.Tensor, world) -> float:
+    """The global batch's loss: each rank's (its equal slice's) averaged over the ranks."""
+    if world is None:
+        return float(loss)
+    total = loss.detach().clone()
+    dist.all_reduce(total)  # a sum (gloo has no average)
+    return float(total) / world.size
 
 
 def _with_next(batches: Iterator[Batch]) -> Iterator[tuple[Batch, Batch | None]]:

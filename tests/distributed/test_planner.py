@@ -26,7 +26,7 @@ def plan(emb, sharder, types, overrides, memory=1 << 30, world=2):
 def test_override_of_a_feature_applies_to_all_its_physical_tables():
     emb, sharder = shardable({"method": "qr", "collisions": 4, "operation": "mult"})
     sharding = plan(emb, sharder, ["table_wise"], {"C1": "row_wise"})
-    records = {r["table"]: r for r in describe_plan(sharding, emb.plan, TableOptimizer.rowwise_adagrad, "lookup.ebc")}
+    records = {r["table"]: r for r in describe_plan(sharding, emb.plan.tables, TableOptimizer.rowwise_adagrad, "lookup.ebc")}
     c1_tables = [t.name for t in emb.plan.tables if t.name.startswith("C1")]
     assert len(c1_tables) == 2  # quotient and remainder
     for name, record in records.items():
@@ -40,7 +40,7 @@ def test_override_of_a_feature_applies_to_all_its_physical_tables():
 def test_allowed_types_bound_the_planner():
     emb, sharder = shardable({"method": "full"})
     sharding = plan(emb, sharder, ["column_wise"], {})
-    assert {r["sharding_type"] for r in describe_plan(sharding, emb.plan, TableOptimizer.rowwise_adagrad, "lookup.ebc")} == {"column_wise"}
+    assert {r["sharding_type"] for r in describe_plan(sharding, emb.plan.tables, TableOptimizer.rowwise_adagrad, "lookup.ebc")} == {"column_wise"}
 
 
 @pytest.mark.parametrize("width, shards", [(None, 1), (4, 2)])
@@ -49,7 +49,7 @@ def test_min_partition_sets_the_column_shard_width(width, shards):
     emb, sharder = shardable({"method": "full"})
     sharding = plan_sharding(emb, emb.plan, sharder, 2, 1 << 30, TableOptimizer.rowwise_adagrad, ["column_wise"], {},
                              min_partition=width)
-    for record in describe_plan(sharding, emb.plan, TableOptimizer.rowwise_adagrad, "lookup.ebc"):
+    for record in describe_plan(sharding, emb.plan.tables, TableOptimizer.rowwise_adagrad, "lookup.ebc"):
         assert [s["sizes"][1] for s in record["shards"]] == [8 // shards] * shards, record["table"]
     with pytest.raises(ShardingPlanError, match="sharding.min_partition: 0 is not a column count"):
         plan_sharding(emb, emb.plan, sharder, 2, 1 << 30, TableOptimizer.rowwise_adagrad, ["column_wise"], {}, min_partition=0)
@@ -91,7 +91,7 @@ def test_cpu_shards_over_4_gib_are_refused_and_row_wise_splits_them():
     with pytest.raises(ShardingPlanError, match=r"C1 \(table_wise, rank \d: 200,000,000 rows x 8\).*row_wise"):
         plan(emb, sharder, ["table_wise"], {}, memory=1 << 40)
     sharding = plan(emb, sharder, ["table_wise"], {"C1": "row_wise"}, memory=1 << 40)
-    records = {r["table"]: r for r in describe_plan(sharding, emb.plan, TableOptimizer.rowwise_adagrad, "lookup.ebc")}
+    records = {r["table"]: r for r in describe_plan(sharding, emb.plan.tables, TableOptimizer.rowwise_adagrad, "lookup.ebc")}
     assert records["C1"]["sharding_type"] == "row_wise"
 
 
@@ -101,7 +101,7 @@ def gpu_plan(hot_tier, gpu_memory=1 << 30, host_memory=1 << 30, features=FEATURE
                          placement=PlacementConfig(hot_tier=hot_tier, **placement))
     sharding = plan_sharding(emb, emb.plan, emb.lookup.sharder(), 2, gpu_memory, TableOptimizer.rowwise_adagrad,
                              ["table_wise", "row_wise"], {}, device_type="cuda", host_memory=host_memory)
-    return emb, describe_plan(sharding, emb.plan, TableOptimizer.rowwise_adagrad, "lookup.ebc")
+    return emb, describe_plan(sharding, emb.plan.tables, TableOptimizer.rowwise_adagrad, "lookup.ebc")
 
 
 @pytest.mark.parametrize("hot_tier, kernel, placement", [
@@ -131,11 +131,30 @@ def test_uvm_cache_shards_tables_larger_than_gpu_memory():
         gpu_plan("host", gpu_memory=40 << 20, host_memory=50 << 20, features=big)
 
 
-def test_a_disk_tier_in_a_sharded_run_is_refused_naming_the_key(tmp_path):
-    """Refused before any cold file is written; a budget every table fits needs no tier and shards."""
-    with pytest.raises(NotImplementedError, match="placement.ram_budget .* sharded run is not built"):
-        make_embedding({"method": "full"}, FEATURES, 8, TableOptimizerConfig(), shardable=True,
-                       placement=PlacementConfig(ram_budget="10KB", disk_dir=str(tmp_path)))
+def test_a_sharded_disk_tier_is_two_collections_its_cold_pieces_planned_row_wise(tmp_path):
+    """A budget the tables exceed gives a hot and a cold collection (no file written before
+    sharding places the cold shards); the cold pieces hold each table's rows from its hot count on,
+    and the planner puts them row-wise whatever the run allows; the overrides reach the hot pieces.
+    A budget every table fits needs no tier."""
+    emb = make_embedding({"method": "full"}, FEATURES, 8, TableOptimizerConfig(), shardable=True,
+                         placement=PlacementConfig(ram_budget="10KB", disk_dir=str(tmp_path)))
+    (hot_path, hot), (cold_path, cold) = emb.lookup.shardable_parts()
     assert not any(tmp_path.iterdir())
-    make_embedding({"method": "full"}, FEATURES, 8, TableOptimizerConfig(), shardable=True,
-                   placement=PlacementConfig(ram_budget="1MB", disk_dir=str(tmp_path)))
+    assert hot.sharding_types is None and cold.sharding_types == ["row_wise"]
+    counts = emb.lookup.hot_counts
+    assert 0 < min(counts) and all(k < f.num_embeddings for k, f in zip(counts, FEATURES))
+    assert [(whole.name, first) for whole, _, first in cold.origins] == [
+        (t.name, k) for t, k in zip(emb.plan.tables, counts) if k < t.num_embeddings
+    ]
+    kinds = ["table_wise", "row_wise", "column_wise"]
+    records = {}
+    for path, part in ((hot_path, hot), (cold_path, cold)):
+        tables = [(t, index) for t, (_, index, _) in zip(part.tables, part.origins)]
+        sharding = plan_sharding(emb, emb.plan, part.sharder(), 2, 1 << 30, TableOptimizer.rowwise_adagrad,
+                                 part.sharding_types or kinds, {} if part.sharding_types else {"C1": "table_wise"}, tables=tables)
+        records.update({r["table"]: r for r in describe_plan(sharding, part.tables, TableOptimizer.rowwise_adagrad, f"lookup.{path}.ebc")})
+    assert {r["sharding_type"] for name, r in records.items() if "_cold" in name} == {"row_wise"}
+    assert records["C1_hot"]["sharding_type"] == "table_wise"
+    whole = make_embedding({"method": "full"}, FEATURES, 8, TableOptimizerConfig(), shardable=True,
+                           placement=PlacementConfig(ram_budget="1MB", disk_dir=str(tmp_path)))
+    assert [path for path, _ in whole.lookup.shardable_parts()] == [""]
