@@ -15,10 +15,18 @@ the fused optimizer writes through to the file, and the OS page cache is the RAM
 of the disk. Their row-wise Adagrad state (4 bytes a row) stays in RAM. Before each lookup the
 pages of the batch's cold rows are read into the page cache together (:mod:`recsys.embeddings.disk_prefetch`);
 :meth:`TieredLookup.prefetch` starts those reads for the next batch while the current step trains.
+
+In a sharded run (``ranks``, each with its own ``ram_budget``) the two parts are torchrec
+collections that DistributedModelParallel shards (:mod:`recsys.embeddings.sharding`): the hot
+pieces as the run's sharding types allow, the cold pieces row-wise, each rank's cold shards in a
+file of its own (``cold_weights.rank<r>.f32``) mapped the same way. Its reads are FBGEMM's page
+faults on the rank that owns the rows (the ids reach it inside torchrec's all-to-all, so there is
+no read-ahead).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -26,7 +34,7 @@ import tempfile
 import time
 import weakref
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 from torch import nn
@@ -37,7 +45,7 @@ from recsys.embeddings.placement_config import PlacementConfig
 from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
 from recsys.embeddings.row_ranges import RowRangeLookup
 from recsys.embeddings.sharding import SharedHostBuffers, ShardableLookup, sum_over_ranks
-from recsys.embeddings.tables import INIT_BLOCK_ROWS, PhysicalTable, checked_table_state, init_rows, optimizer_state_bytes
+from recsys.embeddings.tables import INIT_WRITE_ROWS, PhysicalTable, checked_table_state, init_rows, optimizer_state_bytes
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +165,8 @@ class TieredLookup(nn.Module):
         if self.on_disk:
             self.disk_dir = self._disk_dir(placement.disk_dir)
         if self.on_disk and not shardable:  # (a sharded run maps each rank's file once its shards are known)
-            self._cold_weights = _mapped(self.disk_dir / COLD_FILE, sum((n - k) * t.dim for t, n, k in zip(tables, sizes, hot)))
+            self._cold_weights_path = self.disk_dir / COLD_FILE
+            self._cold_weights = _mapped(self._cold_weights_path, sum((n - k) * t.dim for t, n, k in zip(tables, sizes, hot)))
             buffers = {"weights": self._cold_weights}  # the optimizer state FBGEMM allocates, in RAM
         cold_lookup = self._collection(optimizer, seed, cold=True) if shardable else None
         self.cold = RowRangeLookup(tables, hot, sizes, optimizer, slot_tables, "cold", host_buffers=buffers, make_lookup=cold_lookup)
@@ -193,7 +202,8 @@ class TieredLookup(nn.Module):
     def cold_file(self, values: int, rank: int) -> SharedHostBuffers:
         """A sharded run's cold file for ``rank``: ``values`` float32 values (its cold shards'),
         memory-mapped, as the FBGEMM host buffer of the rank's cold collection."""
-        self._cold_weights = _mapped(self.disk_dir / f"{Path(COLD_FILE).stem}.rank{rank}.f32", values)
+        self._cold_weights_path = self.disk_dir / f"{Path(COLD_FILE).stem}.rank{rank}.f32"
+        self._cold_weights = _mapped(self._cold_weights_path, values)
         return SharedHostBuffers(weights=self._cold_weights)
 
     def _reader(self, weights: torch.Tensor) -> RowPrefetcher:
@@ -231,33 +241,51 @@ class TieredLookup(nn.Module):
 
     def _write_weights(self, rows: Callable[[int, PhysicalTable, int, int], torch.Tensor]) -> None:
         """Set every part's weights to ``rows(table index, table, start, stop)`` of its whole
-        table, in blocks. The cold file is written with file writes, not through its mapping: the
-        pages go through the page cache without becoming this process's resident memory (a table
-        larger than RAM initialises with a small RSS), and synced, so that the first training
-        steps do not wait on the writeback of the written values."""
-        file = open(self.disk_dir / COLD_FILE, "r+b", buffering=0) if self.on_disk else None  # noqa: SIM115
-        try:
+        table, in blocks (the cold file's with :meth:`_file_writes`)."""
+        with self._file_writes() as write_cold:
             for index, table in enumerate(self.tables):
                 parts = [(first, weight, None) for first, weight in self.hot.pieces(index)]
-                parts += [(first, weight, file) for first, weight in self.cold.pieces(index)]
-                for first, weight, target in parts:
-                    for start in range(0, weight.shape[0], 16 * INIT_BLOCK_ROWS):
-                        stop = min(start + 16 * INIT_BLOCK_ROWS, weight.shape[0])
+                parts += [(first, weight, write_cold) for first, weight in self.cold.pieces(index)]
+                for first, weight, write in parts:
+                    for start in range(0, weight.shape[0], INIT_WRITE_ROWS):
+                        stop = min(start + INIT_WRITE_ROWS, weight.shape[0])
                         values = rows(index, table, first + start, first + stop)
-                        if target is None:
+                        if write is None:
                             weight[start:stop] = values
-                        else:  # byte offset of these rows in the file the cold weights map
-                            offset = weight[start].data_ptr() - self._cold_weights.data_ptr()
-                            os.pwrite(target.fileno(), values.contiguous().numpy().tobytes(), offset)
-            if file is not None:  # written to disk now: training then starts with no backlog of dirty pages
-                os.fsync(file.fileno())
-                # and out of the page cache: these pages are no hotter than any other, and with the
-                # cache full every read of a training step first waits for reclaim (random 4 KB reads
-                # of the 38 GB benchmark file: 1.5K pages/s from 32 threads before, 4.1K after)
-                os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            if file is not None:
-                file.close()
+                        else:
+                            write(weight[start:stop], values)
+
+    @contextlib.contextmanager
+    def _file_writes(self) -> Iterator[Optional[Callable[[torch.Tensor, torch.Tensor], None]]]:
+        """``write(view, values)`` for views of the cold weights (None without a disk tier): file
+        writes, not stores through the mapping, so the pages go through the page cache without
+        becoming this process's resident memory (a table larger than RAM initialises with a small
+        RSS). At the end the file is synced, so that the first training steps do not wait on the
+        writeback of the written values."""
+        if not self.on_disk:
+            yield None
+            return
+        with open(self._cold_weights_path, "r+b", buffering=0) as file:
+
+            def write(view: torch.Tensor, values: torch.Tensor) -> None:
+                offset = view.data_ptr() - self._cold_weights.data_ptr()  # bytes into the file
+                os.pwrite(file.fileno(), values.contiguous().numpy().tobytes(), offset)
+
+            yield write
+            os.fsync(file.fileno())
+            # and out of the page cache: these pages are no hotter than any other, and with the
+            # cache full every read of a training step first waits for reclaim (random 4 KB reads
+            # of the 38 GB benchmark file: 1.5K pages/s from 32 threads before, 4.1K after)
+            os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+    def init_shards(self) -> None:
+        """A sharded run's initial rows, once DistributedModelParallel has placed the shards:
+        each part's are its rows of the whole tables' (:meth:`ShardableLookup.init_shards
+        <recsys.embeddings.sharding.ShardableLookup.init_shards>`), the cold file's written
+        with file writes."""
+        self.hot.batched.init_shards()
+        with self._file_writes() as write_cold:
+            self.cold.batched.init_shards(write_cold)
 
     def table_weights(self) -> dict[str, torch.Tensor]:
         """Each whole table's (num_embeddings, dim) weights by name: a view where the table is

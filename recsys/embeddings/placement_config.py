@@ -25,7 +25,8 @@ class PlacementConfig:
     """Where the rows of the physical tables live.
 
     Args:
-        ram_budget: bytes (``16GB``) for the hot rows of all tables and the optimizer state of all rows;
+        ram_budget: bytes (``16GB``) for the hot rows of all tables and the optimizer state of all rows
+            (in a sharded run, each rank's: the ranks together hold ``nproc`` times it);
             None keeps every table whole in the ``hot_tier``. CPU only: on a GPU, the
             ``uvm_cache`` tier is FBGEMM's own hot-row cache.
         disk_dir: folder of the cold tables' memory-mapped files (training defaults it to

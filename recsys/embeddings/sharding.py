@@ -25,13 +25,15 @@ single-hot, where every slot has exactly the batch's bags and nothing is padded.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import List, Optional
+from typing import Callable, Iterator, List, Optional
 
 import torch
 import torch.distributed as dist
 from fbgemm_gpu.split_table_batched_embeddings_ops_training import SplitTableBatchedEmbeddingBagsCodegen
 from torch import nn
+from torchrec.distributed.batched_embedding_kernel import BaseBatchedEmbeddingBag
 from torchrec.distributed.embedding_types import EmbeddingComputeKernel
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
@@ -48,6 +50,7 @@ from recsys.embeddings.specs import ShardingType, TableOptimizer, TableOptimizer
 from recsys.embeddings.tables import (
     FBGEMM_CACHE_ALGORITHMS,
     FBGEMM_CPU_MAX_TABLE_BYTES,
+    INIT_WRITE_ROWS,
     PhysicalTable,
     fbgemm_optimizer,
     host_tier_stats,
@@ -62,6 +65,20 @@ GPU_TIER_KERNELS = {
     "uvm_cache": EmbeddingComputeKernel.FUSED_UVM_CACHING.value,
     "host": EmbeddingComputeKernel.FUSED_UVM.value,
 }
+
+
+@contextlib.contextmanager
+def kernels_left_unfilled() -> Iterator[None]:
+    """While DistributedModelParallel builds the fused kernels: torchrec's kernels fill each
+    shard with uniform noise as they are made, a whole pass over the tables (through the mapping,
+    for a disk tier's file: every page of it resident) that :meth:`ShardableLookup.init_shards`
+    overwrites at once with the rows a single process starts from; this skips it."""
+    original = BaseBatchedEmbeddingBag.init_parameters
+    BaseBatchedEmbeddingBag.init_parameters = lambda self: None
+    try:
+        yield
+    finally:
+        BaseBatchedEmbeddingBag.init_parameters = original
 
 
 def slot_name(slot: int) -> str:
@@ -93,7 +110,7 @@ class ShardableLookup(nn.Module):
     offsets, bags_per_slot)`` with slot-major jagged ids returns (B, Σ slot dim) when every slot
     has B bags, else the flat per-slot (bags_s, dim_s) blocks. Built on the ``meta`` device: no
     table is allocated until sharding places each shard on its rank, where
-    :func:`init_sharded_tables` writes the same initial rows a single process would have.
+    :meth:`init_shards` writes the same initial rows a single process would have.
 
     Args:
         tables: the plan's physical tables.
@@ -144,6 +161,26 @@ class ShardableLookup(nn.Module):
             raise ValueError(f"physical tables {unread} are read by no slot")
         collection = ColdEmbeddingBagCollection if cold else EmbeddingBagCollection
         self.ebc = collection(configs, device=torch.device("meta"))
+
+    @torch.no_grad()
+    def init_shards(self, write: Callable[[torch.Tensor, torch.Tensor], None] | None = None) -> None:
+        """Write each local shard's initial rows, once DistributedModelParallel has sharded the
+        collection: the values :func:`~recsys.embeddings.tables.init_rows` gives a single process
+        (each table's rows of its origin's), so a sharded run starts where a one-process run
+        starts. In blocks of rows, each put in by ``write(view of the shard, values)`` (default a
+        copy; a disk tier's cold file takes file writes)."""
+        write = write or (lambda view, values: view.copy_(values))
+        origin = {t.name: o for t, o in zip(self.tables, self.origins)}
+        for key, tensor in self.ebc.state_dict().items():
+            if not key.endswith(".weight"):
+                continue
+            table, index, first = origin[key.split(".")[-2]]
+            for shard in tensor.local_shards():
+                (row0, col0), (rows, cols) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
+                for start in range(0, rows if cols else 0, INIT_WRITE_ROWS):
+                    stop = min(start + INIT_WRITE_ROWS, rows)
+                    values = init_rows(table, index, self.seed, first + row0 + start, first + row0 + stop)  # (stop - start, dim)
+                    write(shard.tensor[start:stop], values[:, col0 : col0 + cols])
 
     def shardable_parts(self) -> list[tuple[str, "ShardableLookup"]]:
         """The torchrec collections DistributedModelParallel shards, by their path under this
@@ -254,30 +291,6 @@ def _common_stride(stride: int) -> int:
     agreed = torch.tensor([stride])
     dist.all_reduce(agreed, op=dist.ReduceOp.MAX)
     return int(agreed)
-
-
-@torch.no_grad()
-def init_sharded_tables(lookup: ShardableLookup, sharded_state: dict) -> None:
-    """Write each local shard's initial rows: the same values :func:`init_rows` gives a single
-    process, so a sharded run starts where the one-process run starts.
-
-    Args:
-        lookup: the module before sharding (for the tables and seed).
-        sharded_state: the sharded collection's ``state_dict()`` (ShardedTensors whose local
-            shards are views of the fused kernel's weights).
-    """
-    origin = {t.name: o for t, o in zip(lookup.tables, lookup.origins)}
-    for key, tensor in sharded_state.items():
-        if not key.endswith(".weight"):
-            continue
-        table, index, first = origin[key.split(".")[-2]]
-        for shard in tensor.local_shards():
-            row0, col0 = shard.metadata.shard_offsets
-            rows, cols = shard.metadata.shard_sizes
-            if rows == 0 or cols == 0:
-                continue
-            full = init_rows(table, index, lookup.seed, first + row0, first + row0 + rows)  # (rows, dim)
-            shard.tensor.copy_(full[:, col0 : col0 + cols])
 
 
 class RecsysEBCSharder(EmbeddingBagCollectionSharder):

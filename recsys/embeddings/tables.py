@@ -40,6 +40,7 @@ FBGEMM_CPU_MAX_TABLE_BYTES = 1 << 32
 # table (a shard on another rank, a slice of a memory-mapped file) gets the same initial values
 # without drawing the rows before it
 INIT_BLOCK_ROWS = 1 << 16
+INIT_WRITE_ROWS = 16 * INIT_BLOCK_ROWS  # rows of a table initialised (computed, then written) at a time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,8 +269,8 @@ class TableBatchedLookup(nn.Module):
     @torch.no_grad()
     def reset_parameters(self, seed: int) -> None:
         for index, (table, weight) in enumerate(zip(self.tables, self.tbe.split_embedding_weights())):
-            for start in range(0, table.num_embeddings, 16 * INIT_BLOCK_ROWS):
-                stop = min(start + 16 * INIT_BLOCK_ROWS, table.num_embeddings)
+            for start in range(0, table.num_embeddings, INIT_WRITE_ROWS):
+                stop = min(start + INIT_WRITE_ROWS, table.num_embeddings)
                 weight[start:stop] = init_rows(table, index, seed, start, stop)
 
     def table_weights(self) -> dict[str, torch.Tensor]:

@@ -37,7 +37,7 @@ from recsys.embeddings.sharding import (
     ShardingPlanError,
     describe_plan,
     format_plan,
-    init_sharded_tables,
+    kernels_left_unfilled,
     plan_sharding,
     rank_values,
     tbe_calls,
@@ -155,9 +155,9 @@ def shard_model(model: DLRM, cfg: TrainJobConfig, world: World, device: torch.de
     for name, part in parts:
         buffers = lookup.cold_file(rank_values(sharding, collection_path(name), world.rank), world.rank) if on_disk[name] else None
         sharders.append(part.sharder(buffers))
-    dmp = DistributedModelParallel(model, env=ShardingEnv.from_process_group(dist.group.WORLD), device=device, plan=sharding, sharders=sharders)
-    for _, part in parts:
-        init_sharded_tables(part, part.ebc.state_dict())
+    with kernels_left_unfilled():  # init_shards writes every shard's rows
+        dmp = DistributedModelParallel(model, env=ShardingEnv.from_process_group(dist.group.WORLD), device=device, plan=sharding, sharders=sharders)
+    lookup.init_shards()
     calls = [0] * world.size
     dist.all_gather_object(calls, sum(tbe_calls(part.ebc) for _, part in parts))
     if world.leader:
