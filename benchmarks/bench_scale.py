@@ -76,6 +76,7 @@ class ScaleResult:
     cardinality_scale: Optional[float] = None
     threads_per_rank: Optional[int] = None
     disk_tier: Optional[dict] = None
+    sharded_disk_tier: Optional[dict] = None
     gpu: Optional[dict] = None
 
 
@@ -106,10 +107,10 @@ class ProfileBatches:
     cap and Zipf skew, :mod:`recsys.data.synth_model`), drawn as they are asked for; the planted
     labels do not matter to a speed figure, so they are 25% positives at random."""
 
-    def __init__(self, space, batch: int, seed: int = 0) -> None:
+    def __init__(self, space, batch: int, seed: int = 0, rows: slice = slice(None)) -> None:
         import numpy as np
 
-        self.space, self.batch = space, batch
+        self.space, self.batch, self.rows = space, batch, rows  # rows: a rank's slice of each global batch
         self.rng = np.random.default_rng(seed)
         self.keys = [f"C{i + 1}" for i in range(len(space.cardinalities))]
 
@@ -120,10 +121,12 @@ class ProfileBatches:
         from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
         dense, sparse = self.space.sample(self.rng, self.batch)  # (B, 13) float32, (B, F) int32 ranks
-        ids = torch.from_numpy(sparse.T.astype("int64")).reshape(-1)  # feature-major, as a KJT lays them out
-        kjt = KeyedJaggedTensor(keys=self.keys, values=ids, lengths=torch.ones(ids.numel(), dtype=torch.int32), stride=self.batch,
-                                length_per_key=[self.batch] * len(self.keys))
         labels = torch.from_numpy(self.rng.random(self.batch) < 0.25).float()
+        dense, sparse, labels = dense[self.rows], sparse[self.rows], labels[self.rows]
+        batch = len(labels)
+        ids = torch.from_numpy(sparse.T.astype("int64")).reshape(-1)  # feature-major, as a KJT lays them out
+        kjt = KeyedJaggedTensor(keys=self.keys, values=ids, lengths=torch.ones(ids.numel(), dtype=torch.int32), stride=batch,
+                                length_per_key=[batch] * len(self.keys))
         return torch.from_numpy(dense), kjt, labels
 
 
@@ -218,6 +221,92 @@ def disk_tier(args) -> dict:
     out["goal_peak_rss_under_20gb"] = out["peak_rss_bytes"] < 20e9
     out["goal_tables_at_least_1_5x_ram"] = out["tables_over_ram"] >= 1.5
     return out
+
+
+def sharded_disk_tier_worker(rank: int, world: int, port: int, args, folder: str, out: str) -> None:
+    """One rank of ``sharded_disk_tier``: the disk_tier model on ``world`` gloo ranks, its RAM
+    budget split among them (the cold tails row-wise in each rank's file in ``folder``), then
+    the in-RAM comparison model sharded alike; every rank's figures to ``out`` (rank 0)."""
+    from recsys.embeddings.build import make_embedding
+    from recsys.embeddings.placement_config import PlacementConfig
+    from recsys.embeddings.specs import TableOptimizerConfig
+    from recsys.models.config import DLRMConfig
+    from recsys.models.dlrm import DLRM
+    from recsys.train.config import ShardingConfig, TrainJobConfig
+    from recsys.train.distributed import World, shard_model
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(args.disk_threads)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    dim, cfg = args.disk_dim, TrainJobConfig(sharding=ShardingConfig(types=args.types))
+    config = DLRMConfig(embedding_dim=dim, bottom_mlp=[256, dim], top_mlp=[256, 1])
+    rows = slice(rank * args.batch // world, (rank + 1) * args.batch // world)
+    mine = {}
+
+    def trained(features, space, placement=None) -> list[float]:
+        torch.manual_seed(0)
+        start = time.perf_counter()
+        emb = make_embedding({"method": "full"}, features, dim, TableOptimizerConfig(), shardable=True, placement=placement)
+        model = DLRM(emb, num_dense=13, config=config)
+        with tempfile.TemporaryDirectory() as run_dir:
+            net = shard_model(model, cfg, World(rank, world, rank), torch.device("cpu"), Path(run_dir))
+        dist.barrier()
+        mine.setdefault("build_seconds", time.perf_counter() - start)
+        data = ProfileBatches(space, args.batch, rows=rows)  # every rank draws the same global batches
+        times = timed_steps(net, model, data, args.steps, args.repeats, args.warmup, dist.barrier)
+        mine.setdefault("tiers", emb.tiers())
+        return times
+
+    features, space = profile_features(args, args.disk_scale)
+    table_bytes = sum(f.num_embeddings for f in features) * (dim * 4 + 4)
+    budget = int(table_bytes * args.disk_ram_share / world)
+    mine["times"] = trained(features, space, PlacementConfig(ram_budget=str(budget), disk_dir=folder))
+    mine["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    mine["cold_file_bytes"] = sum(f.stat().st_size for f in Path(folder).glob(f"*rank{rank}*"))
+    for f in Path(folder).glob(f"*rank{rank}*"):  # the in-RAM model needs the page cache no longer
+        f.unlink()
+    small, small_space = profile_features(args, args.disk_scale * args.in_ram_scale)
+    mine["in_ram_times"] = trained(small, small_space)
+    gathered = [None] * world
+    dist.all_gather_object(gathered, mine)
+    if rank == 0:
+        torch.save({"ranks": gathered, "table_bytes": table_bytes, "budget_per_rank": budget,
+                    "table_rows": sum(f.num_embeddings for f in features),
+                    "in_ram_table_bytes": sum(f.num_embeddings for f in small) * (dim * 4 + 4)}, out)
+    dist.destroy_process_group()
+
+
+def sharded_disk_tier(args) -> dict:
+    """The disk_tier model on 2 gloo ranks against the in-RAM comparison model on 2 ranks."""
+    world = 2
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    if args.disk_dir is not None:
+        Path(args.disk_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=args.disk_dir) as folder:
+        out = os.path.join(folder, "result.pt")
+        mp.spawn(sharded_disk_tier_worker, args=(world, port, args, folder, out), nprocs=world)
+        got = torch.load(out, weights_only=False)
+    ranks = got.pop("ranks")
+    samples = args.steps * args.batch
+    # a step ends when its slowest rank does (the timed steps end on a barrier): rank 0's times are the run's
+    times, in_ram = ranks[0]["times"], ranks[0]["in_ram_times"]
+    tiers = ranks[0]["tiers"]
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    result = dict(
+        got, world_size=world, ram_bytes=ram, tables_over_ram=got["table_bytes"] / ram, dim=args.disk_dim, threads_per_rank=args.disk_threads,
+        build_seconds=ranks[0]["build_seconds"], hit_rate=tiers["hit_rate"], tier_ram_bytes=tiers["ram_bytes"], disk_bytes=tiers["disk_bytes"],
+        cold_file_bytes=[r["cold_file_bytes"] for r in ranks], peak_rss_bytes_per_rank=[r["peak_rss_bytes"] for r in ranks],
+        samples_per_s=samples / median(times), min_max=[samples / max(times), samples / min(times)],
+        in_ram_samples_per_s=samples / median(in_ram), in_ram_min_max=[samples / max(in_ram), samples / min(in_ram)],
+        ram_share=args.disk_ram_share, in_ram_scale=args.in_ram_scale, types=list(args.types),
+    )
+    result["peak_rss_bytes"] = sum(result["peak_rss_bytes_per_rank"])  # the ranks share the machine
+    result["ratio"] = result["samples_per_s"] / result["in_ram_samples_per_s"]
+    result["goal_at_least_0_5x_in_ram"] = result["ratio"] >= 0.5
+    result["goal_peak_rss_under_20gb"] = result["peak_rss_bytes"] < 20e9
+    return result
 
 
 GPU_PLACEMENTS = [("device", "lru"), ("uvm_cache", "lru"), ("uvm_cache", "lfu"), ("host", "lru")]
@@ -368,7 +457,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--types", nargs="+", default=["table_wise", "row_wise"], help="sharding types the planner may use")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per rank (the single run gets 2x)")
-    parser.add_argument("--sections", nargs="+", default=["disk_tier", "sharding"], choices=["disk_tier", "sharding", "gpu"])
+    parser.add_argument("--sections", nargs="+", default=["disk_tier", "sharding"], choices=["disk_tier", "sharded_disk_tier", "sharding", "gpu"])
     parser.add_argument("--cache-load-factor", type=float, default=0.2, help="gpu: uvm_cache rows as a share of all rows")
     parser.add_argument("--gpu-warmup", type=int, default=100, help="gpu: untimed steps that fill the cache first")
     parser.add_argument("--gpu-batches", type=int, nargs="+", default=[2048, 65536], help="gpu: batch sizes to time")
@@ -403,6 +492,17 @@ def main() -> None:
             ("table bytes", tier["table_bytes"], f"RAM tier {tier['tier_ram_bytes']:,}, disk {tier['disk_bytes']:,}"),
             ("tables / RAM", tier["tables_over_ram"], "goal >= 1.5"),
             ("peak RSS bytes", tier["peak_rss_bytes"], f"goal < 20 GB; machine RAM {tier['ram_bytes']:,}"),
+        ]
+    if "sharded_disk_tier" in args.sections:
+        tier = result.sharded_disk_tier = sharded_disk_tier(args)
+        rows += [
+            ("2 ranks, disk tier", tier["samples_per_s"], f"samples/s (min {tier['min_max'][0]:,.0f}, max {tier['min_max'][1]:,.0f})"),
+            (f"2 ranks, tables x {tier['in_ram_scale']:g} in RAM", tier["in_ram_samples_per_s"],
+             f"samples/s (min {tier['in_ram_min_max'][0]:,.0f}, max {tier['in_ram_min_max'][1]:,.0f})"),
+            ("2 ranks: disk / RAM", tier["ratio"], "goal >= 0.5"),
+            ("2 ranks: hot-tier hit rate", tier["hit_rate"], f"RAM tier {tier['tier_ram_bytes']:,} B, disk {tier['disk_bytes']:,} B"),
+            ("2 ranks: tables / RAM", tier["tables_over_ram"], f"table bytes {tier['table_bytes']:,}"),
+            ("2 ranks: peak RSS bytes", tier["peak_rss_bytes"], f"sum of the ranks' peaks {tier['peak_rss_bytes_per_rank']}; goal < 20 GB"),
         ]
     if "sharding" in args.sections:
         rows += sharding(args, result)
