@@ -37,6 +37,7 @@ from torchrec.distributed.batched_embedding_kernel import BaseBatchedEmbeddingBa
 from torchrec.distributed.embedding_types import EmbeddingComputeKernel
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
+from torchrec.distributed.planner.storage_reservations import HeuristicalStorageReservation
 from torchrec.distributed.planner.types import PlannerError
 from torchrec.distributed.types import CacheParams, ShardingPlan
 from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
@@ -414,7 +415,12 @@ def plan_sharding(
     if device_type == "cuda" and host_memory is not None:
         cap["ddr_cap"] = host_memory
     topology = Topology(world_size=world_size, compute_device=device_type, local_world_size=world_size, **cap)
-    planner = EmbeddingShardingPlanner(topology=topology, constraints=constraints)
+    # what the dense layers need beside the shards, in torchrec's rule (6x the parameters' bytes:
+    # weights, gradients, optimizer state), counted here: torchrec's own count takes every
+    # parameter of a collection this planner does not shard (a tiered lookup's other part) for dense
+    dense = sum(p.numel() * p.element_size() for p in model.parameters() if not p.is_meta)
+    reservation = HeuristicalStorageReservation(percentage=0.15, parameter_multiplier=6.0, dense_tensor_estimate=max(6 * dense, 1))
+    planner = EmbeddingShardingPlanner(topology=topology, constraints=constraints, storage_reservation=reservation)
     try:
         sharding = planner.plan(model, [sharder]) if pg is None else planner.collective_plan(model, [sharder], pg)
     except PlannerError as error:
