@@ -262,6 +262,8 @@ def sharded_disk_tier_worker(rank: int, world: int, port: int, args, folder: str
     budget = int(table_bytes * args.disk_ram_share / world)
     mine["times"] = trained(features, space, PlacementConfig(ram_budget=str(budget), disk_dir=folder))
     mine["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("Rss"))
+    mine["rss_after_steps"] = {k: int(v.split()[0]) * 1024 for k, v in status.items()}  # RssAnon, RssFile (mapped cold pages), RssShmem
     mine["cold_file_bytes"] = sum(f.stat().st_size for f in Path(folder).glob(f"*rank{rank}*"))
     for f in Path(folder).glob(f"*rank{rank}*"):  # the in-RAM model needs the page cache no longer
         f.unlink()
@@ -298,6 +300,7 @@ def sharded_disk_tier(args) -> dict:
         got, world_size=world, ram_bytes=ram, tables_over_ram=got["table_bytes"] / ram, dim=args.disk_dim, threads_per_rank=args.disk_threads,
         build_seconds=ranks[0]["build_seconds"], hit_rate=tiers["hit_rate"], tier_ram_bytes=tiers["ram_bytes"], disk_bytes=tiers["disk_bytes"],
         cold_file_bytes=[r["cold_file_bytes"] for r in ranks], peak_rss_bytes_per_rank=[r["peak_rss_bytes"] for r in ranks],
+        rss_after_steps_per_rank=[r["rss_after_steps"] for r in ranks],
         samples_per_s=samples / median(times), min_max=[samples / max(times), samples / min(times)],
         in_ram_samples_per_s=samples / median(in_ram), in_ram_min_max=[samples / max(in_ram), samples / min(in_ram)],
         ram_share=args.disk_ram_share, in_ram_scale=args.in_ram_scale, types=list(args.types),

@@ -197,6 +197,24 @@ def render_scale_disk_tier(r: dict) -> str:
     )
 
 
+def render_scale_sharded_disk_tier(r: dict) -> str:
+    t = r["sharded_disk_tier"]
+    gb = lambda n: f"{n / 1e9:.2f} GB"  # noqa: E731
+    met = lambda ok: "met" if ok else "**not met**"  # noqa: E731
+    return (
+        f"`{r['command'].removeprefix('python ')}` ({t['threads_per_rank']} torch thread(s) a rank): the disk-tier model above "
+        f"({t['table_rows']:,} rows of dim {t['dim']}, {gb(t['table_bytes'])}, {t['tables_over_ram']:.2f}x RAM) on {t['world_size']} "
+        f"gloo ranks, each with a RAM budget of {gb(t['budget_per_rank'])} ({t['ram_share']:.0%} of the bytes in all): hot pieces "
+        f"sharded {' or '.join(t['types'])}, cold pieces row-wise in each rank's file ({', '.join(gb(b) for b in t['cold_file_bytes'])}). "
+        f"{_k(t['samples_per_s'])} samples/s (min {_k(t['min_max'][0])}, max {_k(t['min_max'][1])}), hot-tier hit rate {t['hit_rate']:.3f}, "
+        f"peak RSS {gb(t['peak_rss_bytes'])} summed over the ranks ({', '.join(gb(b) for b in t['peak_rss_bytes_per_rank'])}; goal < 20 GB: "
+        f"{met(t['goal_peak_rss_under_20gb'])}), tables built and initialised in {t['build_seconds']:.0f} s. The model with its tables "
+        f"scaled to {t['in_ram_scale']:g} of the rows ({gb(t['in_ram_table_bytes'])}, all in RAM) on the same 2 ranks, in the same run: "
+        f"{_k(t['in_ram_samples_per_s'])} samples/s (min {_k(t['in_ram_min_max'][0])}, max {_k(t['in_ram_min_max'][1])}); disk tier / "
+        f"in RAM {t['ratio']:.2f}x (goal >= 0.5x: {met(t['goal_at_least_0_5x_in_ram'])})."
+    )
+
+
 def _rate(x: float) -> str:
     return f"{x / 1e6:,.2f}M" if x >= 1e6 else _k(x)
 
@@ -331,6 +349,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "pareto_4m_optembed": render_pareto,
     "scale": render_scale,
     "scale_disk_tier": render_scale_disk_tier,
+    "scale_sharded_disk_tier": render_scale_sharded_disk_tier,
     "scale_gpu": render_scale_gpu,
     "report": render_report,
     "kernels": render_kernels,

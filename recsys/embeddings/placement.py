@@ -153,6 +153,7 @@ class TieredLookup(nn.Module):
         self.optimizer_config = optimizer
         self.hot_counts = list(hot)
         self.shardable = shardable
+        self.budget_bytes = placement.budget_bytes
         slot_tables = slot_tables if slot_tables is not None else list(range(len(tables)))
         self.num_slots = len(slot_tables)
         kind = TableOptimizer(optimizer.kind)
@@ -194,6 +195,14 @@ class TieredLookup(nn.Module):
             return ShardableLookup(pieces, optimizer, piece_slots, seed=seed, origins=whole, cold=cold)
 
         return make
+
+    def hot_bytes_per_rank(self, ranks: int) -> int:
+        """A sharded run's RAM for each rank's hot shards: its ``ram_budget`` less its share of
+        the cold rows' optimizer state (kept in RAM; row-wise shards spread it evenly)."""
+        kind = TableOptimizer(self.optimizer_config.kind)
+        cold_state = sum(optimizer_state_bytes(t, kind) * (t.num_embeddings - k) // t.num_embeddings
+                         for t, k in zip(self.tables, self.hot_counts))
+        return self.budget_bytes - cold_state // ranks
 
     def shardable_parts(self) -> list[tuple[str, ShardableLookup]]:
         """A sharded run's torchrec collections, by their path under this module."""

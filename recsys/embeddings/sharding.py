@@ -458,6 +458,26 @@ def _too_big(need: dict[str, float], world_size: int, limit: int, what: str) -> 
     )
 
 
+def bytes_per_rank(sharding: ShardingPlan, lookup_path: str, tables: list[PhysicalTable], optimizer: TableOptimizer,
+                   world_size: int) -> list[int]:
+    """Bytes of weights and optimizer state of each rank's shards in the collection at
+    ``lookup_path`` (``tables``: its tables)."""
+    params = sharding.get_plan_for_module(lookup_path) or {}
+    held = [0] * world_size
+    for table in tables:
+        p = params[table.name]
+        state_per_row = bytes_per_row(table, optimizer) - table.row_bytes
+        for shard in p.sharding_spec.shards if p.sharding_spec is not None else []:
+            rows, cols = shard.shard_sizes
+            held[shard.placement.rank()] += rows * (cols * 4 + state_per_row)
+    return held
+
+
+def bytes_per_row(table: PhysicalTable, optimizer: TableOptimizer) -> int:
+    """A row's weights and optimizer state (row-wise Adagrad: 4 bytes)."""
+    return table.row_bytes + optimizer_state_bytes(table, optimizer) // max(table.num_embeddings, 1)
+
+
 def rank_values(sharding: ShardingPlan, lookup_path: str, rank: int) -> int:
     """Float32 values of the weights of ``rank``'s shards in the collection at ``lookup_path``
     (the size of its FBGEMM weights buffer when its shards form one group)."""

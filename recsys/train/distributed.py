@@ -32,9 +32,11 @@ from torchrec.distributed.types import ShardingEnv, ShardingPlan
 
 from recsys.core.io import write_json
 from recsys.core.metrics import CTRMetrics
-from recsys.core.units import parse_bytes
+from recsys.core.units import format_bytes, parse_bytes
 from recsys.embeddings.sharding import (
     ShardingPlanError,
+    bytes_per_rank,
+    bytes_per_row,
     describe_plan,
     format_plan,
     kernels_left_unfilled,
@@ -117,8 +119,8 @@ def shard_model(model: DLRM, cfg: TrainJobConfig, world: World, device: torch.de
     """Shard ``model``'s tables (built with ``shardable=True``) by torchrec's plan; write the plan.
 
     A tiered lookup (``placement.ram_budget``) has two collections: its hot prefixes, planned
-    within ``sharding.rank_memory`` as any tables are, and its cold tails, always row-wise, within
-    the free disk, whose shards on each rank live in the rank's memory-mapped cold file.
+    so that each rank's shards keep to its ``ram_budget``, and its cold tails, always row-wise,
+    within the free disk, whose shards on each rank live in the rank's memory-mapped cold file.
     The plan is saved as ``sharding_plan.json`` and logged as a table with the fused lookup
     calls each rank makes per step.
     """
@@ -134,22 +136,28 @@ def shard_model(model: DLRM, cfg: TrainJobConfig, world: World, device: torch.de
         memory = shutil.disk_usage(lookup.disk_dir).free // world.size if on_disk[name] else rank_memory(cfg, world)
         types = part.sharding_types or list(cfg.sharding.types)
         overrides = {} if part.sharding_types else dict(cfg.sharding.overrides)
-        part_plan = plan_sharding(
-            model,
-            plan,
-            part.sharder(),
-            world.size,
-            memory,
-            kind,
-            types,
-            overrides,
-            device_type=device.type,
-            pg=dist.group.WORLD,
-            min_partition=cfg.sharding.min_partition,
-            host_memory=host_memory(world),
-            tables=[(t, index) for t, (_, index, _) in zip(part.tables, part.origins)],
-            memory_name="free disk of placement.disk_dir" if on_disk[name] else "sharding.rank_memory",
-        )
+
+        def planned(types: list[str]) -> ShardingPlan:
+            return plan_sharding(
+                model,
+                plan,
+                part.sharder(),
+                world.size,
+                memory,
+                kind,
+                types,
+                overrides,
+                device_type=device.type,
+                pg=dist.group.WORLD,
+                min_partition=cfg.sharding.min_partition,
+                host_memory=host_memory(world),
+                tables=[(t, index) for t, (_, index, _) in zip(part.tables, part.origins)],
+                memory_name="free disk of placement.disk_dir" if on_disk[name] else "sharding.rank_memory",
+            )
+
+        part_plan = planned(types)
+        if len(parts) > 1 and not part.cold:  # a tiered lookup's hot shards: each rank's keep to its ram_budget
+            part_plan = _within_ram_budget(part_plan, planned, part, lookup, collection_path(name), kind, world.size)
         sharding.plan.update(part_plan.plan)
     sharders = []
     for name, part in parts:
@@ -171,6 +179,29 @@ def shard_model(model: DLRM, cfg: TrainJobConfig, world: World, device: torch.de
         (run_dir / "sharding_plan.txt").write_text(table + "\n")
         log.info("sharding plan (%s):\n%s", run_dir / PLAN_FILE, table)
     return dmp
+
+
+def _within_ram_budget(sharding: ShardingPlan, planned, part, lookup, path: str, kind, ranks: int) -> ShardingPlan:
+    """``sharding`` of a tiered lookup's hot pieces if every rank's shards keep to its
+    ``placement.ram_budget`` (less its share of the cold rows' optimizer state; over by at most a
+    row of each table, as row-wise shards round), else the plan with them all row-wise (spread
+    evenly, save the overridden ones); refused, naming the ranks' bytes, if that is over too.
+    torchrec's planner balances the ranks' expected step time, not their memory."""
+    budget = lookup.hot_bytes_per_rank(ranks)
+    rounding = sum(bytes_per_row(t, kind) for t in part.tables)
+    for attempt in ("planned", "row_wise"):
+        held = bytes_per_rank(sharding, path, part.tables, kind, ranks)
+        if max(held) <= budget + rounding:
+            return sharding
+        if attempt == "planned":
+            log.info("sharding: the planner put %s of hot rows on the ranks (budget %s each); sharding them row-wise",
+                     [format_bytes(b) for b in held], format_bytes(budget))
+            sharding = planned([ShardingType.row_wise.value])
+    raise ShardingPlanError(
+        f"placement.ram_budget: the hot rows' shards need {', '.join(f'rank {r} {format_bytes(b)}' for r, b in enumerate(held))}, "
+        f"over each rank's {format_bytes(budget)} (its ram_budget less its share of the cold rows' optimizer state) even "
+        "row-wise: shard the overridden features row-wise, or raise placement.ram_budget"
+    )
 
 
 def _refuse_column_shards(cfg: TrainJobConfig) -> None:

@@ -55,6 +55,11 @@ def test_a_2_rank_run_with_a_disk_tier_trains_like_one_tiered_process(tiny_datas
     assert len(cold) == len(hot) == 26 and {t["sharding_type"] for t in cold} == {"row_wise"}
     assert all(t["rows"] == 51 - h["rows"] for t, h in zip(cold, hot)) and all(0 < h["rows"] < 51 for h in hot)
     assert plan["tbe_calls_per_rank"] == [len({t["sharding_type"] for t in hot}) + 1] * 2
+    # each rank's hot shards (weights and Adagrad state) keep to its budget, its share of the cold
+    # state aside, over by at most a row a table (row-wise shards of 17 rows: 9 and 8)
+    held = [sum(s["sizes"][0] * (s["sizes"][1] * 4 + 4) for t in hot for s in t["shards"] if s["rank"] == r) for r in (0, 1)]
+    cold_state = sum(t["rows"] * 4 for t in cold)
+    assert all(0 < h <= 10_000 - cold_state / 2 + 26 * 36 for h in held), held
     files = sorted((tmp_path / "tables2").glob("cold_weights.rank*.f32"))
     assert [f.name for f in files] == ["cold_weights.rank0.f32", "cold_weights.rank1.f32"]
     assert sum(f.stat().st_size for f in files) == sum(t["rows"] * t["dim"] * 4 for t in cold)
