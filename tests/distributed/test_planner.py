@@ -158,3 +158,35 @@ def test_a_sharded_disk_tier_is_two_collections_its_cold_pieces_planned_row_wise
     whole = make_embedding({"method": "full"}, FEATURES, 8, TableOptimizerConfig(), shardable=True,
                            placement=PlacementConfig(ram_budget="1MB", disk_dir=str(tmp_path)))
     assert [path for path, _ in whole.lookup.shardable_parts()] == [""]
+
+
+def test_a_tiered_plan_keeps_each_ranks_hot_shards_within_its_ram_budget(tmp_path):
+    """torchrec's planner balances step time: whole hot pieces on one rank can exceed its budget;
+    such a plan is redone row-wise (even), and refused, naming the ranks' bytes, where overrides
+    keep pieces whole that no rank can hold."""
+    import torch
+
+    from recsys.embeddings.placement import tiered_lookup
+    from recsys.embeddings.sharding import bytes_per_rank
+    from recsys.train.distributed import _within_ram_budget
+
+    features = [FeatureInfo("C1", 8000), FeatureInfo("C2", 50)]  # C1's hot piece is over one rank's budget
+    plan_of = make_embedding({"method": "full"}, features, 8, TableOptimizerConfig()).plan
+    placement = PlacementConfig(ram_budget="75KB", disk_dir=str(tmp_path))  # each of 2 ranks'
+    lookup = tiered_lookup(plan_of.tables, TableOptimizerConfig(), placement, torch.device("cpu"), 0, [0, 1], ranks=2)
+    (path, hot), _ = lookup.shardable_parts()
+    kind, where = TableOptimizer.rowwise_adagrad, f"{path}.ebc"
+    tables = [(t, index) for t, (_, index, _) in zip(hot.tables, hot.origins)]
+
+    def planned(types, overrides=None):
+        return plan_sharding(lookup, plan_of, hot.sharder(), 2, 1 << 30, kind, types, overrides or {}, tables=tables)
+
+    budget = lookup.hot_bytes_per_rank(2)
+    whole = planned(["table_wise"])
+    assert max(bytes_per_rank(whole, where, hot.tables, kind, 2)) > budget  # whole pieces do not share out
+    even = _within_ram_budget(whole, planned, hot, lookup, where, kind, 2)
+    assert {r["sharding_type"] for r in describe_plan(even, hot.tables, kind, where)} == {"row_wise"}
+    assert max(bytes_per_rank(even, where, hot.tables, kind, 2)) <= budget + 2 * 36
+    forced = lambda types: planned(types, {"C1": "table_wise"})  # noqa: E731
+    with pytest.raises(ShardingPlanError, match=r"placement.ram_budget: the hot rows' shards need rank 0 .* even row-wise"):
+        _within_ram_budget(forced(["table_wise"]), forced, hot, lookup, where, kind, 2)
