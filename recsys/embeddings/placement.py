@@ -278,7 +278,7 @@ class TieredLookup(nn.Module):
 
             def write(view: torch.Tensor, values: torch.Tensor) -> None:
                 offset = view.data_ptr() - self._cold_weights.data_ptr()  # bytes into the file
-                os.pwrite(file.fileno(), values.contiguous().numpy().tobytes(), offset)
+                os.pwrite(file.fileno(), values.contiguous().numpy(), offset)  # (the array's buffer, not a copy)
 
             yield write
             os.fsync(file.fileno())

@@ -68,6 +68,12 @@ GPU_TIER_KERNELS = {
 }
 
 
+def _written_by_init_shards(weight: torch.Tensor) -> None:
+    """A table's ``init_fn`` for torchrec, which calls it on every shard as it shards the
+    collection (another whole pass over the tables, through the mapping for a disk tier's file):
+    nothing, :meth:`ShardableLookup.init_shards` writes the rows a single process starts from."""
+
+
 @contextlib.contextmanager
 def kernels_left_unfilled() -> Iterator[None]:
     """While DistributedModelParallel builds the fused kernels: torchrec's kernels fill each
@@ -154,6 +160,7 @@ class ShardableLookup(nn.Module):
                 name=t.name,
                 feature_names=[slot_name(s) for s, table in enumerate(slot_tables) if table == i],
                 pooling=PoolingType.SUM,
+                init_fn=_written_by_init_shards,
             )
             for i, t in enumerate(tables)
         ]

@@ -40,7 +40,7 @@ FBGEMM_CPU_MAX_TABLE_BYTES = 1 << 32
 # table (a shard on another rank, a slice of a memory-mapped file) gets the same initial values
 # without drawing the rows before it
 INIT_BLOCK_ROWS = 1 << 16
-INIT_WRITE_ROWS = 16 * INIT_BLOCK_ROWS  # rows of a table initialised (computed, then written) at a time
+INIT_WRITE_ROWS = 4 * INIT_BLOCK_ROWS  # rows of a table initialised (computed, then written) at a time: 64 MB at dim 64
 
 
 @dataclasses.dataclass(frozen=True)
