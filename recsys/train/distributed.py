@@ -125,7 +125,6 @@ def shard_model(model: DLRM, cfg: TrainJobConfig, world: World, device: torch.de
     calls each rank makes per step.
     """
     lookup = model.embedding.lookup
-    plan = model.embedding.plan
     kind = cfg.trainer.table_optimizer.kind
     parts = lookup.shardable_parts()
     on_disk = {name: part.cold and lookup.on_disk for name, part in parts}
@@ -133,32 +132,7 @@ def shard_model(model: DLRM, cfg: TrainJobConfig, world: World, device: torch.de
         _refuse_column_shards(cfg)
     sharding = ShardingPlan({})
     for name, part in parts:
-        memory = shutil.disk_usage(lookup.disk_dir).free // world.size if on_disk[name] else rank_memory(cfg, world)
-        types = part.sharding_types or list(cfg.sharding.types)
-        overrides = {} if part.sharding_types else dict(cfg.sharding.overrides)
-
-        def planned(types: list[str]) -> ShardingPlan:
-            return plan_sharding(
-                model,
-                plan,
-                part.sharder(),
-                world.size,
-                memory,
-                kind,
-                types,
-                overrides,
-                device_type=device.type,
-                pg=dist.group.WORLD,
-                min_partition=cfg.sharding.min_partition,
-                host_memory=host_memory(world),
-                tables=[(t, index) for t, (_, index, _) in zip(part.tables, part.origins)],
-                memory_name="free disk of placement.disk_dir" if on_disk[name] else "sharding.rank_memory",
-            )
-
-        part_plan = planned(types)
-        if len(parts) > 1 and not part.cold:  # a tiered lookup's hot shards: each rank's keep to its ram_budget
-            part_plan = _within_ram_budget(part_plan, planned, part, lookup, collection_path(name), kind, world.size)
-        sharding.plan.update(part_plan.plan)
+        sharding.plan.update(_plan_part(model, cfg, world, device, name, part, on_disk[name]).plan)
     sharders = []
     for name, part in parts:
         buffers = lookup.cold_file(rank_values(sharding, collection_path(name), world.rank), world.rank) if on_disk[name] else None
@@ -179,6 +153,39 @@ def shard_model(model: DLRM, cfg: TrainJobConfig, world: World, device: torch.de
         (run_dir / "sharding_plan.txt").write_text(table + "\n")
         log.info("sharding plan (%s):\n%s", run_dir / PLAN_FILE, table)
     return dmp
+
+
+def _plan_part(model: DLRM, cfg: TrainJobConfig, world: World, device: torch.device, name: str, part, on_disk: bool) -> ShardingPlan:
+    """torchrec's plan for one of the lookup's collections (``part``, at ``name`` under it): within
+    the free disk for a disk tier's cold pieces, each rank's ``ram_budget`` for a tiered lookup's
+    hot pieces, ``sharding.rank_memory`` otherwise."""
+    lookup = model.embedding.lookup
+    kind = cfg.trainer.table_optimizer.kind
+    memory = shutil.disk_usage(lookup.disk_dir).free // world.size if on_disk else rank_memory(cfg, world)
+    overrides = {} if part.sharding_types else dict(cfg.sharding.overrides)
+
+    def planned(types: list[str]) -> ShardingPlan:
+        return plan_sharding(
+            model,
+            model.embedding.plan,
+            part.sharder(),
+            world.size,
+            memory,
+            kind,
+            types,
+            overrides,
+            device_type=device.type,
+            pg=dist.group.WORLD,
+            min_partition=cfg.sharding.min_partition,
+            host_memory=host_memory(world),
+            tables=[(t, index) for t, (_, index, _) in zip(part.tables, part.origins)],
+            memory_name="free disk of placement.disk_dir" if on_disk else "sharding.rank_memory",
+        )
+
+    sharding = planned(part.sharding_types or list(cfg.sharding.types))
+    if len(lookup.shardable_parts()) > 1 and not part.cold:  # a tiered lookup's hot pieces
+        sharding = _within_ram_budget(sharding, planned, part, lookup, collection_path(name), kind, world.size)
+    return sharding
 
 
 def _within_ram_budget(sharding: ShardingPlan, planned, part, lookup, path: str, kind, ranks: int) -> ShardingPlan:
