@@ -122,12 +122,14 @@ class ProfileBatches:
 
         dense, sparse = self.space.sample(self.rng, self.batch)  # (B, 13) float32, (B, F) int32 ranks
         labels = torch.from_numpy(self.rng.random(self.batch) < 0.25).float()
-        dense, sparse, labels = dense[self.rows], sparse[self.rows], labels[self.rows]
-        batch = len(labels)
-        ids = torch.from_numpy(sparse.T.astype("int64")).reshape(-1)  # feature-major, as a KJT lays them out
-        kjt = KeyedJaggedTensor(keys=self.keys, values=ids, lengths=torch.ones(ids.numel(), dtype=torch.int32), stride=batch,
-                                length_per_key=[batch] * len(self.keys))
-        return torch.from_numpy(dense), kjt, labels
+
+        def kjt(sparse) -> KeyedJaggedTensor:
+            ids = torch.from_numpy(sparse.T.astype("int64")).reshape(-1)  # feature-major, as a KJT lays them out
+            return KeyedJaggedTensor(keys=self.keys, values=ids, lengths=torch.ones(ids.numel(), dtype=torch.int32),
+                                     stride=len(sparse), length_per_key=[len(sparse)] * len(self.keys))
+
+        mine = (torch.from_numpy(dense[self.rows]), kjt(sparse[self.rows]), labels[self.rows])
+        return mine if self.rows == slice(None) else (*mine, kjt(sparse))  # a rank's: and the global batch's ids
 
 
 def profile_features(args, scale: float):
@@ -299,6 +301,9 @@ def sharded_disk_tier(args) -> dict:
     result = dict(
         got, world_size=world, ram_bytes=ram, tables_over_ram=got["table_bytes"] / ram, dim=args.disk_dim, threads_per_rank=args.disk_threads,
         build_seconds=ranks[0]["build_seconds"], hit_rate=tiers["hit_rate"], tier_ram_bytes=tiers["ram_bytes"], disk_bytes=tiers["disk_bytes"],
+        read_ahead_batches_per_rank=[r["tiers"]["read_ahead_batches"] for r in ranks],
+        read_wait_per_step_s_per_rank=[r["tiers"]["read_wait_seconds"] / (args.warmup + args.steps * args.repeats) for r in ranks],
+        cold_pages_per_step_per_rank=[r["tiers"]["cold_pages_read"] / (args.warmup + args.steps * args.repeats) for r in ranks],
         cold_file_bytes=[r["cold_file_bytes"] for r in ranks], peak_rss_bytes_per_rank=[r["peak_rss_bytes"] for r in ranks],
         rss_after_steps_per_rank=[r["rss_after_steps"] for r in ranks],
         samples_per_s=samples / median(times), min_max=[samples / max(times), samples / min(times)],
@@ -411,8 +416,10 @@ def timed_steps(net, model, data, steps: int, repeats: int, warmup: int, sync) -
 
     def step(i: int) -> None:
         nonlocal upcoming
-        (dense, kjt, labels), upcoming = upcoming, data[(i + 1) % len(data)]
-        model.embedding.prefetch(upcoming[1])  # as the train loop does: disk tables read the next batch's rows meanwhile
+        (dense, kjt, labels, *_), upcoming = upcoming, data[(i + 1) % len(data)]
+        # as the train loop does: disk tables read the next batch's rows meanwhile (a sharded disk
+        # tier: the rows each rank holds, of the next global batch)
+        model.embedding.prefetch(upcoming[3] if model.embedding.prefetches_global_batch else upcoming[1])
         loss = loss_fn(net(dense, kjt), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -16,6 +16,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pyarrow.compute as pc
@@ -35,11 +36,15 @@ class Batch:
         sparse: KeyedJaggedTensor with one key per sparse feature (lengths 1 for a single-hot
             feature, the bag sizes for a multi-hot one).
         labels: (B,) float32 in {0, 1}.
+        global_sparse: a data-parallel rank's batch: the sparse features of the whole global
+            batch, of which ``sparse`` is its slice (where the loader was asked to keep them: a
+            sharded disk tier reads ahead the rows its rank holds, whichever rank looks them up).
     """
 
     dense: torch.Tensor
     sparse: KeyedJaggedTensor
     labels: torch.Tensor
+    global_sparse: Optional[KeyedJaggedTensor] = None
 
     @property
     def size(self) -> int:
@@ -47,7 +52,7 @@ class Batch:
 
     def pinned(self) -> "Batch":
         """In page-locked memory, so copies to a GPU can be ``non_blocking``."""
-        return Batch(self.dense.pin_memory(), self.sparse.pin_memory(), self.labels.pin_memory())
+        return Batch(self.dense.pin_memory(), self.sparse.pin_memory(), self.labels.pin_memory(), self.global_sparse)
 
 
 @dataclasses.dataclass
@@ -118,6 +123,8 @@ class ParquetBatches:
         part: (rank, ranks): each batch is this rank's contiguous slice of the global batch
             (rows [rank·B/ranks, (rank+1)·B/ranks)), for data-parallel ranks.
         pin_memory: batches in page-locked memory (for ``non_blocking`` copies to a GPU).
+        global_sparse: with ``part``, each batch also keeps the global batch's sparse features
+            (:attr:`Batch.global_sparse`).
 
     To resume mid-epoch, iterate :meth:`iter_from` with the number of batches already seen.
     """
@@ -136,6 +143,7 @@ class ParquetBatches:
         limit_batches: int | None = None,
         part: tuple[int, int] = (0, 1),
         pin_memory: bool = False,
+        global_sparse: bool = False,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -153,6 +161,7 @@ class ParquetBatches:
         self.limit_batches = limit_batches
         self.part = part
         self.pin_memory = pin_memory
+        self.global_sparse = global_sparse and part[1] > 1
         self.epoch = 0
         self._groups = [
             (path, group)
@@ -230,9 +239,21 @@ class ParquetBatches:
             yield self._to_batch(_Block.concat(pending))
 
     def _to_batch(self, block: _Block) -> Batch:
+        whole = self._sparse(block) if self.global_sparse else None
         rank, ranks = self.part
         if ranks > 1:
             block = block.take(slice(rank * len(block) // ranks, (rank + 1) * len(block) // ranks))
+        sparse = self._sparse(block)
+        batch = Batch(
+            dense=torch.from_numpy(np.ascontiguousarray(block.dense)),
+            sparse=sparse,
+            labels=torch.from_numpy(np.ascontiguousarray(block.labels)),
+            global_sparse=whole,
+        )
+        return batch.pinned() if self.pin_memory else batch
+
+    def _sparse(self, block: _Block) -> KeyedJaggedTensor:
+        """The block's sparse features as a KeyedJaggedTensor, key-major."""
         n = len(block)
         if block.bags:
             single = {name: i for i, name in enumerate(self._single)}
@@ -252,19 +273,13 @@ class ParquetBatches:
             per_key = [n] * block.sparse.shape[0]
         # ids per key known here, on the host: a KJT moved to a GPU keeps them, so splitting it
         # by key there never waits for the device
-        sparse = KeyedJaggedTensor(
+        return KeyedJaggedTensor(
             keys=list(self.meta.sparse_features),
             values=torch.from_numpy(flat_values),
             lengths=torch.from_numpy(flat_lengths),
             stride=n,
             length_per_key=per_key,
         )
-        batch = Batch(
-            dense=torch.from_numpy(np.ascontiguousarray(block.dense)),
-            sparse=sparse,
-            labels=torch.from_numpy(np.ascontiguousarray(block.labels)),
-        )
-        return batch.pinned() if self.pin_memory else batch
 
 
 _DONE = object()

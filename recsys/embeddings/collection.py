@@ -154,10 +154,17 @@ class EmbeddingCollection(nn.Module):
             return KeyedTensor(keys=self.features, length_per_key=self.output_dims, values=pooled)
         return KeyedTensor(keys=self.features, length_per_key=self.output_dims, values=self._combine(features))
 
+    @property
+    def prefetches_global_batch(self) -> bool:
+        """Whether :meth:`prefetch` takes the whole global batch (a sharded disk tier: each rank
+        reads ahead the cold rows it holds, whichever rank's slice looks them up)."""
+        return isinstance(self.lookup, TieredLookup) and self.lookup.shardable and self.lookup.on_disk
+
     def prefetch(self, features: KeyedJaggedTensor) -> None:
         """Start reading from slow tiers what a later forward of ``features`` looks up (the cold
         rows of disk-tier tables, :meth:`~recsys.embeddings.placement.TieredLookup.prefetch`):
-        the training loop calls it with the next batch, so the reads overlap the current step.
+        the training loop calls it with the next batch (the global one where
+        :attr:`prefetches_global_batch`), so the reads overlap the current step.
         Results do not change; without a disk tier it does nothing."""
         if not (isinstance(self.lookup, TieredLookup) and self.lookup.reader is not None):
             return

@@ -20,8 +20,9 @@ In a sharded run (``ranks``, each with its own ``ram_budget``) the two parts are
 collections that DistributedModelParallel shards (:mod:`recsys.embeddings.sharding`): the hot
 pieces as the run's sharding types allow, the cold pieces row-wise, each rank's cold shards in a
 file of its own (``cold_weights.rank<r>.f32``) mapped the same way. Its reads are FBGEMM's page
-faults on the rank that owns the rows (the ids reach it inside torchrec's all-to-all, so there is
-no read-ahead).
+faults on the rank that holds the rows, whose ids reach it inside torchrec's all-to-all; but
+every rank reads the whole global batch, so each reads ahead, from the next global batch, the cold
+rows it holds.
 """
 
 from __future__ import annotations
@@ -295,6 +296,22 @@ class TieredLookup(nn.Module):
         self.hot.batched.init_shards()
         with self._file_writes() as write_cold:
             self.cold.batched.init_shards(write_cold)
+        if self.on_disk:
+            self._read_own_shards()
+
+    def _read_own_shards(self) -> None:
+        """A sharded disk tier's read-ahead: of the rows of each cold piece this rank holds (its
+        row-wise shard of it: ``shard_rows`` [first, end) per piece), in its own file."""
+        state = self.cold.batched.ebc.state_dict()
+        starts, widths, bounds = [], [], []
+        for piece in self.cold.batched.tables:
+            shards = [s for s in state[f"embedding_bags.{piece.name}.weight"].local_shards() if s.metadata.shard_sizes[0]]
+            first, rows = (shards[0].metadata.shard_offsets[0], shards[0].metadata.shard_sizes[0]) if shards else (0, 0)
+            starts.append(shards[0].tensor.data_ptr() - self._cold_weights.data_ptr() if shards else 0)  # bytes into the file
+            widths.append(piece.row_bytes)
+            bounds.append((first, first + rows))
+        self.reader = RowPrefetcher(self._cold_weights_path, starts, widths)
+        self.register_buffer("shard_rows", torch.tensor(bounds, dtype=torch.int64).T.contiguous(), persistent=False)
 
     def table_weights(self) -> dict[str, torch.Tensor]:
         """Each whole table's (num_embeddings, dim) weights by name: a view where the table is
@@ -327,7 +344,7 @@ class TieredLookup(nn.Module):
         counts = {"hits": int(self.hits), "lookups": int(self.lookups)}
         if self.shardable:
             counts = sum_over_ranks(counts, device="cpu")
-        reads = self.reader is not None  # the read-ahead of one process's cold file
+        reads = self.reader is not None  # the read-ahead of the cold file (this rank's, sharded)
         return {
             "ram_bytes": self.ram_bytes,
             "disk_bytes": self.cold_bytes if self.on_disk else 0,
@@ -353,32 +370,40 @@ class TieredLookup(nn.Module):
         return bags_per_slot if bags_per_slot is not None else [(offsets.numel() - 1) // self.num_slots] * self.num_slots
 
     def _cold_rows(self, values: torch.Tensor, id_slot: torch.Tensor, cold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The FBGEMM table (M,) and row in it (M,) of each cold id (M of them), in the cold file."""
+        """The FBGEMM table (M,) and row in it (M,) of each cold id (M of them), in the cold file;
+        in a sharded run, of those in this rank's shards (its table per piece, its row in it)."""
         _, table, row = self.cold.locate(values[cold], id_slot[cold])
-        return table, row
+        if not self.shardable:
+            return table, row
+        first, end = self.shard_rows[0][table], self.shard_rows[1][table]  # (M,)
+        mine = (row >= first) & (row < end)
+        return table[mine], (row - first)[mine]
 
     def prefetch(self, values: torch.Tensor, offsets: torch.Tensor, bags_per_slot: list[int] | None = None) -> None:
         """Start reading from disk, in the background, the cold rows a later forward of these
         ids (the forward's arguments) will look up: called with the next batch while the current
-        one trains, its reads overlap the step. A no-op without a disk tier."""
+        one trains, its reads overlap the step. In a sharded run, called with the next global
+        batch: the rows any rank looks up that this rank holds. A no-op without a disk tier."""
         if self.reader is None:
             return
         _, _, id_slot, hot = self._route(values, offsets, self._per_slot(offsets, bags_per_slot))
         self._read_aheads.append(self.reader.start(*self._cold_rows(values, id_slot, ~hot)))
         del self._read_aheads[:-MAX_READ_AHEADS]  # batches prefetched but never looked up
 
-    def _read_cold_rows(self, tables: torch.Tensor, rows: torch.Tensor) -> None:
+    def _read_cold_rows(self, tables: torch.Tensor | None, rows: torch.Tensor | None) -> None:
         """Have the pages of ``rows`` (M,) of cold FBGEMM ``tables`` (M,) cached before the
-        lookup: wait for the read-ahead :meth:`prefetch` started for them, else read them now."""
+        lookup: wait for the read-ahead :meth:`prefetch` started for them, else read them now.
+        A sharded run (None: the rows this rank holds come from every rank's slice) waits for the
+        oldest read-ahead, the next global batch's, else leaves its rows to FBGEMM's page faults."""
         start = time.perf_counter()
         for index, ahead in enumerate(self._read_aheads):
-            if ahead.covers(tables, rows):
+            if tables is None or ahead.covers(tables, rows):
                 del self._read_aheads[: index + 1]  # those before it were for batches never looked up
                 self.cold_pages_read += ahead.wait()
                 self.read_ahead_batches["pipelined"] += 1
                 break
         else:
-            self.cold_pages_read += self.reader(tables, rows)
+            self.cold_pages_read += self.reader(tables, rows) if tables is not None else 0
             self.read_ahead_batches["synchronous"] += 1
         self.read_wait_seconds += time.perf_counter() - start
 
@@ -387,7 +412,7 @@ class TieredLookup(nn.Module):
         bag_slot, id_bag, id_slot, hot = self._route(values, offsets, per_slot)
         cold = ~hot
         if self.reader is not None:
-            self._read_cold_rows(*self._cold_rows(values, id_slot, cold))
+            self._read_cold_rows(*((None, None) if self.shardable else self._cold_rows(values, id_slot, cold)))
         with torch.no_grad():
             self.hits += hot.sum()
             self.lookups += values.numel()

@@ -164,7 +164,8 @@ def resolve_device(name: str, world: World | None) -> torch.device:
     return device
 
 
-def _batches(cfg: TrainJobConfig, split: str, train: bool, limit: int | None = None, world: World | None = None) -> ParquetBatches:
+def _batches(cfg: TrainJobConfig, split: str, train: bool, limit: int | None = None, world: World | None = None,
+             global_sparse: bool = False) -> ParquetBatches:
     return ParquetBatches(
         cfg.data.path,
         split,
@@ -176,6 +177,7 @@ def _batches(cfg: TrainJobConfig, split: str, train: bool, limit: int | None = N
         limit_batches=limit,
         part=(world.rank, world.size) if world else (0, 1),
         pin_memory=cfg.device.startswith("cuda"),
+        global_sparse=global_sparse,
     )
 
 
@@ -225,7 +227,7 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
             state.selection = adopt_best(resumed, run_dir, state.selection)
         log.info("resumed from %s at step %d (epoch %d, batch %d)", tcfg.resume_from, state.step, state.epoch, state.batch_in_epoch)
 
-    train_batches = _batches(cfg, "train", train=True, world=world)
+    train_batches = _batches(cfg, "train", train=True, world=world, global_sparse=model.embedding.prefetches_global_batch)
     metrics_log = MetricsLog(run_dir, tcfg.tensorboard, enabled=leader)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     total_steps = len(train_batches) * tcfg.epochs
@@ -270,7 +272,7 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
             tick = time.perf_counter()
             for batch, upcoming in _with_next(train_batches.iter_from(state.batch_in_epoch)):
                 if upcoming is not None:  # disk-tier tables start reading its cold rows, overlapping this step
-                    model.embedding.prefetch(upcoming.sparse)
+                    model.embedding.prefetch(upcoming.sparse if upcoming.global_sparse is None else upcoming.global_sparse)
                 lr_factor = scheduler.set_step(state.step)
                 logits = net(batch.dense.to(device, non_blocking=True), batch.sparse.to(device, non_blocking=True))
                 loss = loss_fn(logits, batch.labels.to(device, non_blocking=True))

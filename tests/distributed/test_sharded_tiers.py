@@ -1,7 +1,8 @@
 """A sharded run with a disk tier (``placement.ram_budget`` on 2 ranks): each table's hot prefix
 is sharded as any table is, its cold tail row-wise into each rank's memory-mapped file; the run
-trains as one tiered process does, counts its hit rate over both ranks, and its checkpoint holds
-whole tables that resume in one process with the tables in RAM and on 2 ranks with tiers."""
+trains as one tiered process does, reads ahead the cold rows each rank holds, counts its hit
+rate over both ranks, and its checkpoint holds whole tables that resume in one process with the
+tables in RAM and on 2 ranks with tiers."""
 
 from __future__ import annotations
 
@@ -76,6 +77,9 @@ def test_a_2_rank_run_with_a_disk_tier_trains_like_one_tiered_process(tiny_datas
     tiers_one = json.loads((one / "eval.json").read_text())["memory"]["placement"]
     assert tiers["hit_rate"] == pytest.approx(tiers_one["hit_rate"], abs=1e-9)  # both ranks' lookups counted
     assert 0 < tiers["hit_rate"] < 1 and tiers["disk_bytes"] == tiers_one["disk_bytes"]
+    # each rank read ahead, from the next global batch, the cold rows it holds: every training
+    # step but the first and those after a validation (whose lookups took the read-ahead)
+    assert tiers["read_ahead_batches"]["pipelined"] >= STEPS - 3 and tiers["cold_pages_read"] > 0
 
     # its checkpoint holds whole tables: one process with the tables in RAM reads them, 2 tiered ranks resume them
     at4 = checkpoint_path(two, 4, sharded=True)
