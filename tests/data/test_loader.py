@@ -71,3 +71,18 @@ def test_errors_in_the_reader_thread_reach_the_consumer(tiny_dataset, monkeypatc
     monkeypatch.setattr(loader, "_read_group", broken)
     with pytest.raises(OSError, match="disk gone"):
         list(loader)
+
+
+def test_ranks_take_contiguous_slices_and_can_keep_the_global_batchs_ids(tiny_dataset):
+    """Data-parallel ranks read the same global batches and keep their slices; asked to, each also
+    keeps the global batch's sparse ids (a sharded disk tier reads ahead the rows its rank holds)."""
+    whole = next(iter(ParquetBatches(tiny_dataset, "train", 256)))
+    halves = [next(iter(ParquetBatches(tiny_dataset, "train", 256, part=(r, 2), global_sparse=True))) for r in (0, 1)]
+    assert [h.size for h in halves] == [128, 128] and whole.global_sparse is None
+    torch.testing.assert_close(torch.cat([h.labels for h in halves]), whole.labels)
+    for h in halves:
+        assert torch.equal(h.global_sparse.values(), whole.sparse.values())
+        assert torch.equal(h.global_sparse.lengths(), whole.sparse.lengths())
+    for key in whole.sparse.keys():
+        torch.testing.assert_close(torch.cat([h.sparse[key].values() for h in halves]), whole.sparse[key].values())
+    assert next(iter(ParquetBatches(tiny_dataset, "train", 256, part=(0, 2)))).global_sparse is None  # not asked for
