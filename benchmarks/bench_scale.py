@@ -245,7 +245,8 @@ def sharded_disk_tier_worker(rank: int, world: int, port: int, args, folder: str
     rows = slice(rank * args.batch // world, (rank + 1) * args.batch // world)
     mine = {}
 
-    def trained(features, space, placement=None) -> list[float]:
+    def trained(features, space, placement=None, read_ahead=(True,)) -> dict[bool, list[float]]:
+        """Step times by ``placement.read_ahead``, the settings' repeats interleaved."""
         torch.manual_seed(0)
         start = time.perf_counter()
         emb = make_embedding({"method": "full"}, features, dim, TableOptimizerConfig(), shardable=True, placement=placement)
@@ -255,14 +256,20 @@ def sharded_disk_tier_worker(rank: int, world: int, port: int, args, folder: str
         dist.barrier()
         mine.setdefault("build_seconds", time.perf_counter() - start)
         data = ProfileBatches(space, args.batch, rows=rows)  # every rank draws the same global batches
-        times = timed_steps(net, model, data, args.steps, args.repeats, args.warmup, dist.barrier)
+        times: dict[bool, list[float]] = {mode: [] for mode in read_ahead}
+        for repeat in range(args.repeats):
+            for mode in read_ahead:
+                if placement is not None:
+                    emb.lookup.read_ahead = mode
+                times[mode] += timed_steps(net, model, data, args.steps, 1, args.warmup if repeat == 0 else 0, dist.barrier)
         mine.setdefault("tiers", emb.tiers())
         return times
 
     features, space = profile_features(args, args.disk_scale)
     table_bytes = sum(f.num_embeddings for f in features) * (dim * 4 + 4)
     budget = int(table_bytes * args.disk_ram_share / world)
-    mine["times"] = trained(features, space, PlacementConfig(ram_budget=str(budget), disk_dir=folder))
+    disk = trained(features, space, PlacementConfig(ram_budget=str(budget), disk_dir=folder), read_ahead=(True, False))
+    mine["times"], mine["no_read_ahead_times"] = disk[True], disk[False]
     mine["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("Rss"))
     mine["rss_after_steps"] = {k: int(v.split()[0]) * 1024 for k, v in status.items()}  # RssAnon, RssFile (mapped cold pages), RssShmem
@@ -270,7 +277,7 @@ def sharded_disk_tier_worker(rank: int, world: int, port: int, args, folder: str
     for f in Path(folder).glob(f"*rank{rank}*"):  # the in-RAM model needs the page cache no longer
         f.unlink()
     small, small_space = profile_features(args, args.disk_scale * args.in_ram_scale)
-    mine["in_ram_times"] = trained(small, small_space)
+    mine["in_ram_times"] = trained(small, small_space)[True]
     gathered = [None] * world
     dist.all_gather_object(gathered, mine)
     if rank == 0:
@@ -281,7 +288,8 @@ def sharded_disk_tier_worker(rank: int, world: int, port: int, args, folder: str
 
 
 def sharded_disk_tier(args) -> dict:
-    """The disk_tier model on 2 gloo ranks against the in-RAM comparison model on 2 ranks."""
+    """The disk_tier model on 2 gloo ranks, with and without read-ahead (repeats interleaved),
+    against the in-RAM comparison model on 2 ranks."""
     world = 2
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -295,7 +303,7 @@ def sharded_disk_tier(args) -> dict:
     ranks = got.pop("ranks")
     samples = args.steps * args.batch
     # a step ends when its slowest rank does (the timed steps end on a barrier): rank 0's times are the run's
-    times, in_ram = ranks[0]["times"], ranks[0]["in_ram_times"]
+    times, in_ram, no_read_ahead = ranks[0]["times"], ranks[0]["in_ram_times"], ranks[0]["no_read_ahead_times"]
     tiers = ranks[0]["tiers"]
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     result = dict(
@@ -308,6 +316,8 @@ def sharded_disk_tier(args) -> dict:
         rss_after_steps_per_rank=[r["rss_after_steps"] for r in ranks],
         samples_per_s=samples / median(times), min_max=[samples / max(times), samples / min(times)],
         in_ram_samples_per_s=samples / median(in_ram), in_ram_min_max=[samples / max(in_ram), samples / min(in_ram)],
+        no_read_ahead_samples_per_s=samples / median(no_read_ahead),
+        no_read_ahead_min_max=[samples / max(no_read_ahead), samples / min(no_read_ahead)],
         ram_share=args.disk_ram_share, in_ram_scale=args.in_ram_scale, types=list(args.types),
     )
     result["peak_rss_bytes"] = sum(result["peak_rss_bytes_per_rank"])  # the ranks share the machine
@@ -509,6 +519,8 @@ def main() -> None:
             ("2 ranks, disk tier", tier["samples_per_s"], f"samples/s (min {tier['min_max'][0]:,.0f}, max {tier['min_max'][1]:,.0f})"),
             (f"2 ranks, tables x {tier['in_ram_scale']:g} in RAM", tier["in_ram_samples_per_s"],
              f"samples/s (min {tier['in_ram_min_max'][0]:,.0f}, max {tier['in_ram_min_max'][1]:,.0f})"),
+            ("2 ranks, disk tier, no read-ahead", tier["no_read_ahead_samples_per_s"],
+             f"samples/s (min {tier['no_read_ahead_min_max'][0]:,.0f}, max {tier['no_read_ahead_min_max'][1]:,.0f}); placement.read_ahead=false"),
             ("2 ranks: disk / RAM", tier["ratio"], "goal >= 0.5"),
             ("2 ranks: hot-tier hit rate", tier["hit_rate"], f"RAM tier {tier['tier_ram_bytes']:,} B, disk {tier['disk_bytes']:,} B"),
             ("2 ranks: tables / RAM", tier["tables_over_ram"], f"table bytes {tier['table_bytes']:,}"),

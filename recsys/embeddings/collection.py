@@ -158,7 +158,7 @@ class EmbeddingCollection(nn.Module):
     def prefetches_global_batch(self) -> bool:
         """Whether :meth:`prefetch` takes the whole global batch (a sharded disk tier: each rank
         reads ahead the cold rows it holds, whichever rank's slice looks them up)."""
-        return isinstance(self.lookup, TieredLookup) and self.lookup.shardable and self.lookup.on_disk
+        return isinstance(self.lookup, TieredLookup) and self.lookup.shardable and self.lookup.on_disk and self.lookup.read_ahead
 
     def prefetch(self, features: KeyedJaggedTensor) -> None:
         """Start reading from slow tiers what a later forward of ``features`` looks up (the cold
@@ -166,7 +166,7 @@ class EmbeddingCollection(nn.Module):
         the training loop calls it with the next batch (the global one where
         :attr:`prefetches_global_batch`), so the reads overlap the current step.
         Results do not change; without a disk tier it does nothing."""
-        if not (isinstance(self.lookup, TieredLookup) and self.lookup.reader is not None):
+        if not (isinstance(self.lookup, TieredLookup) and self.lookup.reads_ahead):
             return
         if self.passthrough:
             self.lookup.prefetch(features.values(), features.offsets())

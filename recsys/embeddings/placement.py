@@ -155,6 +155,7 @@ class TieredLookup(nn.Module):
         self.hot_counts = list(hot)
         self.shardable = shardable
         self.budget_bytes = placement.budget_bytes
+        self.read_ahead = placement.read_ahead
         slot_tables = slot_tables if slot_tables is not None else list(range(len(tables)))
         self.num_slots = len(slot_tables)
         kind = TableOptimizer(optimizer.kind)
@@ -384,11 +385,16 @@ class TieredLookup(nn.Module):
         ids (the forward's arguments) will look up: called with the next batch while the current
         one trains, its reads overlap the step. In a sharded run, called with the next global
         batch: the rows any rank looks up that this rank holds. A no-op without a disk tier."""
-        if self.reader is None:
+        if not self.reads_ahead:
             return
         _, _, id_slot, hot = self._route(values, offsets, self._per_slot(offsets, bags_per_slot))
         self._read_aheads.append(self.reader.start(*self._cold_rows(values, id_slot, ~hot)))
         del self._read_aheads[:-MAX_READ_AHEADS]  # batches prefetched but never looked up
+
+    @property
+    def reads_ahead(self) -> bool:
+        """Whether lookups read their cold pages ahead (a disk tier with ``placement.read_ahead``)."""
+        return self.reader is not None and self.read_ahead
 
     def _read_cold_rows(self, tables: torch.Tensor | None, rows: torch.Tensor | None) -> None:
         """Have the pages of ``rows`` (M,) of cold FBGEMM ``tables`` (M,) cached before the
@@ -411,7 +417,7 @@ class TieredLookup(nn.Module):
         per_slot = self._per_slot(offsets, bags_per_slot)
         bag_slot, id_bag, id_slot, hot = self._route(values, offsets, per_slot)
         cold = ~hot
-        if self.reader is not None:
+        if self.reads_ahead:
             self._read_cold_rows(*((None, None) if self.shardable else self._cold_rows(values, id_slot, cold)))
         with torch.no_grad():
             self.hits += hot.sum()

@@ -38,6 +38,9 @@ class PlacementConfig:
         cache_load_factor: ``uvm_cache``: rows the GPU cache holds, as a share of all rows
             (FBGEMM's ``cache_load_factor``; torchrec's planner default is 0.2).
         cache_algorithm: ``uvm_cache``: ``lru`` or ``lfu`` eviction.
+        read_ahead: a disk tier reads the pages of the next batch's cold rows into the page cache
+            while the current step trains (:mod:`recsys.embeddings.disk_prefetch`); False leaves
+            them to the lookup's page faults.
     """
 
     ram_budget: Optional[str] = None  # str or a number of bytes
@@ -46,6 +49,7 @@ class PlacementConfig:
     cold_tier: str = "disk"
     cache_load_factor: float = 0.2
     cache_algorithm: str = "lru"
+    read_ahead: bool = True
 
     def __post_init__(self) -> None:
         for key in ("hot_tier", "cold_tier"):
