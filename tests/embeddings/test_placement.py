@@ -87,24 +87,30 @@ def test_a_table_over_its_ram_budget_trains_on_disk_like_in_ram(method, piece_by
 
 
 def test_reading_the_next_batch_ahead_changes_no_result(tmp_path):
-    """The pipelined read-ahead (prefetch of batch i+1 before step i) against none: the same
-    outputs and tables, bit for bit; each batch after the first found its read-ahead."""
+    """The pipelined read-ahead (prefetch of batch i+1 before step i) against reads at the
+    lookup and against none (``placement.read_ahead=false``, page faults only): the same outputs
+    and tables, bit for bit; each batch after the first found its read-ahead."""
     optimizer = TableOptimizerConfig()
     runs = [make_embedding({"method": "full"}, FEATURES, 16, optimizer, seed=3,
-                           placement=PlacementConfig(ram_budget="6KB", disk_dir=str(tmp_path / name))) for name in ("ahead", "now")]
+                           placement=PlacementConfig(ram_budget="6KB", disk_dir=str(tmp_path / name), read_ahead=name != "faults"))
+            for name in ("ahead", "now", "faults")]
     data = list(batches(6))
     for i, kjt in enumerate(data):
         if i + 1 < len(data):
             runs[0].prefetch(data[i + 1])
-        pipelined, plain = runs[0](kjt).values(), runs[1](kjt).values()
-        assert torch.equal(pipelined, plain)
-        (pipelined**2).sum().backward()
-        (plain**2).sum().backward()
+            runs[2].prefetch(data[i + 1])  # a no-op without read-ahead
+        pipelined, plain, faults = (run(kjt).values() for run in runs)
+        assert torch.equal(pipelined, plain) and torch.equal(pipelined, faults)
+        for out in (pipelined, plain, faults):
+            (out**2).sum().backward()
     assert runs[0].tiers()["read_ahead_batches"] == {"pipelined": 5, "synchronous": 1}
     assert runs[1].tiers()["read_ahead_batches"] == {"pipelined": 0, "synchronous": 6}
+    assert runs[2].tiers()["read_ahead_batches"] == {"pipelined": 0, "synchronous": 0}
     assert runs[0].tiers()["cold_pages_read"] == runs[1].tiers()["cold_pages_read"] > 0  # the same pages either way
-    for name, weight in runs[1].lookup.table_weights().items():
-        assert torch.equal(runs[0].lookup.table_weights()[name], weight)
+    assert runs[2].tiers()["cold_pages_read"] == 0
+    for run in runs[1:]:
+        for name, weight in run.lookup.table_weights().items():
+            assert torch.equal(runs[0].lookup.table_weights()[name], weight)
 
 
 def test_training_with_a_ram_budget_matches_training_in_ram(tiny_dataset, tmp_path):
