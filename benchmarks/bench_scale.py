@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import os
 import resource
 import socket
@@ -270,6 +271,7 @@ def sharded_disk_tier_worker(rank: int, world: int, port: int, args, folder: str
     budget = int(table_bytes * args.disk_ram_share / world)
     disk = trained(features, space, PlacementConfig(ram_budget=str(budget), disk_dir=folder), read_ahead=(True, False))
     mine["times"], mine["no_read_ahead_times"] = disk[True], disk[False]
+    gc.collect()  # the disk-tier model's tables (torchrec's modules hold cycles), before the next model's
     mine["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("Rss"))
     mine["rss_after_steps"] = {k: int(v.split()[0]) * 1024 for k, v in status.items()}  # RssAnon, RssFile (mapped cold pages), RssShmem

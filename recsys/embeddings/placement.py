@@ -155,7 +155,7 @@ class TieredLookup(nn.Module):
         self.hot_counts = list(hot)
         self.shardable = shardable
         self.budget_bytes = placement.budget_bytes
-        self.read_ahead = placement.read_ahead
+        self._read_ahead = placement.read_ahead
         slot_tables = slot_tables if slot_tables is not None else list(range(len(tables)))
         self.num_slots = len(slot_tables)
         kind = TableOptimizer(optimizer.kind)
@@ -392,9 +392,22 @@ class TieredLookup(nn.Module):
         del self._read_aheads[:-MAX_READ_AHEADS]  # batches prefetched but never looked up
 
     @property
+    def read_ahead(self) -> bool:
+        """``placement.read_ahead``; turned off, the reads already started are waited for and dropped."""
+        return self._read_ahead
+
+    @read_ahead.setter
+    def read_ahead(self, on: bool) -> None:
+        if not on:
+            for ahead in self._read_aheads:
+                ahead.wait()
+            self._read_aheads.clear()
+        self._read_ahead = on
+
+    @property
     def reads_ahead(self) -> bool:
         """Whether lookups read their cold pages ahead (a disk tier with ``placement.read_ahead``)."""
-        return self.reader is not None and self.read_ahead
+        return self.reader is not None and self._read_ahead
 
     def _read_cold_rows(self, tables: torch.Tensor | None, rows: torch.Tensor | None) -> None:
         """Have the pages of ``rows`` (M,) of cold FBGEMM ``tables`` (M,) cached before the
