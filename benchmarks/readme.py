@@ -212,6 +212,11 @@ def render_scale_sharded_disk_tier(r: dict) -> str:
         f"scaled to {t['in_ram_scale']:g} of the rows ({gb(t['in_ram_table_bytes'])}, all in RAM) on the same 2 ranks, in the same run: "
         f"{_k(t['in_ram_samples_per_s'])} samples/s (min {_k(t['in_ram_min_max'][0])}, max {_k(t['in_ram_min_max'][1])}); disk tier / "
         f"in RAM {t['ratio']:.2f}x (goal >= 0.5x: {met(t['goal_at_least_0_5x_in_ram'])})."
+        + (f" Each rank read ahead, from the next global batch, the cold rows it holds ({', '.join(f'{p:.0f}' for p in t['cold_pages_per_step_per_rank'])} "
+           f"pages a step), waiting {', '.join(f'{w * 1e3:.1f}' for w in t['read_wait_per_step_s_per_rank'])} ms a step for them; without "
+           f"read-ahead (`placement.read_ahead=false`, the repeats interleaved on the same tables) {_k(t['no_read_ahead_samples_per_s'])} "
+           f"samples/s (min {_k(t['no_read_ahead_min_max'][0])}, max {_k(t['no_read_ahead_min_max'][1])})."
+           if "no_read_ahead_samples_per_s" in t else "")
     )
 
 
