@@ -136,7 +136,9 @@ class TieredLookup(nn.Module):
     part cut into pieces FBGEMM can address, :class:`~recsys.embeddings.row_ranges.RowRangeLookup`). Initial
     weights equal the unsplit tables' (each part takes its rows of :func:`init_rows`), so a run
     with tiers trains like one without. ``hits`` / ``lookups`` count looked-up ids that found
-    their row in the hot part.
+    their row in the hot part. ``shardable`` (a sharded run): each part's pieces are a torchrec
+    collection instead (:meth:`shardable_parts`), left unallocated until DistributedModelParallel
+    shards them; :meth:`init_shards` then writes their rows.
     """
 
     def __init__(
