@@ -6,7 +6,7 @@ torch's elastic agent, the same one torchrun uses. Every rank reads the same glo
 keeps its slice of each (rank r of W takes rows [r·B/W, (r+1)·B/W)), so a W-rank run sees the
 global batch of a one-process run, and the dense layers' averaged gradients and the tables'
 (gradient-divided) updates equal the one-process step. The embedding tables are sharded by
-torchrec's DistributedModelParallel within the plan of :mod:`recsys.embeddings.sharding`; the
+torchrec's DistributedModelParallel within the plan of :mod:`recsys.embeddings.sharding_plan`; the
 per-feature transforms and combiners, like the MLPs, are data-parallel.
 
 A rank that dies ends the run within a bounded time: the elastic agent (ours or torchrun's)
@@ -33,16 +33,15 @@ from torchrec.distributed.types import ShardingEnv, ShardingPlan
 from recsys.core.io import write_json
 from recsys.core.metrics import CTRMetrics
 from recsys.core.units import format_bytes, parse_bytes
-from recsys.embeddings.sharding import (
+from recsys.embeddings.sharding import kernels_left_unfilled, tbe_calls
+from recsys.embeddings.sharding_plan import (
     ShardingPlanError,
     bytes_per_rank,
     bytes_per_row,
     describe_plan,
     format_plan,
-    kernels_left_unfilled,
     plan_sharding,
     rank_values,
-    tbe_calls,
 )
 from recsys.embeddings.specs import ShardingType
 from recsys.evaluation.evaluate import predict

@@ -8,7 +8,7 @@ import pytest
 from recsys.embeddings.build import make_embedding
 from recsys.embeddings.placement_config import PlacementConfig
 from recsys.embeddings.plan import FeatureInfo
-from recsys.embeddings.sharding import ShardingPlanError, describe_plan, format_plan, plan_sharding
+from recsys.embeddings.sharding_plan import ShardingPlanError, describe_plan, format_plan, plan_sharding
 from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
 
 FEATURES = [FeatureInfo("C1", 1000), FeatureInfo("C2", 50), FeatureInfo("C3", 300)]
@@ -167,7 +167,7 @@ def test_a_tiered_plan_keeps_each_ranks_hot_shards_within_its_ram_budget(tmp_pat
     import torch
 
     from recsys.embeddings.placement import tiered_lookup
-    from recsys.embeddings.sharding import bytes_per_rank
+    from recsys.embeddings.sharding_plan import bytes_per_rank
     from recsys.train.distributed import _within_ram_budget
 
     features = [FeatureInfo("C1", 8000), FeatureInfo("C2", 50)]  # C1's hot piece is over one rank's budget
