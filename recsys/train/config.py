@@ -62,6 +62,8 @@ class TrainerConfig:
     (``checkpoints/best.dcp`` for a sharded run). ``checkpoint_at_end=false`` skips the
     checkpoint written when training ends (Lightning's ``save_last``): for throughput runs whose
     model nobody reads, a table-sized write less (2.3 GB at full Kaggle cardinalities).
+    ``threads``: torch threads of each process; unset, torch's default in one process, and the
+    machine's cores shared among its local ranks in a sharded run (torchrun sets none).
     """
 
     epochs: int = 1

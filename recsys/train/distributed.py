@@ -31,6 +31,7 @@ from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.distributed.types import ShardingEnv, ShardingPlan
 
 from recsys.core.io import write_json
+from recsys.core.logging import quiet_libraries
 from recsys.core.metrics import CTRMetrics
 from recsys.core.units import format_bytes, parse_bytes
 from recsys.embeddings.sharding import kernels_left_unfilled, tbe_calls
@@ -127,8 +128,6 @@ def shard_model(model: DLRM, cfg: TrainJobConfig, world: World, device: torch.de
     kind = cfg.trainer.table_optimizer.kind
     parts = lookup.shardable_parts()
     on_disk = {name: part.cold and lookup.on_disk for name, part in parts}
-    if len(parts) > 1:
-        _refuse_column_shards(cfg)
     sharding = ShardingPlan({})
     for name, part in parts:
         sharding.plan.update(_plan_part(model, cfg, world, device, name, part, on_disk[name]).plan)
@@ -181,7 +180,7 @@ def _plan_part(model: DLRM, cfg: TrainJobConfig, world: World, device: torch.dev
             memory_name="free disk of placement.disk_dir" if on_disk else "sharding.rank_memory",
         )
 
-    sharding = planned(part.sharding_types or list(cfg.sharding.types))
+    sharding = planned(part.sharding_types or sharding_types(cfg, tiered=len(lookup.shardable_parts()) > 1))
     if len(lookup.shardable_parts()) > 1 and not part.cold:  # a tiered lookup's hot pieces
         sharding = _within_ram_budget(sharding, planned, part, lookup, collection_path(name), kind, world.size)
     return sharding
@@ -210,16 +209,28 @@ def _within_ram_budget(sharding: ShardingPlan, planned, part, lookup, path: str,
     )
 
 
-def _refuse_column_shards(cfg: TrainJobConfig) -> None:
-    """A tiered lookup's tables are cut by rows into hot and cold parts, and a checkpoint holds
-    each table whole, its rows gathered from both: their shards must hold whole rows."""
-    requested = [("sharding.types", t) for t in cfg.sharding.types] + [(f"sharding.overrides.{f}", t) for f, t in cfg.sharding.overrides.items()]
-    for key, kind in requested:
-        if str(getattr(kind, "value", kind)) == ShardingType.column_wise.value:
+def sharding_types(cfg: TrainJobConfig, tiered: bool) -> list[str]:
+    """The sharding types the run allows (``sharding.types``). A tiered lookup's tables are cut by
+    rows into hot and cold parts, and a checkpoint holds each table whole, its rows gathered from
+    both: their shards must hold whole rows, so column-wise is left out of what is allowed, and an
+    override that asks for it, or a list of column-wise alone, is refused, naming the key."""
+    types = [str(getattr(t, "value", t)) for t in cfg.sharding.types]
+    if not tiered:
+        return types
+    column_wise = ShardingType.column_wise.value
+    for feature, kind in cfg.sharding.overrides.items():
+        if str(getattr(kind, "value", kind)) == column_wise:
             raise ShardingPlanError(
-                f"{key}: column_wise with placement.ram_budget: the tiered tables' shards must hold whole rows "
-                "(allow table_wise, row_wise or table_row_wise)"
+                f"sharding.overrides.{feature}: column_wise with placement.ram_budget: the tiered tables' shards must hold "
+                "whole rows (use table_wise, row_wise or table_row_wise)"
             )
+    whole_rows = [t for t in types if t != column_wise]
+    if types and not whole_rows:
+        raise ShardingPlanError(
+            "sharding.types: column_wise alone with placement.ram_budget: the tiered tables' shards must hold whole rows "
+            "(allow table_wise, row_wise or table_row_wise)"
+        )
+    return whole_rows
 
 
 class ShardedTableRates:
@@ -252,9 +263,18 @@ def evaluate_sharded(model: torch.nn.Module, batches, device: str) -> CTRMetrics
 
 
 def _worker(entry: Callable, cfg: TrainJobConfig, run_dir: str):
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format=f"[%(asctime)s][rank {os.environ.get('RANK')}][%(name)s][%(levelname)s] - %(message)s"
-    )
+    """A rank started by :func:`launch`: its log to the console, and rank 0's to the run's
+    ``train.log`` too (beside the launcher's lines), the libraries' chatter kept out."""
+    rank = os.environ.get("RANK")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if rank == "0":
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(Path(run_dir) / "train.log"))
+    # force: the spawned process's root logger may already have a handler (then basicConfig
+    # would add none, and every INFO line of the run, the sharding plan's included, was lost)
+    logging.basicConfig(level=logging.INFO, format=f"[%(asctime)s][rank {rank}][%(name)s][%(levelname)s] - %(message)s",
+                        handlers=handlers, force=True)
+    quiet_libraries()
     return entry(cfg, run_dir)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import random
 import sys
 import time
@@ -198,6 +199,8 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
     tcfg = cfg.trainer
     if tcfg.threads:
         torch.set_num_threads(tcfg.threads)
+    elif world is not None:  # the machine's cores shared among its ranks, not each rank taking all
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world.size))))
     seed_everything(tcfg.seed)
     device = resolve_device(cfg.device, world)
     log.info(describe_allocator())

@@ -16,7 +16,9 @@ from recsys.core.checkpoint import checkpoint_path, load_checkpoint
 from recsys.data.layout import DatasetMeta
 from recsys.models.build import build_model, load_weights, recipe_from_dict
 from recsys.embeddings.placement_config import PlacementConfig
-from recsys.train.distributed import PLAN_FILE
+from recsys.embeddings.sharding_plan import ShardingPlanError
+from recsys.train.config import ShardingConfig, TrainJobConfig
+from recsys.train.distributed import PLAN_FILE, sharding_types
 
 from tests.distributed.test_sharded_checkpoint import STEPS, assert_same, job, loss_at, run
 
@@ -90,8 +92,15 @@ def test_a_2_rank_run_with_a_disk_tier_trains_like_one_tiered_process(tiny_datas
     assert_same(saved, in_ram_state(checkpoint_path(one, 4), tiny_dataset), atol=1e-6)
 
 
-def test_column_wise_shards_are_refused_with_a_disk_tier(tiny_dataset, tmp_path):
-    cfg = tiered(tiny_dataset, 2, tmp_path)
-    cfg.sharding.types = ["column_wise", "row_wise"]
-    with pytest.raises(Exception, match="sharding.types: column_wise with placement.ram_budget"):
-        run(cfg, tmp_path / "run")
+def test_column_wise_shards_are_left_out_with_a_disk_tier_and_refused_where_asked_for():
+    """With tiers, column-wise leaves the allowed types (the default list holds it); an override
+    naming it, or column-wise alone, is refused naming the key."""
+    cfg = TrainJobConfig(sharding=ShardingConfig(types=["table_wise", "column_wise", "row_wise"]))
+    assert sharding_types(cfg, tiered=True) == ["table_wise", "row_wise"]
+    assert sharding_types(cfg, tiered=False) == ["table_wise", "column_wise", "row_wise"]
+    assert "column_wise" in TrainJobConfig().sharding.types and "column_wise" not in sharding_types(TrainJobConfig(), tiered=True)
+    cfg.sharding.overrides = {"C3": "column_wise"}
+    with pytest.raises(ShardingPlanError, match="sharding.overrides.C3: column_wise with placement.ram_budget"):
+        sharding_types(cfg, tiered=True)
+    with pytest.raises(ShardingPlanError, match="sharding.types: column_wise alone with placement.ram_budget"):
+        sharding_types(TrainJobConfig(sharding=ShardingConfig(types=["column_wise"])), tiered=True)
