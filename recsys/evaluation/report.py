@@ -79,4 +79,15 @@ def _markdown(record: dict) -> str:
             f"total {format_bytes(mem['total_bytes'])}.",
             "",
         ]
+        if mem.get("placement"):
+            lines += [_placement_line(mem["placement"]), ""]
     return "\n".join(lines)
+
+
+def _placement_line(tiers: dict) -> str:
+    """Where the tables' bytes live and how often a lookup found its row in the fast tier."""
+    places = [("RAM", tiers.get("ram_bytes")), ("disk", tiers.get("disk_bytes")), ("RAM, cold", tiers.get("cold_ram_bytes")),
+              ("host", tiers.get("host_bytes")), ("GPU cache", tiers.get("device_cache_bytes"))]
+    held = ", ".join(f"{name} {format_bytes(b)}" for name, b in places if b)
+    hit = tiers.get("hit_rate")
+    return f"Placement: {held}" + (f"; fast-tier hit rate {hit:.4f}." if hit is not None else ".")

@@ -7,6 +7,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from recsys.core.units import format_bytes
 from recsys.cli.common import CONF_DIR
 from recsys.cli.train import to_job_config
 from recsys.data.config import DataConfig
@@ -129,6 +130,9 @@ def test_training_with_a_ram_budget_matches_training_in_ram(tiny_dataset, tmp_pa
     assert 0 < tiers["hit_rate"] < 1
     assert tiers["read_ahead_batches"]["pipelined"] == 5  # the loop read each batch after the first ahead
     assert (tmp_path / "disk" / "tables" / "cold_weights.f32").stat().st_size == tiers["disk_bytes"]
+    summary = (tmp_path / "disk" / "eval.md").read_text()  # the person's summary says where the bytes live
+    assert f"Placement: RAM {format_bytes(tiers['ram_bytes'])}, disk {format_bytes(tiers['disk_bytes'])}; fast-tier hit rate" in summary
+    assert "Placement:" not in (tmp_path / "ram" / "eval.md").read_text()
     assert tiered.final_loss == pytest.approx(in_ram.final_loss, abs=1e-6)
     assert tiered.eval["logloss"] == pytest.approx(in_ram.eval["logloss"], abs=1e-6)
     assert tiered.eval["auc"] == pytest.approx(in_ram.eval["auc"], abs=1e-6)
