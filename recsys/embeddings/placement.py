@@ -123,6 +123,7 @@ def _mapped(path: Path, numel: int) -> torch.Tensor:
     """A fresh zero-filled float32 file of ``numel`` values, memory-mapped (no RAM allocated) for
     random access."""
     path.unlink(missing_ok=True)
+    path.touch()  # (from_file makes no file for 0 values: a rank whose cold shards are all empty)
     mapped = torch.from_file(str(path), shared=True, size=numel, dtype=torch.float32)
     advise_random_access(mapped)
     return mapped
@@ -445,11 +446,16 @@ class TieredLookup(nn.Module):
 def hot_split(tables: list[PhysicalTable], optimizer: TableOptimizerConfig, placement: PlacementConfig,
               ranks: int = 1) -> Optional[list[int]]:
     """The hot rows of each table where ``placement.ram_budget`` (each rank's, of ``ranks``)
-    splits the tables (:func:`hot_rows`); None where there is no budget or every table fits it."""
+    splits the tables (:func:`hot_rows`); None where there is no budget or every table fits it.
+    With several ranks a cold tail of fewer than ``ranks``² rows stays hot (a few rows over the
+    budget): torchrec's row-wise shards (ceil(rows / ranks) a rank) then give every rank rows of
+    every cold piece, and FBGEMM takes a rank whose shards are all empty for a GPU lookup."""
     budget = placement.budget_bytes
     if budget is None:
         return None
     hot = hot_rows(tables, budget * ranks, TableOptimizer(optimizer.kind))
+    if ranks > 1:  # a cold tail of fewer than ranks² rows stays hot: row-wise, every rank then holds some of each tail
+        hot = [t.num_embeddings if t.num_embeddings - k < ranks * ranks else k for t, k in zip(tables, hot)]
     if all(k == t.num_embeddings for t, k in zip(tables, hot)):
         log.info("placement: all tables fit placement.ram_budget=%s in RAM", format_bytes(budget))
         return None

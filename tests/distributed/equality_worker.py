@@ -1,7 +1,8 @@
 """2-rank gloo run against the 1-process run of the same model, batches and seed.
 
 Run by ``test_sharded_equality.py`` as ``python equality_worker.py OUT PAIRS PORT`` (PAIRS: a JSON
-list of [embedding config, sharding type, table optimizer]): each rank builds, for every pair, the one-process model (direct FBGEMM lookup, the whole
+list of [embedding config, sharding type, table optimizer[, RAM budget in bytes: a disk tier, each
+rank with its share]]): each rank builds, for every pair, the one-process model (direct FBGEMM lookup, the whole
 global batch) and the sharded one (torchrec DMP, its half of each batch), trains both for STEPS
 steps on the same multi-hot batches and records, on rank 0, the largest first-batch prediction
 difference and the loss difference after the last step.
@@ -44,8 +45,9 @@ def kjt(values, lengths, lo: int, hi: int) -> KeyedJaggedTensor:
     return KeyedJaggedTensor(keys=list(SIZES), values=torch.cat(parts), lengths=lengths[:, lo:hi].reshape(-1))
 
 
-def compare(rank: int, world_size: int, method: dict, kind: str, optimizer: str, run_dir: Path) -> dict:
+def compare(rank: int, world_size: int, method: dict, kind: str, optimizer: str, run_dir: Path, ram_budget: int | None = None) -> dict:
     from recsys.embeddings.build import make_embedding
+    from recsys.embeddings.placement_config import PlacementConfig
     from recsys.embeddings.plan import FeatureInfo
     from recsys.embeddings.specs import TableOptimizer
     from recsys.models.config import DLRMConfig
@@ -62,7 +64,11 @@ def compare(rank: int, world_size: int, method: dict, kind: str, optimizer: str,
 
     def build(shardable: bool) -> DLRM:
         torch.manual_seed(0)
-        emb = make_embedding(method, features, DIM, cfg.trainer.table_optimizer, shardable=shardable)
+        placement = None
+        if ram_budget is not None:  # a disk tier: one process's budget, or each rank's share of it
+            budget = ram_budget // world_size if shardable else ram_budget
+            placement = PlacementConfig(ram_budget=str(budget), disk_dir=str(run_dir / f"tables_{shardable}_{rank}"))
+        emb = make_embedding(method, features, DIM, cfg.trainer.table_optimizer, shardable=shardable, placement=placement)
         return DLRM(emb, num_dense=3, config=mlp)
 
     single, model = build(False), build(True)
@@ -92,7 +98,8 @@ def compare(rank: int, world_size: int, method: dict, kind: str, optimizer: str,
         global_loss = local_loss.detach().clone()
         dist.all_reduce(global_loss)
         losses = (float(loss), float(global_loss) / world_size)
-    return {"first_batch_max_diff": float(first_diff), "loss_single": losses[0], "loss_sharded": losses[1]}
+    return {"first_batch_max_diff": float(first_diff), "loss_single": losses[0], "loss_sharded": losses[1],
+            "collections": len(model.embedding.lookup.shardable_parts())}  # 2: the tables were split into hot and cold
 
 
 def run(rank: int, world_size: int, port: int, out: str, pairs: list) -> None:
@@ -101,9 +108,10 @@ def run(rank: int, world_size: int, port: int, out: str, pairs: list) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for method, kind, optimizer in pairs:
-            record = compare(rank, world_size, method, kind, optimizer, Path(tmp))
-            results.append({"method": method, "sharding_type": kind, "table_optimizer": optimizer, **record})
+        for method, kind, optimizer, *budget in pairs:
+            record = compare(rank, world_size, method, kind, optimizer, Path(tmp), *budget)
+            tiered = {"ram_budget": budget[0]} if budget else {}
+            results.append({"method": method, "sharding_type": kind, "table_optimizer": optimizer, **tiered, **record})
     if rank == 0:
         Path(out).write_text(json.dumps(results, indent=1))
     dist.destroy_process_group()

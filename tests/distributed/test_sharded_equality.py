@@ -47,9 +47,9 @@ ADAGRAD = "rowwise_adagrad"
 
 
 def run_pairs(tmp_path: Path, pairs: list[tuple]) -> list[dict]:
-    """Run (method, sharding type[, table optimizer]) pairs in one 2-rank worker."""
+    """Run (method, sharding type[, table optimizer[, RAM budget]]) pairs in one 2-rank worker."""
     out = tmp_path / "equality.json"
-    spec = json.dumps([[METHODS[m], kind, rest[0] if rest else OPTIMIZER.get(kind, ADAGRAD)] for m, kind, *rest in pairs])
+    spec = json.dumps([[METHODS[m], kind, rest[0] if rest else OPTIMIZER.get(kind, ADAGRAD), *rest[1:]] for m, kind, *rest in pairs])
     cmd = [sys.executable, str(WORKER), str(out), spec, str(free_port())]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -72,6 +72,16 @@ def test_two_ranks_equal_one_process_representative_pairs(tmp_path):
     check(records)
     adagrad_columns = records[-1]
     assert abs(adagrad_columns["loss_single"] - adagrad_columns["loss_sharded"]) > 1e-4  # the columns were split
+
+
+def test_two_ranks_with_a_disk_tier_equal_one_tiered_process(tmp_path):
+    """placement.ram_budget: hot prefixes sharded, cold tails row-wise in each rank's file, for
+    plain, per-id (compositional mult) and mixed-dimension slots. The budgets leave cold tails
+    of several rows in every method's larger tables."""
+    records = run_pairs(tmp_path, [("full", "row_wise", ADAGRAD, 3000), ("qr_mult", "table_wise", ADAGRAD, 1000),
+                                   ("md", "row_wise", ADAGRAD, 2500)])
+    assert [(r["ram_budget"], r["collections"]) for r in records] == [(3000, 2), (1000, 2), (2500, 2)]
+    check(records)
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from recsys.cli.train import to_job_config
 from recsys.data.config import DataConfig
 from recsys.embeddings import row_ranges
 from recsys.embeddings.build import make_embedding
-from recsys.embeddings.placement import TieredLookup, hot_rows
+from recsys.embeddings.placement import TieredLookup, hot_rows, hot_split
 from recsys.embeddings.placement_config import PlacementConfig
 from recsys.embeddings.plan import FeatureInfo
 from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
@@ -47,6 +47,18 @@ def test_hot_rows_cut_every_table_at_one_rank_within_the_budget():
     assert hot_rows(tables, 32 * 110, TableOptimizer.sgd) == [100, 10]  # no state
     with pytest.raises(ValueError, match="placement.ram_budget.*optimizer state"):
         hot_rows(tables, state + 32, TableOptimizer.rowwise_adagrad)
+
+
+def test_sharded_ranks_share_the_budget_and_keep_tails_too_short_to_shard_hot():
+    """Each of 2 ranks has the budget: the cut is one process's at twice it; a cold tail of fewer
+    than 2² rows stays hot (row-wise, each rank then holds rows of every cold piece)."""
+    tables = [PhysicalTable("a", 1000, 8), PhysicalTable("b", 103, 8)]
+    state = 4 * 1103
+    budget = (state + 32 * 200) // 2
+    placement, optimizer = PlacementConfig(ram_budget=str(budget)), TableOptimizerConfig()
+    assert hot_split(tables, optimizer, placement, ranks=2) == [100, 103]  # b's tail of 3 rows stays hot
+    assert hot_rows(tables, 2 * budget, TableOptimizer.rowwise_adagrad) == [100, 100]
+    assert hot_split(tables, optimizer, PlacementConfig(ram_budget=str(2 * budget))) == [100, 100]  # one process
 
 
 @pytest.mark.parametrize(("piece_bytes", "budget"), [(None, "6KB"), (5 * 16 * 4, "8KB")], ids=["whole", "pieces_of_5_rows"])
