@@ -104,3 +104,13 @@ def test_column_wise_shards_are_left_out_with_a_disk_tier_and_refused_where_aske
         sharding_types(cfg, tiered=True)
     with pytest.raises(ShardingPlanError, match="sharding.types: column_wise alone with placement.ram_budget"):
         sharding_types(TrainJobConfig(sharding=ShardingConfig(types=["column_wise"])), tiered=True)
+
+
+@pytest.mark.slow
+def test_a_tiered_one_process_checkpoint_resumes_on_2_tiered_ranks(tiny_dataset, tmp_path):
+    """One tiered process's .pt (hot and cold parts of another split) into 2 tiered ranks: every
+    weight and Adagrad state as saved, read whole in RAM."""
+    one = Path(run(tiered(tiny_dataset, 1, tmp_path, steps=4), tmp_path / "one").run_dir)
+    saved = checkpoint_path(one, 4)
+    two = Path(run(tiered(tiny_dataset, 2, tmp_path, steps=4, resume=saved), tmp_path / "two").run_dir)
+    assert_same(in_ram_state(saved, tiny_dataset), in_ram_state(checkpoint_path(two, 4, sharded=True), tiny_dataset))
