@@ -172,17 +172,24 @@ def render_scale(r: dict) -> str:
     )
 
 
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB"
+
+
+def _met_marked(ok: bool) -> str:
+    """``met``, or a bold ``not met`` (the disk-tier paragraphs' goals)."""
+    return "met" if ok else "**not met**"
+
+
 def render_scale_disk_tier(r: dict) -> str:
     t = r["disk_tier"]
-    gb = lambda n: f"{n / 1e9:.2f} GB"  # noqa: E731
-    met = lambda ok: "met" if ok else "**not met**"  # noqa: E731
     return (
         f"`{r['command'].removeprefix('python ')}` ({t['threads']} torch thread(s)): the {t['profile']} profile's tables capped at "
-        f"{t['cap']:,} rows, {t['table_rows']:,} rows of dim {t['dim']}: {gb(t['table_bytes'])} of weights and row-wise Adagrad state, "
-        f"{t['tables_over_ram']:.2f}x this machine's {gb(t['ram_bytes'])} of RAM (goal >= 1.5x: {met(t['goal_tables_at_least_1_5x_ram'])}). "
-        f"{t['ram_share']:.0%} of the bytes ({gb(t['tier_ram_bytes'])}, the hottest rows) in RAM, {gb(t['disk_bytes'])} in memory-mapped "
+        f"{t['cap']:,} rows, {t['table_rows']:,} rows of dim {t['dim']}: {_gb(t['table_bytes'])} of weights and row-wise Adagrad state, "
+        f"{t['tables_over_ram']:.2f}x this machine's {_gb(t['ram_bytes'])} of RAM (goal >= 1.5x: {_met_marked(t['goal_tables_at_least_1_5x_ram'])}). "
+        f"{t['ram_share']:.0%} of the bytes ({_gb(t['tier_ram_bytes'])}, the hottest rows) in RAM, {_gb(t['disk_bytes'])} in memory-mapped "
         f"files: {_k(t['samples_per_s'])} samples/s (min {_k(t['min_max'][0])}, max {_k(t['min_max'][1])}), hot-tier hit rate "
-        f"{t['hit_rate']:.3f}, peak RSS {gb(t['peak_rss_bytes'])} (goal < 20 GB: {met(t['goal_peak_rss_under_20gb'])}). "
+        f"{t['hit_rate']:.3f}, peak RSS {_gb(t['peak_rss_bytes'])} (goal < 20 GB: {_met_marked(t['goal_peak_rss_under_20gb'])}). "
         + (f"The lookups waited {t['read_wait_per_step_s'] * 1e3:.0f} ms a step for cold pages; {t['read_ahead_batches']['pipelined']} "
            f"of {sum(t['read_ahead_batches'].values())} batches had their reads started during the step before. "
            if "read_wait_per_step_s" in t else "")
@@ -191,27 +198,25 @@ def render_scale_disk_tier(r: dict) -> str:
            f"steps, a bound of {_k(t['disk_bound_samples_per_s'])} samples/s for a step that did nothing but read them. "
            if "disk_random_reads_per_s" in t else "")
         + "The same model "
-        f"with its tables scaled to {t['in_ram_scale']:g} of the rows ({gb(t['in_ram_table_bytes'])}, all in RAM), in the same run: "
+        f"with its tables scaled to {t['in_ram_scale']:g} of the rows ({_gb(t['in_ram_table_bytes'])}, all in RAM), in the same run: "
         f"{_k(t['in_ram_samples_per_s'])} samples/s (min {_k(t['in_ram_min_max'][0])}, max {_k(t['in_ram_min_max'][1])}); disk tier / "
-        f"in RAM {t['ratio']:.2f}x (goal >= 0.5x: {met(t['goal_at_least_0_5x_in_ram'])})."
+        f"in RAM {t['ratio']:.2f}x (goal >= 0.5x: {_met_marked(t['goal_at_least_0_5x_in_ram'])})."
     )
 
 
 def render_scale_sharded_disk_tier(r: dict) -> str:
     t = r["sharded_disk_tier"]
-    gb = lambda n: f"{n / 1e9:.2f} GB"  # noqa: E731
-    met = lambda ok: "met" if ok else "**not met**"  # noqa: E731
     return (
         f"`{r['command'].removeprefix('python ')}` ({t['threads_per_rank']} torch thread(s) a rank): the disk-tier model above "
-        f"({t['table_rows']:,} rows of dim {t['dim']}, {gb(t['table_bytes'])}, {t['tables_over_ram']:.2f}x RAM) on {t['world_size']} "
-        f"gloo ranks, each with a RAM budget of {gb(t['budget_per_rank'])} ({t['ram_share']:.0%} of the bytes in all): hot pieces "
-        f"sharded {' or '.join(t['types'])}, cold pieces row-wise in each rank's file ({', '.join(gb(b) for b in t['cold_file_bytes'])}). "
+        f"({t['table_rows']:,} rows of dim {t['dim']}, {_gb(t['table_bytes'])}, {t['tables_over_ram']:.2f}x RAM) on {t['world_size']} "
+        f"gloo ranks, each with a RAM budget of {_gb(t['budget_per_rank'])} ({t['ram_share']:.0%} of the bytes in all): hot pieces "
+        f"sharded {' or '.join(t['types'])}, cold pieces row-wise in each rank's file ({', '.join(_gb(b) for b in t['cold_file_bytes'])}). "
         f"{_k(t['samples_per_s'])} samples/s (min {_k(t['min_max'][0])}, max {_k(t['min_max'][1])}), hot-tier hit rate {t['hit_rate']:.3f}, "
-        f"peak RSS {gb(t['peak_rss_bytes'])} summed over the ranks ({', '.join(gb(b) for b in t['peak_rss_bytes_per_rank'])}; goal < 20 GB: "
-        f"{met(t['goal_peak_rss_under_20gb'])}), tables built and initialised in {t['build_seconds']:.0f} s. The model with its tables "
-        f"scaled to {t['in_ram_scale']:g} of the rows ({gb(t['in_ram_table_bytes'])}, all in RAM) on the same 2 ranks, in the same run: "
+        f"peak RSS {_gb(t['peak_rss_bytes'])} summed over the ranks ({', '.join(_gb(b) for b in t['peak_rss_bytes_per_rank'])}; goal < 20 GB: "
+        f"{_met_marked(t['goal_peak_rss_under_20gb'])}), tables built and initialised in {t['build_seconds']:.0f} s. The model with its tables "
+        f"scaled to {t['in_ram_scale']:g} of the rows ({_gb(t['in_ram_table_bytes'])}, all in RAM) on the same 2 ranks, in the same run: "
         f"{_k(t['in_ram_samples_per_s'])} samples/s (min {_k(t['in_ram_min_max'][0])}, max {_k(t['in_ram_min_max'][1])}); disk tier / "
-        f"in RAM {t['ratio']:.2f}x (goal >= 0.5x: {met(t['goal_at_least_0_5x_in_ram'])})."
+        f"in RAM {t['ratio']:.2f}x (goal >= 0.5x: {_met_marked(t['goal_at_least_0_5x_in_ram'])})."
         + (f" Each rank read ahead, from the next global batch, the cold rows it holds ({', '.join(f'{p:.0f}' for p in t['cold_pages_per_step_per_rank'])} "
            f"pages a step), waiting {', '.join(f'{w * 1e3:.1f}' for w in t['read_wait_per_step_s_per_rank'])} ms a step for them; without "
            f"read-ahead (`placement.read_ahead=false`, the repeats interleaved on the same tables) {_k(t['no_read_ahead_samples_per_s'])} "

@@ -158,7 +158,7 @@ class EmbeddingCollection(nn.Module):
     def prefetches_global_batch(self) -> bool:
         """Whether :meth:`prefetch` takes the whole global batch (a sharded disk tier: each rank
         reads ahead the cold rows it holds, whichever rank's slice looks them up)."""
-        return isinstance(self.lookup, TieredLookup) and self.lookup.shardable and self.lookup.on_disk and self.lookup.read_ahead
+        return isinstance(self.lookup, TieredLookup) and self.lookup.shardable and self.lookup.reads_ahead
 
     def prefetch(self, features: KeyedJaggedTensor) -> None:
         """Start reading from slow tiers what a later forward of ``features`` looks up (the cold

@@ -176,7 +176,7 @@ class TieredLookup(nn.Module):
             buffers = {"weights": self._cold_weights}  # the optimizer state FBGEMM allocates, in RAM
         cold_lookup = self._collection(optimizer, seed, cold=True) if shardable else None
         self.cold = RowRangeLookup(tables, hot, sizes, optimizer, slot_tables, "cold", host_buffers=buffers, make_lookup=cold_lookup)
-        self.reader = self._reader(buffers["weights"]) if buffers is not None else None
+        self.reader = self._reader() if buffers is not None else None
         self._read_aheads: list[ReadAhead] = []  # started by prefetch(), oldest first
         self.read_ahead_batches = {"pipelined": 0, "synchronous": 0}  # cold reads of looked-up batches, by how
         self.read_wait_seconds = 0.0  # lookups' time waiting for cold pages (the part of the reads not overlapped)
@@ -220,11 +220,14 @@ class TieredLookup(nn.Module):
         self._cold_weights = _mapped(self._cold_weights_path, values)
         return SharedHostBuffers(weights=self._cold_weights)
 
-    def _reader(self, weights: torch.Tensor) -> RowPrefetcher:
+    def _reader(self) -> RowPrefetcher:
         """Reads ahead the pages of the cold rows a batch looks up in the weights file."""
         views = self.cold.batched.tbe.split_embedding_weights()
-        starts = [view.data_ptr() - weights.data_ptr() for view in views]  # bytes into the file
-        return RowPrefetcher(self.disk_dir / COLD_FILE, starts, [view.shape[1] * view.element_size() for view in views])
+        return RowPrefetcher(self._cold_weights_path, [self._file_offset(v) for v in views], [v.shape[1] * v.element_size() for v in views])
+
+    def _file_offset(self, view: torch.Tensor) -> int:
+        """Bytes into the cold file of the first value of ``view`` (a view of the mapped weights)."""
+        return view.data_ptr() - self._cold_weights.data_ptr()
 
     def _disk_dir(self, configured: Optional[str]) -> Path:
         if configured is not None:
@@ -282,8 +285,7 @@ class TieredLookup(nn.Module):
         with open(self._cold_weights_path, "r+b", buffering=0) as file:
 
             def write(view: torch.Tensor, values: torch.Tensor) -> None:
-                offset = view.data_ptr() - self._cold_weights.data_ptr()  # bytes into the file
-                os.pwrite(file.fileno(), values.contiguous().numpy(), offset)  # (the array's buffer, not a copy)
+                os.pwrite(file.fileno(), values.contiguous().numpy(), self._file_offset(view))  # (the array's buffer, not a copy)
 
             yield write
             os.fsync(file.fileno())
@@ -311,7 +313,7 @@ class TieredLookup(nn.Module):
         for piece in self.cold.batched.tables:
             shards = [s for s in state[f"embedding_bags.{piece.name}.weight"].local_shards() if s.metadata.shard_sizes[0]]
             first, rows = (shards[0].metadata.shard_offsets[0], shards[0].metadata.shard_sizes[0]) if shards else (0, 0)
-            starts.append(shards[0].tensor.data_ptr() - self._cold_weights.data_ptr() if shards else 0)  # bytes into the file
+            starts.append(self._file_offset(shards[0].tensor) if shards else 0)
             widths.append(piece.row_bytes)
             bounds.append((first, first + rows))
         self.reader = RowPrefetcher(self._cold_weights_path, starts, widths)
@@ -336,11 +338,6 @@ class TieredLookup(nn.Module):
     def set_learning_rate(self, lr: float) -> None:
         self.hot.batched.set_learning_rate(lr)
         self.cold.batched.set_learning_rate(lr)
-
-    @property
-    def hit_rate(self) -> float:
-        """The share of looked-up ids found in the hot part (this rank's, in a sharded run)."""
-        return float(self.hits) / max(int(self.lookups), 1)
 
     def tiers(self) -> dict:
         """Bytes per tier (of all ranks, in a sharded run) and the hot tier's hit rate so far,

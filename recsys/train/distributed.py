@@ -104,10 +104,14 @@ def rank_memory(cfg: TrainJobConfig, world: World) -> int:
     return host_memory(world)
 
 
+def local_ranks(world: World) -> int:
+    """Ranks on this machine (torchrun's ``LOCAL_WORLD_SIZE``; all of them when unset)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", world.size))
+
+
 def host_memory(world: World) -> int:
     """This machine's RAM divided among its local ranks."""
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", world.size))
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // local
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // local_ranks(world)
 
 
 def collection_path(part: str) -> str:
@@ -180,8 +184,9 @@ def _plan_part(model: DLRM, cfg: TrainJobConfig, world: World, device: torch.dev
             memory_name="free disk of placement.disk_dir" if on_disk else "sharding.rank_memory",
         )
 
-    sharding = planned(part.sharding_types or sharding_types(cfg, tiered=len(lookup.shardable_parts()) > 1))
-    if len(lookup.shardable_parts()) > 1 and not part.cold:  # a tiered lookup's hot pieces
+    tiered = len(lookup.shardable_parts()) > 1
+    sharding = planned(part.sharding_types or sharding_types(cfg, tiered))
+    if tiered and not part.cold:  # a tiered lookup's hot pieces
         sharding = _within_ram_budget(sharding, planned, part, lookup, collection_path(name), kind, world.size)
     return sharding
 

@@ -40,6 +40,7 @@ from recsys.train.distributed import (
     evaluate_sharded,
     join_world,
     leave_world,
+    local_ranks,
     shard_model,
 )
 
@@ -200,7 +201,7 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
     if tcfg.threads:
         torch.set_num_threads(tcfg.threads)
     elif world is not None:  # the machine's cores shared among its ranks, not each rank taking all
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world.size))))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_ranks(world)))
     seed_everything(tcfg.seed)
     device = resolve_device(cfg.device, world)
     log.info(describe_allocator())
