@@ -27,8 +27,8 @@ MD at 1/16 within 0.002 AUC of full tables; QR at least hash's AUC at every budg
 1/16 plans differ. The script prints its expected duration before it starts and again after
 the full-table epoch, from that epoch's measured time.
 
-Every point is also scored with per-row predictions kept (``<cache dir>/<json stem>_runs/<point>/eval``,
-checkpoints removed), and ``recsys-report`` writes ``<json stem>_report.html`` beside the JSON over all of
+Every point's final evaluation keeps its per-row predictions (``<cache dir>/<json stem>_runs/<point>``;
+the plain points write no checkpoint, OptEmbed's stages' checkpoints are removed), and ``recsys-report`` writes ``<json stem>_report.html`` beside the JSON over all of
 them: the memory-vs-AUC Pareto front, and DeLong tests of each point against the full tables.
 """
 
@@ -72,7 +72,7 @@ BUDGETS = ("1/4", "1/16", "1/64")
 METHODS = ("hash", "hash_threshold", "qr", "md", "unified", "optembed")
 # the duration estimate before anything is measured starts from full tables' recsys-train rate that
 # bench_pipeline last measured (committed), plus what a run costs besides its steps (building the
-# model, validation, evaluations, checkpoint)
+# model, validation, evaluation)
 PIPELINE_RESULT = Path(__file__).resolve().parent / "results" / "pipeline.json"
 EPOCH_OVERHEAD_S, SHORT_OVERHEAD_S = 25.0, 8.0
 OPTEMBED_EPOCHS = 3  # supernet + retrain epochs, and a search that scores about an epoch's worth of rows

@@ -3,8 +3,8 @@
 A *series* is one way of compressing (a method, plus fixed options such as the hashing trick's
 ``threshold``); a *point* is a series at one budget. :func:`epoch_run` trains a point for one
 epoch through ``recsys.train.loop.train`` (OptEmbed through its stage runner,
-``recsys.train.optembed.run_stages``, as ``recsys-train embedding=optembed`` runs it), keeps
-the test split's per-row predictions for the report and drops the checkpoints; it returns the
+``recsys.train.optembed.run_stages``, as ``recsys-train embedding=optembed`` runs it), whose
+final evaluation keeps the test split's per-row predictions for the report; it returns the
 job that :func:`short_run_rate` times: the same plan (the budget's solved knobs passed as
 plain options, so no solve is repeated), or for OptEmbed its retraining network (full tables
 with the searched row and dimension masks, what OptEmbed trains).
@@ -66,6 +66,11 @@ class EpochRun:
     speed_job: object  # a TrainJobConfig
 
 
+# one validation (5 batches) at the epoch's end: the final evaluation scores the model then,
+# as the best model of one validation would be, so the plain points write no checkpoint
+EPOCH_RUN_OVERRIDES = ("trainer.eval_every_steps=0", "trainer.val_batches=5")
+
+
 def short_run_overrides(args: argparse.Namespace) -> list[str]:
     """A few hundred steps, a one-batch validation and evaluation, no checkpoint (each would be a
     table-sized write whose write-back overlaps the next run's timed steps)."""
@@ -78,17 +83,9 @@ def runs_dir(args: argparse.Namespace) -> Path:
     return args.cache_dir / f"{args.json.stem}_runs"
 
 
-def keep_predictions(job, run_dir: Path) -> None:
-    """Score the run's final model with per-row predictions kept (``<run>/eval``, for
-    recsys-report), then drop every checkpoint below the run (GBs at full Kaggle cardinalities)."""
-    from recsys.evaluation.config import EvalJobConfig
-    from recsys.evaluation.offline import evaluate_checkpoint
-
-    evaluate_checkpoint(
-        EvalJobConfig(checkpoint=str(run_dir), split=job.eval.split, batch_size=job.data.eval_batch_size,
-                      max_batches=job.eval.max_batches, html_report=False),
-        run_dir / "eval",
-    )
+def drop_checkpoints(run_dir: Path) -> None:
+    """Remove every checkpoint below the run (GBs at full Kaggle cardinalities); its final
+    evaluation kept its per-row predictions (``eval.save_predictions``) for recsys-report."""
     for checkpoints in sorted(run_dir.rglob("checkpoints"), reverse=True):
         shutil.rmtree(checkpoints)
 
@@ -104,11 +101,10 @@ def epoch_run(dataset: Path, series: Series, budget: float, args: argparse.Names
     chosen = [f"embedding={series.method}", *series.options]
     extra = [] if series is FULL else [f"embedding.budget={budget!r}"]
     job, _ = compose_train_job(synthetic_job_overrides(
-        dataset, args, *chosen, *extra, "trainer.eval_every_steps=0", "trainer.val_batches=5"))
+        dataset, args, *chosen, *extra, *EPOCH_RUN_OVERRIDES, "trainer.keep_best=false", "trainer.checkpoint_at_end=false"))
     run_dir = runs_dir(args) / f"{series.name}@{budget:g}"
     shutil.rmtree(run_dir, ignore_errors=True)
     result = train(job, run_dir)
-    keep_predictions(job, run_dir)
     knobs = {k: result.embedding[k] for k in BUDGET_KNOBS.get(series.method, ())}
     speed_job, _ = compose_train_job(synthetic_job_overrides(
         dataset, args, *chosen, *(f"embedding.{k}={v!r}" for k, v in knobs.items()), *short_run_overrides(args)))
@@ -130,11 +126,11 @@ def _optembed_epoch(dataset: Path, args: argparse.Namespace) -> EpochRun:
     start = time.perf_counter()
     chosen = ["embedding=optembed", *args.optembed_overrides]
     job, _ = compose_train_job(synthetic_job_overrides(
-        dataset, args, *chosen, "trainer.eval_every_steps=0", "trainer.val_batches=5"))
+        dataset, args, *chosen, *EPOCH_RUN_OVERRIDES))
     run_dir = runs_dir(args) / "optembed"
     shutil.rmtree(run_dir, ignore_errors=True)
-    result = run_stages(job, run_dir)
-    keep_predictions(job, run_dir)
+    result = run_stages(job, run_dir)  # its stages read each other's checkpoints
+    drop_checkpoints(run_dir)
     artifacts = run_dir / ARTIFACTS_DIR
     # the report's training curves of the final model: its retraining's
     shutil.copy2(artifacts / "retrain" / "metrics.jsonl", run_dir / "metrics.jsonl")

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recsys.cli.common import hydra_entry_point
 from recsys.evaluation.config import ReportJobConfig
+from recsys.evaluation.runs import PREDICTIONS
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +33,18 @@ main = hydra_entry_point("report", _run, schema=ReportJobConfig)
 
 
 class SweepReport(Callback):
-    """Hydra callback (``conf/train.yaml``): once a sweep's jobs are done, score each job's latest
-    checkpoint on its evaluation split with per-row predictions saved (into ``<job>/eval``), then
-    write ``<sweep dir>/report.html``: the runs compared, with paired tests against the run with
-    the most embedding bytes."""
+    """Hydra callback (``conf/train.yaml``): once a sweep's jobs are done, write
+    ``<sweep dir>/report.html``: the runs compared, with paired tests against the run with the
+    most embedding bytes. A job run with ``eval.save_predictions=false`` is scored first, its
+    latest checkpoint on its evaluation split with per-row predictions saved (into ``<job>/eval``)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         from recsys.evaluation.config import EvalJobConfig
         from recsys.evaluation.offline import evaluate_checkpoint
 
         sweep_dir = Path(config.hydra.sweep.dir)
-        jobs = sorted((d for d in sweep_dir.iterdir() if (d / "checkpoints").is_dir()), key=lambda d: d.name)
-        for job in jobs:
+        unscored = (d for d in sweep_dir.iterdir() if (d / "checkpoints").is_dir() and not (d / PREDICTIONS).is_file())
+        for job in sorted(unscored, key=lambda d: d.name):
             trained = OmegaConf.load(job / ".hydra" / "config.yaml")
             cfg = EvalJobConfig(
                 checkpoint=str(job),

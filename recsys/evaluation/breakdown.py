@@ -126,14 +126,16 @@ class ScoreIndex:
         return GroupMetrics(rows.tolist(), positives.astype(np.int64).tolist(), auc.tolist(), logloss.tolist())
 
 
-def feature_memory(plan, optimizer) -> list[dict]:
-    """Embedding bytes of each logical feature of an :class:`~recsys.embeddings.plan.EmbeddingPlan`.
+def feature_memory(embedding) -> list[dict]:
+    """Embedding bytes of each logical feature of an embedding collection's plan (an
+    :class:`~recsys.embeddings.plan.EmbeddingPlan`), with its table optimizer's state.
 
     A feature owns the weights and optimizer state of the physical tables it reads and its
     combiner's weights; a table that several features share (unified embedding) is split
     evenly among them, so the per-feature bytes add up to the plan's total.
     """
-    memory = plan.memory(optimizer)
+    plan = embedding.plan
+    memory = embedding.memory()
     readers: dict[int, set[str]] = {}
     for fp in plan.features:
         for s in fp.slots:

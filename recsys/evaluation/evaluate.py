@@ -1,4 +1,4 @@
-"""Run a model over a split and compute its CTR metrics."""
+"""Run a model over a split: each row's click probability, with its label."""
 
 from __future__ import annotations
 
@@ -8,26 +8,30 @@ import numpy as np
 import torch
 
 from recsys.data.loader import Batch
-from recsys.core.metrics import CTRMetrics
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, batches: Iterable[Batch], device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """Click probabilities and labels over all batches."""
+def predict_batches(model: torch.nn.Module, batches: Iterable[Batch], device: str = "cpu") -> list[tuple[np.ndarray, np.ndarray]]:
+    """Click probabilities and labels of each batch, in the batches' order."""
     was_training = model.training
     model.eval()
-    probs, labels = [], []
+    parts = []
     try:
         for batch in batches:
             logits = model(batch.dense.to(device), batch.sparse.to(device))
-            probs.append(torch.sigmoid(logits).float().cpu())
-            labels.append(batch.labels)
+            parts.append((torch.sigmoid(logits).float().cpu().numpy(), batch.labels.numpy()))
     finally:
         model.train(was_training)
-    if not probs:
+    return parts
+
+
+def predict(model: torch.nn.Module, batches: Iterable[Batch], device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Click probabilities and labels over all batches."""
+    return joined(predict_batches(model, batches, device))
+
+
+def joined(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-batch (probabilities, labels) as two arrays; no batches is an error."""
+    if not parts:
         raise ValueError("no batches to evaluate")
-    return torch.cat(probs).numpy(), torch.cat(labels).numpy()
-
-
-def evaluate(model: torch.nn.Module, batches: Iterable[Batch], device: str = "cpu") -> CTRMetrics:
-    return CTRMetrics.compute(*predict(model, batches, device))
+    return np.concatenate([p for p, _ in parts]), np.concatenate([y for _, y in parts])

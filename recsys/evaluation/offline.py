@@ -31,7 +31,7 @@ def evaluate_checkpoint(cfg: EvalJobConfig, out_dir: str | Path) -> dict:
     extra = {
         "checkpoint": str(trained.checkpoint.resolve()),
         "step": trained.payload["state"]["step"],
-        "feature_memory": feature_memory(embedding.plan, embedding.lookup.optimizer_config.kind),
+        "feature_memory": feature_memory(embedding),
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -94,11 +94,17 @@ class EvalModel(str, enum.Enum):
 
 @dataclasses.dataclass
 class EvalConfig:
-    """Final evaluation of the trained model: the best one by validation AUC, or the last."""
+    """Final evaluation of the trained model: the best one by validation AUC, or the last.
+
+    ``save_predictions`` keeps each scored row's label and score as ``predictions.parquet``
+    beside the run's ``eval.json`` (split file order; a sharded run's ranks' rows put back in
+    it), so ``recsys-report`` draws its curves and paired tests without scoring the run again.
+    """
 
     split: str = "test"
     model: EvalModel = EvalModel.best
     max_batches: Optional[int] = None
+    save_predictions: bool = True
 
 
 @dataclasses.dataclass

@@ -32,7 +32,6 @@ from torchrec.distributed.types import ShardingEnv, ShardingPlan
 
 from recsys.core.io import write_json
 from recsys.core.logging import quiet_libraries
-from recsys.core.metrics import CTRMetrics
 from recsys.core.units import format_bytes, parse_bytes
 from recsys.embeddings.sharding import kernels_left_unfilled, tbe_calls
 from recsys.embeddings.sharding_plan import (
@@ -45,7 +44,7 @@ from recsys.embeddings.sharding_plan import (
     rank_values,
 )
 from recsys.embeddings.specs import ShardingType
-from recsys.evaluation.evaluate import predict
+from recsys.evaluation.evaluate import joined, predict_batches
 from recsys.models.dlrm import DLRM
 from recsys.train.config import TrainJobConfig
 
@@ -259,12 +258,13 @@ class ShardedTableRates:
         self.optimizer.step()
 
 
-def evaluate_sharded(model: torch.nn.Module, batches, device: str) -> CTRMetrics:
-    """Metrics over every rank's slice of every batch (all ranks must call it)."""
-    probs, labels = predict(model, batches, device)
+def predict_sharded(model: torch.nn.Module, batches, device: str) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and labels of every rank's slice of every batch, in the split's row order
+    (each batch's rank slices are contiguous, in rank order); all ranks must call it."""
+    parts = predict_batches(model, batches, device)
     gathered: list = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, (probs, labels))
-    return CTRMetrics.compute(np.concatenate([g[0] for g in gathered]), np.concatenate([g[1] for g in gathered]))
+    dist.all_gather_object(gathered, parts)
+    return joined([rank_parts[b] for b in range(len(parts)) for rank_parts in gathered])
 
 
 def _worker(entry: Callable, cfg: TrainJobConfig, run_dir: str):

@@ -24,8 +24,11 @@ from tqdm import tqdm
 from recsys.allocator import describe_allocator
 from recsys.data.layout import DatasetMeta
 from recsys.data.loader import Batch, ParquetBatches
-from recsys.evaluation.evaluate import evaluate
+from recsys.core.metrics import CTRMetrics
+from recsys.evaluation.breakdown import feature_memory
+from recsys.evaluation.evaluate import predict
 from recsys.evaluation.report import load_bayes, write_report
+from recsys.evaluation.runs import write_predictions
 from recsys.models.build import build_model
 from recsys.models.dlrm import DLRM
 from recsys.models.config import ModelRecipe
@@ -37,7 +40,7 @@ from recsys.train.distributed import (
     ShardedTableRates,
     World,
     agreed_run_dir,
-    evaluate_sharded,
+    predict_sharded,
     join_world,
     leave_world,
     local_ranks,
@@ -319,7 +322,8 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
             checkpoint()
         evaluated = checkpointer.load_best(state.step, state.selection.best_auc)
         log.info("final evaluation on %s: the %s model", cfg.eval.split, evaluated)
-        result_metrics = _evaluate(net, _batches(cfg, cfg.eval.split, train=False, limit=cfg.eval.max_batches, world=world), device, world)
+        probs, labels = _predict(net, _batches(cfg, cfg.eval.split, train=False, limit=cfg.eval.max_batches, world=world), device, world)
+        result_metrics = CTRMetrics.compute(probs, labels)
         metrics_log.write("test", state.step, **result_metrics.to_dict())
     finally:
         metrics_log.close()
@@ -333,6 +337,10 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
     bayes = load_bayes(cfg.data.path, cfg.eval.split)
     md_path = run_dir / "report.md"
     if leader:
+        extra = {"embedding": embedding_spec, "feature_memory": feature_memory(model.embedding),
+                 "train": {"steps": state.step, "samples": state.samples, "samples_per_s": rate}}
+        if cfg.eval.save_predictions:
+            extra["predictions"] = write_predictions(run_dir, probs, labels)
         _, md_path = write_report(
             run_dir,
             result_metrics,
@@ -340,10 +348,7 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
             dataset=cfg.data.path,
             bayes=bayes,
             memory=memory,
-            extra={
-                "embedding": embedding_spec,
-                "train": {"steps": state.step, "samples": state.samples, "samples_per_s": rate},
-            },
+            extra=extra,
         )
     log.info(
         "%s: AUC %.5f logloss %.5f NE %.4f%s",
@@ -398,12 +403,13 @@ def _tables_in_run(recipe: ModelRecipe, run_dir: Path) -> ModelRecipe:
     return dataclasses.replace(recipe, placement=dataclasses.replace(recipe.placement, disk_dir=str(run_dir / "tables")))
 
 
-def _evaluate(net: torch.nn.Module, batches: ParquetBatches, device: torch.device, world: World | None):
-    return evaluate_sharded(net, batches, device) if world else evaluate(net, batches, device)
+def _predict(net: torch.nn.Module, batches: ParquetBatches, device: torch.device, world: World | None):
+    """Probabilities and labels of the split's rows, in its order (every rank gets them all)."""
+    return predict_sharded(net, batches, device) if world else predict(net, batches, device)
 
 
 def _validate(cfg: TrainJobConfig, net: torch.nn.Module, metrics_log: MetricsLog, step: int, world: World | None, device: torch.device) -> float:
-    m = _evaluate(net, _batches(cfg, "valid", train=False, limit=cfg.trainer.val_batches, world=world), device, world)
+    m = CTRMetrics.compute(*_predict(net, _batches(cfg, "valid", train=False, limit=cfg.trainer.val_batches, world=world), device, world))
     metrics_log.write("valid", step, auc=m.auc, logloss=m.logloss, normalized_entropy=m.normalized_entropy)
     log.info("step %d valid: AUC %.5f logloss %.5f (%d rows)", step, m.auc, m.logloss, m.rows)
     return m.auc

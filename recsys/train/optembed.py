@@ -43,7 +43,9 @@ from recsys.embeddings.optembed_compaction import compact_rows, copy_compacted
 from recsys.embeddings.optembed_masks import kept_rows
 from recsys.embeddings.optembed_modules import SupernetMask
 from recsys.embeddings.specs import OptEmbedNetwork, OptEmbedSpec, OptEmbedStage
+from recsys.evaluation.breakdown import feature_memory
 from recsys.evaluation.evaluate import predict
+from recsys.evaluation.runs import write_predictions
 from recsys.embeddings.specs import TableOptimizer
 from recsys.core.metrics import CTRMetrics, auc
 from recsys.evaluation.report import load_bayes, write_report
@@ -250,7 +252,8 @@ def run_retrain(cfg: TrainJobConfig, spec: OptEmbedSpec, out: Path, run_dir: Pat
             f"optembed compaction changed predictions by up to {gap:.2e} (> {COMPACTION_TOLERANCE:.0e}) on a "
             "validation batch: the compact model is not the retrained one"
         )
-    metrics = CTRMetrics.compute(*predict(compact, _batches(cfg, cfg.eval.split, cfg.eval.max_batches)))
+    probs, labels = predict(compact, _batches(cfg, cfg.eval.split, cfg.eval.max_batches))
+    metrics = CTRMetrics.compute(probs, labels)
     memory = compact.embedding.memory().summary()
     sizes = {"supernet": embedding_bytes(stage_config(cfg, OptEmbedNetwork.supernet, out)), "retrain": retrained_result.memory["total_bytes"], "compact": memory["total_bytes"]}
     log.info(
@@ -271,7 +274,10 @@ def run_retrain(cfg: TrainJobConfig, spec: OptEmbedSpec, out: Path, run_dir: Pat
             "max_prediction_gap_vs_retrained": gap,
         },
         "train": {"steps": retrained_result.steps, "samples": retrained_result.samples},
+        "feature_memory": feature_memory(compact.embedding),
     }
+    if cfg.eval.save_predictions:
+        extra["predictions"] = write_predictions(run_dir, probs, labels)
     _, md_path = write_report(
         run_dir, metrics, split=cfg.eval.split, dataset=cfg.data.path, bayes=load_bayes(cfg.data.path, cfg.eval.split),
         memory=memory, extra=extra,

@@ -51,6 +51,9 @@ def test_bench_pareto_end_to_end(tmp_path: Path) -> None:
         assert goal in result["goals"], goal
     assert set(result["goals"]["measured_hash_threshold_minus_hash_auc"]) == {"0.25", "0.0625"}
     assert (tmp_path / "pareto.png").exists() and (tmp_path / "pareto_report.html").exists()
+    report = json.loads((tmp_path / "pareto_report.json").read_text())
+    assert report["problems"] == [] and len(report["runs"]) == len(expected)  # every point kept its predictions
+    assert not list((tmp_path / "cache").rglob("checkpoints"))
 
     spec = importlib.util.spec_from_file_location("bench_readme", REPO / "benchmarks" / "readme.py")
     readme = importlib.util.module_from_spec(spec)

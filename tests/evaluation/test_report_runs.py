@@ -115,7 +115,7 @@ def test_feature_memory_adds_up_to_the_plan_total(full_tables, method):
 
     features = [FeatureInfo(f"C{i}", n, np.arange(n, 0, -1)) for i, n in enumerate([1000, 50, 7, 300], 1)]
     emb = make_embedding(method, features, 16, TableOptimizerConfig())
-    rows = feature_memory(emb.plan, emb.lookup.optimizer_config.kind)
+    rows = feature_memory(emb)
     assert [r["feature"] for r in rows] == ["C1", "C2", "C3", "C4"]
     assert sum(r["total_bytes"] for r in rows) == pytest.approx(emb.memory().total_bytes)
     assert all(r["method"] == method["method"] for r in rows)

@@ -34,10 +34,35 @@ def test_sweep_writes_a_report_comparing_its_five_runs(tiny_dataset, tmp_path):
         row = table[str(i)]
         assert row["overrides"] == [f"embedding={method}"]
         assert row["test"]["status"] == ("baseline" if method == "full" else "done"), method
-        assert (sweep / str(i) / "eval" / "predictions.parquet").exists()
+        # each job's own final evaluation kept its predictions: no job is scored again
+        assert (sweep / str(i) / "predictions.parquet").exists() and not (sweep / str(i) / "eval").exists()
     aucs = [r["auc"] for r in comp["table"]]
     assert aucs == sorted(aucs, reverse=True)
     assert any(p["on_front"] for p in comp["pareto"])
     assert {r["method"] for r in report["runs"][1]["features"]} == {"hash"}
     html = (sweep / "report.html").read_text()
     assert html.count("<section class='run'>") == 5 and "data-plot='pareto'" in html
+
+
+
+def test_a_sweep_job_without_predictions_is_scored_again(tiny_dataset, tmp_path):
+    from omegaconf import OmegaConf
+
+    from recsys.cli.report import SweepReport
+    from recsys.train.config import TrainerConfig, TrainJobConfig
+    from recsys.train.loop import train
+
+    sweep = tmp_path / "sweep"
+    for job, keeps in (("0", True), ("1", False)):
+        cfg = TrainJobConfig(trainer=TrainerConfig(max_steps=4, progress=False, tensorboard=False))
+        cfg.data.path, cfg.data.batch_size = str(tiny_dataset), 512
+        cfg.model.embedding_dim, cfg.model.bottom_mlp, cfg.model.top_mlp = 8, [8], [8, 1]
+        cfg.eval.save_predictions = keeps
+        train(cfg, sweep / job)
+        (sweep / job / ".hydra").mkdir()
+        OmegaConf.save(OmegaConf.structured(cfg), sweep / job / ".hydra" / "config.yaml")
+    SweepReport().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert not (sweep / "0" / "eval").exists()  # its training run kept its predictions
+    assert (sweep / "1" / "eval" / "predictions.parquet").exists()
+    report = json.loads((sweep / "report.json").read_text())
+    assert report["problems"] == [] and [r["name"] for r in report["runs"]] == ["0", "1"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -35,6 +36,7 @@ def test_a_two_rank_checkpoint_evaluates_and_exports_in_one_process(sample_datas
     )
     cfg.data.path = str(sample_dataset)
     cfg.data.batch_size = 64
+    cfg.data.eval_batch_size = 99  # several batches, split unevenly between the ranks
     cfg.model.embedding_dim, cfg.model.bottom_mlp, cfg.model.top_mlp = TINY_MODEL.values()
     cfg.eval.split = "train"
     result = launch(train, cfg, tmp_path / "run")
@@ -50,3 +52,6 @@ def test_a_two_rank_checkpoint_evaluates_and_exports_in_one_process(sample_datas
     scores = load_model(artifact)(*raw_tensors(raw_rows()))  # (rows,)
     predicted = torch.from_numpy(pq.read_table(tmp_path / "eval" / "predictions.parquet")["score"].to_numpy().copy())
     torch.testing.assert_close(scores, predicted, rtol=0, atol=1e-5)
+    # the 2-rank run's own predictions: its ranks' slices put back in the split's row order
+    kept = torch.from_numpy(pq.read_table(Path(result.run_dir) / "predictions.parquet")["score"].to_numpy().copy())
+    torch.testing.assert_close(kept, predicted, rtol=0, atol=1e-6)

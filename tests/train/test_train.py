@@ -1,5 +1,7 @@
 import json
 
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -66,6 +68,20 @@ def test_offline_evaluation_reproduces_the_training_report(tiny_dataset, tmp_pat
     out = evaluate_checkpoint(EvalJobConfig(checkpoint=str(tmp_path / "run")), tmp_path / "eval")
     assert out["metrics"]["auc"] == pytest.approx(result.eval["auc"], abs=1e-9)
     assert out["metrics"]["rows"] == 1024
+    # the training run kept the same per-row predictions itself (split file order)
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["predictions"] == "predictions.parquet"
+    kept = pq.read_table(tmp_path / "run" / "predictions.parquet").to_pandas()
+    rescored = pq.read_table(tmp_path / "eval" / "predictions.parquet").to_pandas()
+    assert len(kept) == 1024 and (kept["label"] == rescored["label"]).all()
+    np.testing.assert_allclose(kept["score"], rescored["score"], rtol=0, atol=1e-6)
+
+
+def test_a_run_told_not_to_keeps_no_predictions(tiny_dataset, tmp_path):
+    cfg = job(tiny_dataset, max_steps=2)
+    cfg.eval.save_predictions = False
+    train(cfg, tmp_path)
+    assert (tmp_path / "eval.json").exists() and not (tmp_path / "predictions.parquet").exists()
+    assert "predictions" not in json.loads((tmp_path / "eval.json").read_text())
 
 
 @pytest.mark.parametrize(("dense_optimizer", "dense_lr"), [("sgd", 0.5), ("adam", 0.003)])
