@@ -41,7 +41,7 @@ def build_model(
     if ModelArch(recipe.model.arch) is ModelArch.fm:
         model = FactorizationMachine(embedding, num_dense, recipe.model.embedding_dim)
     else:
-        model = DLRM(embedding, num_dense=num_dense, config=recipe.model)
+        model = DLRM(embedding, num_dense=num_dense, config=recipe.model, device=device)
     return model.to(torch.device(device))
 
 

@@ -16,6 +16,12 @@ from recsys.embeddings.placement_config import PlacementConfig
 from recsys.embeddings.specs import TableOptimizerConfig
 
 
+class DensePrecision(str, enum.Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"  # mixed: bfloat16 matrix products under torch.autocast, fp32 weights
+    auto = "auto"  # bf16 where the device computes bfloat16 natively, fp32 elsewhere
+
+
 class ModelArch(str, enum.Enum):
     dlrm = "dlrm"
     fm = "fm"  # a factorization machine over the same embeddings (recsys.models.fm): a quality baseline
@@ -30,6 +36,13 @@ class DLRMConfig:
     ``dense_norm`` (batch-normalised dense inputs) and ``bottom_last_relu=False`` (a signed dense
     vector) give the embeddings a direct path to the logit; :mod:`recsys.models.dlrm` says why.
     The defaults are the reference DLRM's; ``conf/model/kaggle.yaml`` turns all four on.
+
+    ``dense_precision=bf16`` computes the MLPs and the interaction in bfloat16 (``torch.autocast``:
+    mixed precision, as Lightning's ``bf16-mixed``); their weights, the dense optimizer's state,
+    the embedding tables and the loss stay fp32, and an exported model serves in fp32. Where the
+    CPU has bfloat16 dot-product instructions (AVX512-BF16, AMX) or on a GPU, the matrix products
+    run about twice as fast; elsewhere it is slower. ``auto`` picks bf16 on such a device and fp32
+    elsewhere (the Kaggle preset's choice). :mod:`recsys.models.dlrm` gives the measured figures.
 
     ``arch=fm`` builds a factorization machine over the same embedding tables instead (it uses
     ``embedding_dim`` only): the baseline that ``benchmarks/bench_quality.py`` trains beside the DLRM.
@@ -46,6 +59,7 @@ class DLRMConfig:
     first_order: bool = False
     dense_norm: bool = False
     bottom_last_relu: bool = True
+    dense_precision: DensePrecision = DensePrecision.fp32
 
     def __post_init__(self) -> None:
         if not self.bottom_mlp or self.bottom_mlp[-1] != self.embedding_dim:

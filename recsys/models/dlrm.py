@@ -25,15 +25,47 @@ The options:
   (neutral on the planted data, within seed noise; it spares the bottom MLP the inputs' scale);
 - ``bottom_last_relu=false``: no ReLU after the bottom MLP's last layer, so the dense vector's
   dot products with the embeddings can take either sign (the dense-by-sparse terms of an FM).
+
+``dense_precision`` (mixed precision): with ``bf16`` the bottom MLP, the interaction and the top
+MLP run under ``torch.autocast`` in bfloat16; the embedding rows enter as fp32 and are cast, the
+FM component's sum and the logit are fp32. On this project's 2-core AMD EPYC (AVX512-BF16, no
+AMX) one epoch of the Kaggle DLRM over the 4M-row planted set trained at 62.1K samples/s
+against fp32's 38.2K, to test AUC 0.80077 against 0.80069 (Bayes-optimal 0.80923). With
+oneDNN kept from the BF16 instructions (``ONEDNN_MAX_CPU_ISA=AVX512_CORE``) the dense layers'
+step took twice fp32's time: hence ``auto``, and a warning for ``bf16`` on such a CPU.
 """
 
 from __future__ import annotations
+
+import logging
 
 import torch
 from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from recsys.models.config import DLRMConfig
+from recsys.models.config import DensePrecision, DLRMConfig
+
+log = logging.getLogger(__name__)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 products natively: a GPU that supports it, or a CPU
+    with AVX512-BF16 or AMX (elsewhere oneDNN converts and the products run slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    cpu = torch.cpu
+    return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def computes_bf16(precision: DensePrecision | str, device: torch.device | str) -> bool:
+    """Whether ``model.dense_precision`` puts the dense layers in bfloat16 on ``device``."""
+    precision, device = DensePrecision(precision), torch.device(device)
+    if precision is DensePrecision.auto:
+        return native_bf16(device)
+    if precision is DensePrecision.bf16 and not native_bf16(device):
+        log.warning("model.dense_precision=bf16: this %s has no native bfloat16 arithmetic, so the dense layers "
+                    "run slower than in fp32 (use model.dense_precision=auto or fp32)", device.type)
+    return precision is DensePrecision.bf16
 
 
 def mlp(in_features: int, sizes: list[int], last_activation: bool) -> nn.Sequential:
@@ -109,8 +141,8 @@ class OverArch(nn.Sequential):
         out = interaction
         for layer in self:
             out = layer(out)
-        if self.fm_component:
-            out = out + interaction[:, self.dense_width :].sum(1, keepdim=True)  # (B, 1)
+        if self.fm_component:  # summed in fp32 under bf16 autocast too: hundreds of terms
+            out = out.float() + interaction[:, self.dense_width :].float().sum(1, keepdim=True)  # (B, 1)
         return out
 
 
@@ -122,9 +154,10 @@ class DLRM(nn.Module):
             ``features`` (logical feature names) and ``output_dims`` (all equal to the dim).
         num_dense: dense features (13 for Criteo).
         config: layer sizes and the options of this module's docstring.
+        device: where the model computes (``dense_precision=auto`` asks what it supports).
     """
 
-    def __init__(self, embedding: nn.Module, num_dense: int, config: DLRMConfig) -> None:
+    def __init__(self, embedding: nn.Module, num_dense: int, config: DLRMConfig, device: torch.device | str = "cpu") -> None:
         super().__init__()
         dims = set(embedding.output_dims)
         if dims != {config.embedding_dim}:
@@ -137,10 +170,13 @@ class DLRM(nn.Module):
             self.bottom.insert(0, nn.BatchNorm1d(num_dense))  # in the bottom MLP: serving copies it along
         self.interaction = DotInteraction(self.num_sparse + 1, self.dim if config.first_order else 0)
         self.top = OverArch(self.interaction.output_dim(self.dim), list(config.top_mlp), self.dim, config.fm_component)
+        self.bf16 = computes_bf16(config.dense_precision, device)
 
     def forward(self, dense: torch.Tensor, sparse: KeyedJaggedTensor) -> torch.Tensor:
         """Logits (B,) for dense (B, num_dense) and the sparse features."""
-        dense_vec = self.bottom(dense)  # (B, D)
-        pooled = self.embedding(sparse).values()  # (B, F * D)
+        pooled = self.embedding(sparse).values()  # (B, F * D), fp32 rows
         sparse_vecs = pooled.view(-1, self.num_sparse, self.dim)  # (B, F, D)
-        return self.top(self.interaction(dense_vec, sparse_vecs)).squeeze(1)  # (B,)
+        with torch.autocast(dense.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            dense_vec = self.bottom(dense)  # (B, D)
+            logits = self.top(self.interaction(dense_vec, sparse_vecs)).squeeze(1)  # (B,)
+        return logits.float()

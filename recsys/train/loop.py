@@ -31,7 +31,7 @@ from recsys.evaluation.report import load_bayes, write_report
 from recsys.evaluation.runs import write_predictions
 from recsys.models.build import build_model
 from recsys.models.dlrm import DLRM
-from recsys.models.config import ModelRecipe
+from recsys.models.config import DensePrecision, ModelRecipe
 from recsys.train.checkpointing import Checkpointer
 from recsys.train.config import DenseOptimizer, TrainJobConfig
 from recsys.train.schedule import LRScheduler, warn_if_few_steps
@@ -215,6 +215,8 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
     if not validates:
         log.warning("the dataset has no validation rows; training without validation")
     model = build_model(_tables_in_run(cfg.recipe(), run_dir), meta, device, shardable=world is not None)
+    if getattr(model, "bf16", False):
+        log.info("dense layers: bfloat16 mixed precision (model.dense_precision=%s)", DensePrecision(cfg.model.dense_precision).value)
     net = shard_model(model, cfg, world, device, run_dir) if world else model  # what a step calls
     dense_opt = make_dense_optimizer(model, tcfg.dense_optimizer, tcfg.dense_lr)
     memory = model.embedding.memory().summary()

@@ -42,8 +42,10 @@ def test_group_yaml_holds_only_what_differs_from_the_schema_defaults():
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         kaggle = compose("train", overrides=["model=kaggle", "data.path=x"])
         tiny = compose("train", overrides=["model=tiny", "data.path=x"])
-    # the Kaggle preset: the reference DLRM's layer sizes with the direct paths of recsys.models.dlrm
-    direct_paths = DLRMConfig(fm_component=True, first_order=True, dense_norm=True, bottom_last_relu=False)
+    # the Kaggle preset: the reference DLRM's layer sizes with the direct paths of recsys.models.dlrm,
+    # and bf16 dense layers where the hardware has them
+    direct_paths = DLRMConfig(fm_component=True, first_order=True, dense_norm=True, bottom_last_relu=False,
+                              dense_precision="auto")
     assert to_job_config(kaggle).model == direct_paths and to_job_config(kaggle).trainer == TrainerConfig()
     assert to_job_config(tiny).model == DLRMConfig(embedding_dim=8, bottom_mlp=[32, 8], top_mlp=[32, 1])
     for path in (Path(CONF_DIR) / "embedding").glob("*.yaml"):

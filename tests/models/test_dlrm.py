@@ -107,3 +107,47 @@ def test_kaggle_options_give_rare_ids_embeddings_fm_sized_gradients_at_initialis
         return embedding.vectors.grad.norm(dim=2).mean().item()
 
     assert embedding_gradient(KAGGLE_OPTIONS) > 50 * embedding_gradient({})
+
+
+def _kaggle_like(full_tables, precision: str) -> DLRM:
+    features = {f"C{i}": 20 for i in range(1, 4)}
+    torch.manual_seed(0)
+    config = DLRMConfig(8, [16, 8], [32, 16, 1], fm_component=True, first_order=True, dense_norm=True,
+                        bottom_last_relu=False, dense_precision=precision)
+    return DLRM(full_tables(features, 8), 13, config)
+
+
+def _batch(rows: int = 64):
+    kjt = KeyedJaggedTensor(keys=["C1", "C2", "C3"], values=torch.randint(0, 20, (3 * rows,)),
+                            lengths=torch.ones(3 * rows, dtype=torch.int32), stride=rows)
+    return torch.rand(rows, 13), kjt
+
+
+def test_bf16_dense_layers_compute_in_bfloat16_and_give_fp32_logits_near_fp32s(full_tables):
+    exact, mixed = _kaggle_like(full_tables, "fp32"), _kaggle_like(full_tables, "bf16")
+    mixed.load_state_dict(exact.state_dict())
+    seen = []
+    mixed.top[0].register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    dense, kjt = _batch()
+    mixed_logits = mixed(dense, kjt)
+    mixed_logits.sum().backward()
+    assert seen == [torch.bfloat16] and mixed_logits.dtype == torch.float32
+    assert mixed.top[0].weight.dtype == torch.float32 and mixed.top[0].weight.grad.dtype == torch.float32
+    exact_logits = exact(dense, kjt)
+    assert not torch.equal(mixed_logits, exact_logits)  # it did round
+    torch.testing.assert_close(mixed_logits, exact_logits, rtol=0.02, atol=0.02)  # bfloat16: 8 mantissa bits
+
+
+def test_dense_precision_auto_follows_the_hardware_and_bf16_without_it_warns(monkeypatch, caplog):
+    from recsys.models import dlrm
+
+    assert dlrm.computes_bf16("auto", "cpu") is dlrm.native_bf16(torch.device("cpu"))
+    assert dlrm.computes_bf16("fp32", "cpu") is False
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)  # a CPU without BF16 instructions
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert dlrm.computes_bf16("auto", "cpu") is False
+    with caplog.at_level("WARNING"):
+        assert dlrm.computes_bf16("bf16", "cpu") is True
+    assert "model.dense_precision=bf16" in caplog.text and "slower than in fp32" in caplog.text
+    with pytest.raises(ValueError, match="'fp16' is not a valid DensePrecision"):
+        dlrm.computes_bf16("fp16", "cpu")

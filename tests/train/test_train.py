@@ -114,3 +114,12 @@ def test_a_factorization_machine_trains_through_the_same_loop(tiny_dataset, tmp_
     result = train(cfg, tmp_path)
     assert result.eval["auc"] > 0.7  # chance is 0.5; the DLRM's bar above is 0.75
     assert load_checkpoint(tmp_path)["recipe"]["model"]["arch"] == "fm"
+
+
+def test_mixed_precision_dense_layers_train_and_evaluate_offline_alike(tiny_dataset, tmp_path):
+    cfg = job(tiny_dataset, epochs=2)
+    cfg.model.dense_precision = "bf16"
+    result = train(cfg, tmp_path / "run")
+    assert result.eval["auc"] > 0.75
+    out = evaluate_checkpoint(EvalJobConfig(checkpoint=str(tmp_path / "run"), html_report=False), tmp_path / "eval")
+    assert out["metrics"]["auc"] == pytest.approx(result.eval["auc"], abs=1e-9)  # the recipe keeps bf16
