@@ -29,7 +29,14 @@ Method
   cardinality and are materialised in memory before timing, so data loading is not timed.
   ``--warmup`` steps, then ``--repeats`` timed runs of ``--steps`` steps each.
 * **torchrec_samples_per_s**: torchrec's own ``torchrec.models.dlrm.DLRM`` over a
-  ``FusedEmbeddingBagCollection`` (row-wise Adagrad fused), same tables, MLPs, batches, steps.
+  ``FusedEmbeddingBagCollection`` (row-wise Adagrad fused), same tables, MLPs, batches, steps,
+  and the same dense precision (its forward under bfloat16 autocast where recsys's is).
+* **dense_precision**: what ``--dense-precision`` (default ``auto``, the Kaggle preset's
+  ``model.dense_precision``) resolved to on this machine: ``bf16`` (mixed precision, where the
+  CPU computes bfloat16 natively) or ``fp32``. With bf16, **torchrec_fp32_samples_per_s** is
+  torchrec's DLRM as its example trains it, in fp32, and ``loop_vs_torchrec_fp32`` the loop
+  against it (``loop_vs_torchrec`` always compares equal precisions); **step_fp32_samples_per_s**
+  is recsys's in-memory step in fp32 and ``bf16_vs_fp32_step`` what bf16 buys.
 
 Each in-memory measurement runs in its own child process (:mod:`pipeline_worker`), because the allocator must be chosen before a process starts: the parent
 sets or clears ``LD_PRELOAD`` and ``RECSYS_ALLOCATOR``; the child reports
@@ -49,7 +56,7 @@ per-repeat ratios, and the benchmark fails if any repeat's step beats its roofli
   bottom layer: the dense features need no gradient) and the weight-gradient GEMM
   ``(out, B) @ (B, in)``; plus the interaction's ``bmm`` of 27 16-wide vectors, forward and its
   two backward ``bmm``. 2·m·n·k FLOPs each, ≈2.9 MFLOP per sample. Each GEMM is timed alone
-  at its shape; the dense time per sample is Σ (FLOPs of the shape ÷ FLOP/s measured at that
+  at its shape, in the dense layers' precision (bfloat16 operands with ``bf16``); the dense time per sample is Σ (FLOPs of the shape ÷ FLOP/s measured at that
   shape) ÷ B. ``gemm_gflops`` is the aggregate rate, Σ FLOPs ÷ Σ time.
 * **Embeddings.** 26 random 64-byte rows (dim 16, fp32) per sample must at least be read once.
   Measured as ``index_select`` of the batch's real ids (offset per table) on one table holding
@@ -112,6 +119,13 @@ class PipelineResult:
     step_samples_per_s_glibc: float
     torchrec_samples_per_s: float
     torchrec_spread: Timing
+    dense_precision: str
+    step_fp32_samples_per_s: float | None
+    step_fp32_spread: Timing | None
+    bf16_vs_fp32_step: float | None
+    torchrec_fp32_samples_per_s: float | None
+    torchrec_fp32_spread: Timing | None
+    loop_vs_torchrec_fp32: float | None
     roofline_samples_per_s: float
     roofline_per_repeat: list
     step_vs_roofline: float
@@ -176,12 +190,17 @@ def run(args: argparse.Namespace) -> PipelineResult:
         loader_s, loader_rows = time_loader(tmp / f"recsys_ingest-{args.ingest_repeats - 1}", args.repeats)
 
     log.info("recsys-train, %d runs of %d steps ...", args.repeats, args.loop_steps)
-    loop_runs = time_train_loop(train_data, args.loop_steps, args.repeats, args.worker_timeout)
+    loop_runs = time_train_loop(train_data, args.loop_steps, args.repeats, args.worker_timeout, args.dense_precision)
     # One child at a time: each holds the full tables (2.2 GB fp32) and optimizer state.
     step = train_child(args, train_data, "recsys", "tcmalloc", roofline=True)
     torchrec = train_child(args, train_data, "torchrec", "tcmalloc")
     glibc = train_child(args, train_data, "recsys", "glibc")
     children = {"recsys_tcmalloc": step, "torchrec_tcmalloc": torchrec, "recsys_glibc": glibc}
+    bf16 = step["dense_precision"] == "bf16"
+    if bf16:  # recsys's step in fp32 (what bf16 buys), and the peer as its example trains it
+        children["recsys_fp32_tcmalloc"] = train_child(args, train_data, "recsys", "tcmalloc", precision="fp32")
+        children["torchrec_fp32_tcmalloc"] = train_child(args, train_data, "torchrec", "tcmalloc", precision="fp32")
+    step_fp32, torchrec_fp32 = children.get("recsys_fp32_tcmalloc"), children.get("torchrec_fp32_tcmalloc")
     roof = step["roofline"]
     per_repeat = [args.steps * BATCH_SIZE / t for t in step["seconds"]]
     step_vs_roof = [s / r for s, r in zip(per_repeat, roof["roofline_per_repeat"])]
@@ -190,6 +209,7 @@ def run(args: argparse.Namespace) -> PipelineResult:
     loop = Timing.of([r["samples_per_s"] for r in loop_runs])
     step_rates = Timing.of([samples / t for t in step["seconds"]])
     torchrec_rates = Timing.of([samples / t for t in torchrec["seconds"]])
+    torchrec_fp32_rates = torchrec_fp32 and Timing.of([samples / t for t in torchrec_fp32["seconds"]])
     ingest_rate, pandas_rate = rate(rows, ingest_s), rate(rows, pandas_s)
     return PipelineResult(
         rows=rows,
@@ -205,6 +225,13 @@ def run(args: argparse.Namespace) -> PipelineResult:
         step_samples_per_s_glibc=glibc["samples_per_s"],
         torchrec_samples_per_s=torchrec["samples_per_s"],
         torchrec_spread=torchrec_rates,
+        dense_precision=step["dense_precision"],
+        step_fp32_samples_per_s=step_fp32 and step_fp32["samples_per_s"],
+        step_fp32_spread=step_fp32 and Timing.of([samples / t for t in step_fp32["seconds"]]),
+        bf16_vs_fp32_step=step_fp32 and step["samples_per_s"] / step_fp32["samples_per_s"],
+        torchrec_fp32_samples_per_s=torchrec_fp32 and torchrec_fp32["samples_per_s"],
+        torchrec_fp32_spread=torchrec_fp32_rates,
+        loop_vs_torchrec_fp32=torchrec_fp32 and loop.median / torchrec_fp32["samples_per_s"],
         roofline_samples_per_s=roof["roofline_samples_per_s"],
         roofline_per_repeat=roof["roofline_per_repeat"],
         step_vs_roofline=median(step_vs_roof),
@@ -236,6 +263,7 @@ def run(args: argparse.Namespace) -> PipelineResult:
             "ingest_s": ingest_s, "pandas_s": pandas_s, "loader_epoch_s": loader_s, "loader_rows": loader_rows,
             "train_loop_samples_per_s": [r["samples_per_s"] for r in loop_runs],
             "step_s": step["seconds"], "step_glibc_s": glibc["seconds"], "torchrec_s": torchrec["seconds"],
+            "step_fp32_s": step_fp32 and step_fp32["seconds"], "torchrec_fp32_s": torchrec_fp32 and torchrec_fp32["seconds"],
             "model_build_s": {k: children[k]["build_seconds"] for k in children},
             "final_loss": {k: children[k]["final_loss"] for k in children},
         },
@@ -244,6 +272,7 @@ def run(args: argparse.Namespace) -> PipelineResult:
                 "cardinality_scale": args.cardinality_scale, "ingest_repeats": args.ingest_repeats,
                 "embedding_dim": EMBEDDING_DIM, "bottom_mlp": BOTTOM_MLP, "top_mlp": TOP_MLP,
                 "table_optimizer": f"exact row-wise Adagrad lr={TABLE_LR}", "dense_optimizer": f"Adagrad lr={DENSE_LR}",
+                "dense_precision_asked": args.dense_precision,
                 "note": "shared machine: absolute rates are noisy; ratios are within this run"},
     )
 
@@ -270,10 +299,17 @@ def report(r: PipelineResult) -> str:
         ("step_samples_per_s", r.step_samples_per_s, f"in-memory step, {_spread_note(r.step_spread)}"),
         ("step_samples_per_s_glibc", r.step_samples_per_s_glibc, "same, glibc malloc"),
         ("tcmalloc_vs_glibc", r.tcmalloc_vs_glibc, "in-memory step"),
-        ("torchrec_samples_per_s", r.torchrec_samples_per_s, f"torchrec DLRM + FusedEBC, {_spread_note(r.torchrec_spread)}"),
+        ("torchrec_samples_per_s", r.torchrec_samples_per_s,
+         f"torchrec DLRM + FusedEBC, dense {r.dense_precision}, {_spread_note(r.torchrec_spread)}"),
         ("loop_vs_step", r.loop_vs_step, "goal >= 0.9"),
-        ("loop_vs_torchrec", r.loop_vs_torchrec, "goal >= 1.2"),
+        ("loop_vs_torchrec", r.loop_vs_torchrec, f"goal >= 1.2; both dense {r.dense_precision}"),
         ("step_vs_torchrec", r.step_vs_torchrec, ""),
+        *([("step_fp32_samples_per_s", r.step_fp32_samples_per_s, f"in-memory step in fp32, {_spread_note(r.step_fp32_spread)}"),
+           ("bf16_vs_fp32_step", r.bf16_vs_fp32_step, "what bf16 dense layers buy"),
+           ("torchrec_fp32_samples_per_s", r.torchrec_fp32_samples_per_s,
+            f"torchrec DLRM as its example trains it (fp32), {_spread_note(r.torchrec_fp32_spread)}"),
+           ("loop_vs_torchrec_fp32", r.loop_vs_torchrec_fp32, "recsys-train's bf16 loop against it")]
+          if r.torchrec_fp32_samples_per_s else []),
         ("flops_per_sample", r.flops_per_sample, "GEMM + bmm, forward + backward"),
         ("gemm_gflops", r.gemm_gflops, "fastest at the model's shapes"),
         ("dense_us_per_sample", r.dense_us_per_sample, ""),
@@ -301,6 +337,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-rows", type=int, default=200_000, help="rows of the synthetic dataset feeding training")
     p.add_argument("--cache-dir", type=str, default=str(DEFAULT_CACHE_DIR), help="where generated inputs are cached")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dense-precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="model.dense_precision of every recsys model (auto: the Kaggle preset's) and torchrec's peer")
     p.add_argument("--worker-timeout", type=float, default=1200.0, help=argparse.SUPPRESS)
     # For tests: shrink every table (the synthetic data's cardinalities) by this factor.
     p.add_argument("--cardinality-scale", type=float, default=1.0, help=argparse.SUPPRESS)

@@ -22,9 +22,10 @@ from pipeline_model import BATCH_SIZE
 log = logging.getLogger("bench_pipeline.loop")
 
 
-def loop_overrides(data: Path, steps: int, run_dir: Path) -> list[str]:
+def loop_overrides(data: Path, steps: int, run_dir: Path, precision: str) -> list[str]:
     return [
         "model=kaggle",
+        f"model.dense_precision={precision}",
         "embedding=full",
         f"data.path={data}",
         f"data.batch_size={BATCH_SIZE}",
@@ -40,13 +41,14 @@ def loop_overrides(data: Path, steps: int, run_dir: Path) -> list[str]:
     ]
 
 
-def time_train_loop(data: Path, steps: int, repeats: int, timeout: float) -> list[dict]:
-    """``repeats`` runs of ``recsys-train``; each run's samples/s, steps and allocator line."""
+def time_train_loop(data: Path, steps: int, repeats: int, timeout: float, precision: str) -> list[dict]:
+    """``repeats`` runs of ``recsys-train`` (dense layers at ``precision``); each run's samples/s,
+    steps and allocator line."""
     runs = []
     for r in range(repeats):
         with tempfile.TemporaryDirectory(prefix="bench_pipeline_loop_") as tmp:
             run_dir = Path(tmp) / "run"
-            cmd = [sys.executable, "-m", "recsys.cli.train", *loop_overrides(data, steps, run_dir)]
+            cmd = [sys.executable, "-m", "recsys.cli.train", *loop_overrides(data, steps, run_dir, precision)]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
             if proc.returncode != 0:
                 raise RuntimeError(f"recsys-train failed ({proc.returncode}):\n{proc.stderr[-4000:]}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 BATCH_SIZE = 2048
 EMBEDDING_DIM = 16
 BOTTOM_MLP = [512, 256, 64, 16]
@@ -29,9 +31,9 @@ def materialise_batches(root: Path, count: int) -> tuple[list, dict[str, int]]:
     return batches[:count], {f: source.meta.num_embeddings[f] for f in source.meta.sparse_features}
 
 
-def build_recsys(root: Path, num_embeddings: dict[str, int]):
-    """recsys's DLRM as ``recsys-train`` builds it (full tables, fused FBGEMM lookup); returns
-    (model, dense optimizer)."""
+def build_recsys(root: Path, num_embeddings: dict[str, int], precision: str):
+    """recsys's DLRM as ``recsys-train`` builds it (full tables, fused FBGEMM lookup; dense layers
+    at ``model.dense_precision=precision``); returns (model, dense optimizer)."""
     from recsys.data.layout import DatasetMeta
     from recsys.embeddings.specs import TableOptimizer, TableOptimizerConfig
     from recsys.models.build import build_model
@@ -41,7 +43,7 @@ def build_recsys(root: Path, num_embeddings: dict[str, int]):
 
     cfg = TrainJobConfig()
     cfg.data.path = str(root)
-    cfg.model = DLRMConfig(EMBEDDING_DIM, list(BOTTOM_MLP), list(TOP_MLP))
+    cfg.model = DLRMConfig(EMBEDDING_DIM, list(BOTTOM_MLP), list(TOP_MLP), dense_precision=precision)
     cfg.trainer.table_optimizer = TableOptimizerConfig(kind=TableOptimizer.rowwise_adagrad, lr=TABLE_LR)
     meta = DatasetMeta.load(root)
     if dict(meta.num_embeddings) != num_embeddings:
@@ -50,9 +52,10 @@ def build_recsys(root: Path, num_embeddings: dict[str, int]):
     return model, make_dense_optimizer(model, DenseOptimizer.adagrad, DENSE_LR)
 
 
-def build_torchrec(root: Path, num_embeddings: dict[str, int]):
-    """torchrec's DLRM over a FusedEmbeddingBagCollection; returns (model, dense optimizer)."""
-    import torch
+def build_torchrec(root: Path, num_embeddings: dict[str, int], precision: str):
+    """torchrec's DLRM over a FusedEmbeddingBagCollection, its forward under bfloat16 autocast
+    where ``precision`` puts recsys's dense layers in bf16; returns (model, dense optimizer)."""
+    from recsys.models.dlrm import computes_bf16
     from torchrec.models.dlrm import DLRM
     from torchrec.modules.embedding_configs import EmbeddingBagConfig
     from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
@@ -66,7 +69,23 @@ def build_torchrec(root: Path, num_embeddings: dict[str, int]):
                  over_arch_layer_sizes=list(TOP_MLP))
     table_params = {id(p) for p in ebc.parameters()}
     dense = [p for p in model.parameters() if id(p) not in table_params]
-    return model, torch.optim.Adagrad(dense, lr=DENSE_LR)
+    optimizer = torch.optim.Adagrad(dense, lr=DENSE_LR)
+    if computes_bf16(precision, "cpu"):
+        model = BFloat16Forward(model)
+    return model, optimizer
+
+
+class BFloat16Forward(torch.nn.Module):
+    """A model's forward under CPU bfloat16 autocast, with fp32 logits (what
+    ``model.dense_precision=bf16`` does inside recsys's DLRM)."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, dense: torch.Tensor, sparse) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.inner(dense, sparse).float()
 
 
 BUILDERS = {"recsys": build_recsys, "torchrec": build_torchrec}

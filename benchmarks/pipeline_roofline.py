@@ -55,8 +55,9 @@ def gemm_shapes(batch: int) -> list[dict]:
     return shapes
 
 
-def gemm_operands(shape: dict) -> tuple:
-    """Operands of a GEMM laid out as autograd has them (weights are (out, in), row-major).
+def gemm_operands(shape: dict, dtype) -> tuple:
+    """Operands of a GEMM laid out as autograd has them (weights are (out, in), row-major), in
+    ``dtype`` (bfloat16 for dense layers in mixed precision, which autocast casts to it).
 
     Linear ``fwd`` is ``x @ W^T``, ``grad_in`` is ``g @ W``, ``grad_w`` is ``g^T @ x``; the
     interaction's forward is ``S @ S^T`` and its backward ``G @ S`` and ``S^T @ G``.
@@ -66,35 +67,39 @@ def gemm_operands(shape: dict) -> tuple:
     kind = shape["name"].rsplit(".", 1)[1]
     if shape["op"] == "bmm":
         b, v, d = shape["b"], 27, EMBEDDING_DIM
-        stacked, gram = torch.randn(b, v, d), torch.randn(b, v, v)
+        stacked, gram = torch.randn(b, v, d, dtype=dtype), torch.randn(b, v, v, dtype=dtype)
         return {"fwd": (stacked, stacked.transpose(1, 2)), "grad_a": (gram, stacked),
                 "grad_b": (stacked.transpose(1, 2), gram)}[kind]
     if kind == "fwd":
         batch, fan_in, fan_out = shape["m"], shape["k"], shape["n"]
-        return torch.randn(batch, fan_in), torch.randn(fan_out, fan_in).t()
+        return torch.randn(batch, fan_in, dtype=dtype), torch.randn(fan_out, fan_in, dtype=dtype).t()
     if kind == "grad_in":
         batch, fan_out, fan_in = shape["m"], shape["k"], shape["n"]
-        return torch.randn(batch, fan_out), torch.randn(fan_out, fan_in)
+        return torch.randn(batch, fan_out, dtype=dtype), torch.randn(fan_out, fan_in, dtype=dtype)
     fan_out, batch, fan_in = shape["m"], shape["k"], shape["n"]
-    return torch.randn(batch, fan_out).t(), torch.randn(batch, fan_in)
+    return torch.randn(batch, fan_out, dtype=dtype).t(), torch.randn(batch, fan_in, dtype=dtype)
 
 
-def time_gemm(shape: dict, iters: int) -> float:
-    """Fastest seconds of one GEMM of ``shape`` over ``iters`` calls (a bound, not a typical time)."""
+def time_gemm(shape: dict, iters: int, dtype) -> float:
+    """Fastest seconds of one GEMM of ``shape`` in ``dtype`` over ``iters`` calls (a bound, not a
+    typical time)."""
     import torch
 
-    a, b = gemm_operands(shape)
+    a, b = gemm_operands(shape, dtype)
     op = torch.bmm if shape["op"] == "bmm" else torch.mm
     return min(time_call(lambda: op(a, b), iters, warmup=3))
 
 
 class Roofline:
     """The roofline's primitives for a model's tables and a list of its batches (see the module
-    docstring); :meth:`measure` times them once, :meth:`summarise` turns measurements into rates."""
+    docstring); :meth:`measure` times them once, :meth:`summarise` turns measurements into rates.
+    ``bf16``: the dense layers compute in bfloat16 (``model.dense_precision``), so their GEMMs are
+    timed in it."""
 
-    def __init__(self, batches: list, num_embeddings: dict[str, int], gemm_iters: int = 20) -> None:
+    def __init__(self, batches: list, num_embeddings: dict[str, int], bf16: bool, gemm_iters: int = 20) -> None:
         import torch
 
+        self.dtype = torch.bfloat16 if bf16 else torch.float32
         self.shapes = gemm_shapes(BATCH_SIZE)
         self.gemm_iters = gemm_iters
         self.features = len(num_embeddings)
@@ -110,7 +115,7 @@ class Roofline:
 
     def measure(self) -> dict:
         """Fastest seconds of each GEMM shape (over ``gemm_iters``) and of one batch's row gather."""
-        gemms = {s["name"]: time_gemm(s, self.gemm_iters) for s in self.shapes}
+        gemms = {s["name"]: time_gemm(s, self.gemm_iters, self.dtype) for s in self.shapes}
         embedding = min(time_call(self._embedding_pass, 3, warmup=1)) / len(self.ids)
         return {"gemm_s": gemms, "embedding_s": embedding}
 

@@ -22,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit_result, rate, run_worker, time_call  # noqa: E402
 from pipeline_model import BATCH_SIZE, BUILDERS, MODELS, materialise_batches  # noqa: E402
 from pipeline_roofline import ROOFLINE_BATCHES, Roofline  # noqa: E402
+from recsys.models.config import DensePrecision  # noqa: E402
+from recsys.models.dlrm import computes_bf16  # noqa: E402
 
 log = logging.getLogger("bench_pipeline.worker")
 
@@ -77,16 +79,17 @@ def train_worker(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     batches, num_embeddings = materialise_batches(Path(args.data), args.warmup + args.steps)
     start = time.perf_counter()
-    model, optimizer = BUILDERS[args.model](Path(args.data), num_embeddings)
+    model, optimizer = BUILDERS[args.model](Path(args.data), num_embeddings, args.dense_precision)
     build_seconds = time.perf_counter() - start
-    roofline = Roofline(batches[:ROOFLINE_BATCHES], num_embeddings) if args.roofline else None
+    bf16 = computes_bf16(args.dense_precision, "cpu")
+    roofline = Roofline(batches[:ROOFLINE_BATCHES], num_embeddings, bf16) if args.roofline else None
     measurements: list[dict] = []
     times, loss = time_training(model, optimizer, batches, args.warmup, args.steps, args.repeats,
                                 after_repeat=roofline and (lambda: measurements.append(roofline.measure())))
     result = {"model": args.model, "allocator": allocator, "seconds": times, "steps": args.steps,
               "samples_per_s": rate(args.steps * BATCH_SIZE, times), "final_loss": loss,
               "build_seconds": build_seconds, "table_rows": sum(num_embeddings.values()),
-              "threads": torch.get_num_threads()}
+              "threads": torch.get_num_threads(), "dense_precision": "bf16" if bf16 else "fp32"}
     if roofline is not None:
         result["roofline"] = roofline.summarise(measurements)
         per_repeat = [args.steps * BATCH_SIZE / t for t in times]
@@ -95,16 +98,18 @@ def train_worker(args: argparse.Namespace) -> dict:
     return result
 
 
-def worker_argv(args: argparse.Namespace, data: Path, model: str, roofline: bool) -> list[str]:
-    argv = [str(Path(__file__).resolve()), "--model", model, "--data", str(data),
+def worker_argv(args: argparse.Namespace, data: Path, model: str, roofline: bool, precision: str) -> list[str]:
+    argv = [str(Path(__file__).resolve()), "--model", model, "--data", str(data), "--dense-precision", precision,
             "--steps", str(args.steps), "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
     return argv + (["--roofline"] if roofline else [])
 
 
-def train_child(args, data: Path, model: str, allocator: str, roofline: bool = False) -> dict:
-    """Measure training in a child process under ``allocator``; verify it really ran under it."""
-    log.info("training %s under %s%s ...", model, allocator, " (+ roofline)" if roofline else "")
-    result = run_worker(worker_argv(args, data, model, roofline), allocator, timeout=args.worker_timeout)
+def train_child(args, data: Path, model: str, allocator: str, roofline: bool = False, precision: str | None = None) -> dict:
+    """Measure training in a child process under ``allocator``, dense layers at ``precision``
+    (default ``--dense-precision``); verify it really ran under the allocator."""
+    precision = precision or args.dense_precision
+    log.info("training %s under %s, dense precision %s%s ...", model, allocator, precision, " (+ roofline)" if roofline else "")
+    result = run_worker(worker_argv(args, data, model, roofline, precision), allocator, timeout=args.worker_timeout)
     result["allocator"]["requested"] = allocator
     result["allocator"]["ok"] = result["allocator"]["active"] == allocator
     if not result["allocator"]["ok"]:
@@ -121,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=int, required=True)
     p.add_argument("--repeats", type=int, required=True)
     p.add_argument("--roofline", action="store_true")
+    p.add_argument("--dense-precision", choices=[d.value for d in DensePrecision], required=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     emit_result(train_worker(p.parse_args(argv)))
 

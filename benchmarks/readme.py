@@ -36,7 +36,6 @@ def _ms(s: dict) -> str:
 
 
 def render_pipeline(r: dict) -> str:
-    t = r["timings"]
     lines = [
         f"`bench_pipeline.py --rows {r['rows']}` ({r['cpu_count']} shared CPU cores; rates move between runs, "
         "ratios are within one run):",
@@ -44,27 +43,24 @@ def render_pipeline(r: dict) -> str:
         "| figure | samples/s | note |",
         "|---|---|---|",
     ]
-    if "train_loop_samples_per_s" in r:
-        lines += [
-            f"| `recsys-train` (the real loop, loader included) | {_spread(r['train_loop_spread'])} | "
-            f"{r['loop_vs_torchrec']:.2f}x torchrec, {r['loop_vs_step']:.2f}x the in-memory step |",
-            f"| in-memory training step | {_spread(r['step_spread'])} | glibc malloc: {_k(r['step_samples_per_s_glibc'])} "
-            f"(tcmalloc {r['tcmalloc_vs_glibc']:.2f}x) |",
-            f"| torchrec DLRM + FusedEmbeddingBagCollection (in-memory) | {_spread(r['torchrec_spread'])} | |",
-            f"| roofline (per repeat) | {', '.join(_k(x) for x in r['roofline_per_repeat'])} | step / roofline per repeat: "
-            f"{', '.join(f'{x:.2f}' for x in r['step_vs_roofline_per_repeat'])} |",
-        ]
-    else:  # a result from before the recsys-train loop figure existed
-        step = [r["steps"] * r["batch_size"] / s for s in t["train_s"]]
-        rec = [r["steps"] * r["batch_size"] / s for s in t["torchrec_s"]]
-        lines += [
-            "| `recsys-train` (the real loop) | not measured in this result | |",
-            f"| in-memory training step | {_spread({'median': r['train_samples_per_s'], 'min': min(step), 'max': max(step), 'n': len(step)})} "
-            f"| glibc malloc: {_k(r['train_samples_per_s_glibc'])} (tcmalloc {r['tcmalloc_vs_glibc']:.2f}x) |",
-            f"| torchrec DLRM + FusedEmbeddingBagCollection (in-memory) | {_spread({'median': r['torchrec_samples_per_s'], 'min': min(rec), 'max': max(rec), 'n': len(rec)})} | |",
-            f"| roofline (per repeat; an older model that one repeat beat) | {', '.join(_k(x) for x in t['roofline_per_repeat'])} | "
-            f"step / roofline per repeat: {', '.join(f'{x:.2f}' for x in t['train_vs_roofline_per_repeat'])} |",
-        ]
+    precision = r.get("dense_precision", "fp32")  # results from before model.dense_precision: fp32
+    fp32_peer = r.get("torchrec_fp32_samples_per_s")
+    lines += [
+        f"| `recsys-train` (the real loop, loader included; dense layers {precision}) | {_spread(r['train_loop_spread'])} | "
+        f"{r['loop_vs_torchrec']:.2f}x torchrec at {precision}"
+        + (f", {r['loop_vs_torchrec_fp32']:.2f}x torchrec in fp32" if fp32_peer else "")
+        + f", {r['loop_vs_step']:.2f}x the in-memory step |",
+        f"| in-memory training step ({precision}) | {_spread(r['step_spread'])} | glibc malloc: {_k(r['step_samples_per_s_glibc'])} "
+        f"(tcmalloc {r['tcmalloc_vs_glibc']:.2f}x) |",
+        *([f"| in-memory training step (fp32) | {_spread(r['step_fp32_spread'])} | bf16 {r['bf16_vs_fp32_step']:.2f}x fp32 |"]
+          if r.get("step_fp32_samples_per_s") else []),
+        f"| torchrec DLRM + FusedEmbeddingBagCollection (in-memory, {precision}) | {_spread(r['torchrec_spread'])} | |",
+    ]
+    if fp32_peer:
+        lines.append(f"| the same torchrec DLRM in fp32, as its example trains it | {_spread(r['torchrec_fp32_spread'])} | |")
+    lines.append(
+        f"| roofline (per repeat) | {', '.join(_k(x) for x in r['roofline_per_repeat'])} | step / roofline per repeat: "
+        f"{', '.join(f'{x:.2f}' for x in r['step_vs_roofline_per_repeat'])} |")
     lines += [
         "",
         f"Ingest {_k(r['ingest_rows_per_s'])} rows/s vs the pandas way {_k(r['pandas_rows_per_s'])} "
@@ -154,6 +150,9 @@ def render_pareto(r: dict) -> str:
             goals.append(f"QR >= hash at every budget: {_met(g['qr_at_least_hash_everywhere'])}")
         if "md_1_4_and_1_16_differ" in g:
             goals.append(f"MD's 1/4 and 1/16 plans differ: {_met(g['md_1_4_and_1_16_differ'])}")
+        whole = not any(option in r.get("command", "") for option in ("--budgets", "--methods"))
+        if whole and "seconds" in r:  # the whole sweep, not a part of it
+            goals.append(f"the whole sweep in under an hour ({r['seconds'] / 60:.1f} min): {_met(r['seconds'] < 3600)}")
         notes.append("Goals: " + "; ".join(goals) + ".")
     return "\n".join(lines + ([""] + [" ".join(notes)] if notes else []))
 

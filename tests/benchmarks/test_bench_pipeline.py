@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from recsys.models.dlrm import native_bf16
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "bench_pipeline.py"
@@ -54,7 +57,13 @@ def test_bench_pipeline_end_to_end(tmp_path: Path) -> None:
     assert [a.startswith("tcmalloc") for a in allocators["recsys_train"]] == [True]
     assert "glibc" in allocators["recsys_glibc"]["describe"]
     children = [child for name, child in allocators.items() if name not in ("parent", "recsys_train")]
-    assert len(children) == 3 and all(child["ok"] for child in children)  # each child ran the allocator it asked for
+    # the Kaggle preset's dense_precision=auto: bf16 on a CPU with BF16 instructions (then recsys's
+    # step and torchrec's DLRM are measured in fp32 too), fp32 elsewhere
+    bf16 = result["dense_precision"] == "bf16"
+    assert bf16 is native_bf16(torch.device("cpu"))
+    assert len(children) == (5 if bf16 else 3) and all(child["ok"] for child in children)  # each ran the allocator it asked for
+    for key in ("step_fp32_samples_per_s", "bf16_vs_fp32_step", "torchrec_fp32_samples_per_s", "loop_vs_torchrec_fp32"):
+        assert (result[key] > 0) if bf16 else (result[key] is None), key
 
     timings = result["timings"]
     assert len(timings["step_s"]) == len(timings["step_glibc_s"]) == len(timings["torchrec_s"]) == 1
