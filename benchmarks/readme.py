@@ -75,6 +75,8 @@ def _dlrm_options(model: dict) -> str:
     on = [k for k in ("fm_component", "first_order", "dense_norm") if model.get(k)]
     if model.get("bottom_last_relu") is False:
         on.append("bottom_last_relu=false")
+    if model.get("dense_precision", "fp32") != "fp32":
+        on.append(f"dense_precision={model['dense_precision']}")
     return f" ({', '.join(on)})" if on else " (reference DLRM)"
 
 
