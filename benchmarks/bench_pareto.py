@@ -17,7 +17,9 @@ largest plan that fits, and each point reports its bytes over its budget. Series
 Full tables are the baseline, trained in the same run (every method at budget 1 is the full
 tables or close to them: ``--budgets 1,1/4,...`` adds those points), and the generator's
 Bayes-optimal AUC is the ceiling. Speed is recsys-train's own loop (``train_samples_per_s``)
-over ``--speed-steps`` steps per run, the median of ``--speed-repeats`` runs with min and max;
+over ``--speed-steps`` steps per run (more where fewer would take under ``--speed-seconds`` at full
+tables' epoch rate: a short run on a fast machine is otherwise mostly noise), the median of
+``--speed-repeats`` runs with min and max;
 each repeat runs the full tables first and then every point, so machine noise falls on all.
 
     python benchmarks/bench_pareto.py --rows 4000000 --json out.json
@@ -41,6 +43,7 @@ import gc
 import json
 import subprocess
 import sys
+import math
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -122,6 +125,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--budgets", default=",".join(BUDGETS), help="fractions of the full bytes, e.g. 1,1/4")
     p.add_argument("--hash-threshold", type=int, default=HASH_THRESHOLD, help="hash_threshold's tables of at most this many rows stay whole")
     p.add_argument("--speed-steps", type=int, default=200, help="steps of each short run of the loop")
+    p.add_argument("--speed-seconds", type=float, default=20.0,
+                   help="each short run takes at least about this long at full tables' epoch rate (more steps if needed)")
     p.add_argument("--speed-repeats", type=int, default=3)
     p.add_argument("--optembed-override", dest="optembed_overrides", action="append", default=[],
                    help="a Hydra override of the OptEmbed job only (repeatable), e.g. embedding.search_batches=5")
@@ -245,6 +250,8 @@ def main(argv=None) -> ParetoResult:
         print(f"{where:22s} bytes {run.bytes:>14,} AUC {run.eval['auc']:.5f} logloss {run.eval['logloss']:.5f} "
               f"epoch {run.epoch_samples_per_s:>8,.0f} samples/s {run.seconds:.0f} s  {run.knob}", flush=True)
         if series is FULL:
+            args.speed_steps = max(args.speed_steps, math.ceil(args.speed_seconds * run.epoch_samples_per_s / args.batch_size))
+            print(f"short runs: {args.speed_steps} steps each", flush=True)
             print_estimate(args, meta.rows["train"], run.seconds)
         gc.collect()
     rates = measure_speed(runs, args)

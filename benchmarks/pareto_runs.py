@@ -74,7 +74,7 @@ EPOCH_RUN_OVERRIDES = ("trainer.eval_every_steps=0", "trainer.val_batches=5")
 def short_run_overrides(args: argparse.Namespace) -> list[str]:
     """A few hundred steps, a one-batch validation and evaluation, no checkpoint (each would be a
     table-sized write whose write-back overlaps the next run's timed steps)."""
-    return [f"trainer.max_steps={args.speed_steps}", "trainer.eval_every_steps=0", "trainer.val_batches=1",
+    return ["trainer.eval_every_steps=0", "trainer.val_batches=1",
             "eval.max_batches=1", "trainer.keep_best=false", "trainer.checkpoint_at_end=false"]
 
 
@@ -150,8 +150,9 @@ def _optembed_epoch(dataset: Path, args: argparse.Namespace) -> EpochRun:
 
 
 def short_run_rate(job, args: argparse.Namespace) -> float:
-    """samples/s of recsys-train's own loop over ``job``'s few hundred steps."""
+    """samples/s of recsys-train's own loop over ``job`` for ``args.speed_steps`` steps."""
     from recsys.train.loop import train
 
+    job = dataclasses.replace(job, trainer=dataclasses.replace(job.trainer, max_steps=args.speed_steps))
     with tempfile.TemporaryDirectory(prefix="bench_pareto_speed_", dir=args.cache_dir) as run_dir:
         return train(job, run_dir).train_samples_per_s

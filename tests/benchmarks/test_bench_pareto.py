@@ -25,7 +25,7 @@ def test_bench_pareto_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "pareto.json"
     tiny_search = ["embedding.population=4", "embedding.parents=2", "embedding.iterations=2", "embedding.search_batches=1"]
     cmd = [sys.executable, str(SCRIPT), "--rows", "20000", "--cardinality-scale", "0.01", "--budgets", "1/4,1/16",
-           "--speed-steps", "3", "--cache-dir", str(tmp_path / "cache"), "--json", str(out),
+           "--speed-steps", "3", "--speed-seconds", "0", "--cache-dir", str(tmp_path / "cache"), "--json", str(out),
            *(arg for o in tiny_search for arg in ("--optembed-override", o))]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1450)
     assert proc.returncode == 0, proc.stderr[-4000:]
