@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import warnings
 
 LIBRARIES = ("fbgemm_gpu", "torchrec")
 LEVEL_ENV = "RECSYS_LIBRARY_LOG_LEVEL"
@@ -51,7 +52,13 @@ def library_level(level: str | None = None) -> int:
 
 
 def quiet_libraries(level: str | None = None) -> None:
-    """Keep FBGEMM's and torchrec's records below ``level`` (default WARNING) out of the logs."""
+    """Keep FBGEMM's and torchrec's records below ``level`` (default WARNING) out of the logs.
+
+    At WARNING and above, the deprecation notices that torch and the libraries raise about the
+    libraries' own calls are left out too (a sharded run printed a dozen per rank: torchrec's DDP
+    arguments, its collectives' names, ShardedTensor in checkpoints; torch.fx's note on
+    ``is_fx_tracing``): nothing in them is the user's to change.
+    """
     numeric = library_level(level)
     for name in LIBRARIES:
         logging.getLogger(name).setLevel(numeric)
@@ -59,3 +66,6 @@ def quiet_libraries(level: str | None = None) -> None:
     for old in [f for f in root.filters if isinstance(f, LibraryFilter)]:
         root.removeFilter(old)
     root.addFilter(LibraryFilter(numeric))
+    if numeric >= logging.WARNING:
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"(torch\.distributed|torchrec|fbgemm_gpu)(\.|$)")
+        logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)

@@ -10,6 +10,7 @@ give the ``sharding_plan.json`` records and the logged table; :func:`bytes_per_r
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Optional
 
 import torch.distributed as dist
@@ -17,6 +18,7 @@ from torch import nn
 from torchrec.distributed.embedding_types import EmbeddingComputeKernel
 from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
 from torchrec.distributed.planner.storage_reservations import HeuristicalStorageReservation
+from torchrec.distributed.planner import types as planner_types
 from torchrec.distributed.planner.types import PlannerError
 from torchrec.distributed.types import ShardingPlan
 
@@ -122,12 +124,14 @@ def plan_sharding(
     cap = {"hbm_cap": rank_memory} if device_type == "cuda" else {"ddr_cap": rank_memory, "hbm_cap": 0}
     if device_type == "cuda" and host_memory is not None:
         cap["ddr_cap"] = host_memory
-    topology = Topology(world_size=world_size, compute_device=device_type, local_world_size=world_size, **cap)
+    topology = _topology(world_size, device_type, cap)
     # what the dense layers need beside the shards, in torchrec's rule (6x the parameters' bytes:
     # weights, gradients, optimizer state), counted here: torchrec's own count takes every
     # parameter of a collection this planner does not shard (a tiered lookup's other part) for dense
     dense = sum(p.numel() * p.element_size() for p in model.parameters() if not p.is_meta)
-    reservation = HeuristicalStorageReservation(percentage=0.15, parameter_multiplier=6.0, dense_tensor_estimate=max(6 * dense, 1))
+    with warnings.catch_warnings():  # it warns on every construction, even with the estimate it asks to be given
+        warnings.filterwarnings("ignore", message="HeuristicalStorageReservation is known", category=FutureWarning)
+        reservation = HeuristicalStorageReservation(percentage=0.15, parameter_multiplier=6.0, dense_tensor_estimate=max(6 * dense, 1))
     planner = EmbeddingShardingPlanner(topology=topology, constraints=constraints, storage_reservation=reservation)
     try:
         sharding = planner.plan(model, [sharder]) if pg is None else planner.collective_plan(model, [sharder], pg)
@@ -155,6 +159,18 @@ def _check_cpu_shard_bytes(sharding: ShardingPlan) -> None:
             "Adagrad updates the wrong rows past that. Shard those tables row_wise over more ranks "
             "(+sharding.overrides.FEATURE=row_wise), or train them in one process with placement.ram_budget"
         )
+
+
+def _topology(world_size: int, device_type: str, cap: dict) -> Topology:
+    """torchrec's Topology for ``world_size`` ranks of ``device_type`` with the memory ``cap``s,
+    through ``TopologyFactory`` where torchrec has it (1.8: a Topology built directly logs a
+    warning on every rank; 1.6, the GPU machine's, has no factory)."""
+    factory = getattr(planner_types, "TopologyFactory", None)
+    if factory is None:
+        return Topology(world_size=world_size, compute_device=device_type, local_world_size=world_size, **cap)
+    trainer = planner_types.TrainerConfig(world_size=world_size, local_world_size=world_size,
+                                          **{f"{tier}_bytes": limit for tier, limit in cap.items()})
+    return factory.create_topology(trainer_config=trainer, kernel_config=planner_types.KernelConfig(compute_device=device_type))
 
 
 def _too_big(need: dict[str, float], world_size: int, limit: int, what: str) -> str:

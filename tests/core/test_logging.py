@@ -1,6 +1,7 @@
 """Library chatter stays out of the logs unless asked for (RECSYS_LIBRARY_LOG_LEVEL)."""
 
 import logging
+import warnings
 
 import pytest
 
@@ -40,3 +41,13 @@ def test_a_bad_level_names_the_variable(monkeypatch):
     monkeypatch.setenv(LEVEL_ENV, "LOUD")
     with pytest.raises(ValueError, match=f"{LEVEL_ENV}='LOUD' is not a logging level"):
         quiet_libraries()
+
+
+@pytest.mark.parametrize(("level", "shown"), [("WARNING", ["recsys's own"]), ("INFO", ["torch's, on torchrec's call", "recsys's own"])])
+def test_the_libraries_deprecation_notices_are_left_out_unless_asked_for(restore_root_filters, level, shown):
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        quiet_libraries(level)
+        warnings.warn_explicit("torch's, on torchrec's call", FutureWarning, "c10d_logger.py", 83, module="torch.distributed.c10d_logger")
+        warnings.warn_explicit("recsys's own", FutureWarning, "loop.py", 1, module="recsys.train.loop")
+    assert [str(w.message) for w in seen] == shown
