@@ -215,8 +215,8 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
     if not validates:
         log.warning("the dataset has no validation rows; training without validation")
     model = build_model(_tables_in_run(cfg.recipe(), run_dir), meta, device, shardable=world is not None)
-    if getattr(model, "bf16", False):
-        log.info("dense layers: bfloat16 mixed precision (model.dense_precision=%s)", DensePrecision(cfg.model.dense_precision).value)
+    dense_precision = "bf16" if getattr(model, "bf16", False) else "fp32"  # what model.dense_precision resolved to
+    log.info("dense layers: %s (model.dense_precision=%s)", dense_precision, DensePrecision(cfg.model.dense_precision).value)
     net = shard_model(model, cfg, world, device, run_dir) if world else model  # what a step calls
     dense_opt = make_dense_optimizer(model, tcfg.dense_optimizer, tcfg.dense_lr)
     memory = model.embedding.memory().summary()
@@ -340,7 +340,8 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
     md_path = run_dir / "report.md"
     if leader:
         extra = {"embedding": embedding_spec, "feature_memory": feature_memory(model.embedding),
-                 "train": {"steps": state.step, "samples": state.samples, "samples_per_s": rate}}
+                 "train": {"steps": state.step, "samples": state.samples, "samples_per_s": rate,
+                           "dense_precision": dense_precision}}
         if cfg.eval.save_predictions:
             extra["predictions"] = write_predictions(run_dir, probs, labels)
         _, md_path = write_report(

@@ -121,5 +121,6 @@ def test_mixed_precision_dense_layers_train_and_evaluate_offline_alike(tiny_data
     cfg.model.dense_precision = "bf16"
     result = train(cfg, tmp_path / "run")
     assert result.eval["auc"] > 0.75
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["train"]["dense_precision"] == "bf16"
     out = evaluate_checkpoint(EvalJobConfig(checkpoint=str(tmp_path / "run"), html_report=False), tmp_path / "eval")
     assert out["metrics"]["auc"] == pytest.approx(result.eval["auc"], abs=1e-9)  # the recipe keeps bf16
