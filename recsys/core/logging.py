@@ -16,6 +16,7 @@ import warnings
 
 LIBRARIES = ("fbgemm_gpu", "torchrec")
 LEVEL_ENV = "RECSYS_LIBRARY_LOG_LEVEL"
+LIBRARY_WARNINGS = r"(torch\.distributed|torchrec|fbgemm_gpu)(\.|$)"  # modules whose FutureWarnings are the libraries' notices
 
 
 def _package_dirs(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -66,6 +67,6 @@ def quiet_libraries(level: str | None = None) -> None:
     for old in [f for f in root.filters if isinstance(f, LibraryFilter)]:
         root.removeFilter(old)
     root.addFilter(LibraryFilter(numeric))
-    if numeric >= logging.WARNING:
-        warnings.filterwarnings("ignore", category=FutureWarning, module=r"(torch\.distributed|torchrec|fbgemm_gpu)(\.|$)")
-        logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
+    quiet = numeric >= logging.WARNING  # (a later call below WARNING shows them again: its filter goes first)
+    warnings.filterwarnings("ignore" if quiet else "default", category=FutureWarning, module=LIBRARY_WARNINGS)
+    logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR if quiet else logging.NOTSET)

@@ -451,7 +451,7 @@ def hot_split(tables: list[PhysicalTable], optimizer: TableOptimizerConfig, plac
     if budget is None:
         return None
     hot = hot_rows(tables, budget * ranks, TableOptimizer(optimizer.kind))
-    if ranks > 1:  # a cold tail of fewer than ranks² rows stays hot: row-wise, every rank then holds some of each tail
+    if ranks > 1:
         hot = [t.num_embeddings if t.num_embeddings - k < ranks * ranks else k for t, k in zip(tables, hot)]
     if all(k == t.num_embeddings for t, k in zip(tables, hot)):
         log.info("placement: all tables fit placement.ram_budget=%s in RAM", format_bytes(budget))

@@ -51,3 +51,13 @@ def test_the_libraries_deprecation_notices_are_left_out_unless_asked_for(restore
         warnings.warn_explicit("torch's, on torchrec's call", FutureWarning, "c10d_logger.py", 83, module="torch.distributed.c10d_logger")
         warnings.warn_explicit("recsys's own", FutureWarning, "loop.py", 1, module="recsys.train.loop")
     assert [str(w.message) for w in seen] == shown
+
+
+def test_the_libraries_deprecation_notices_can_be_switched_back_on(restore_root_filters):
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        quiet_libraries()
+        quiet_libraries("INFO")
+        warnings.warn_explicit("torch's, on torchrec's call", FutureWarning, "c10d_logger.py", 83, module="torch.distributed.c10d_logger")
+    assert [str(w.message) for w in seen] == ["torch's, on torchrec's call"]
+    assert logging.getLogger("torch.fx._symbolic_trace").level == logging.NOTSET
