@@ -14,10 +14,11 @@
 #      uvm_cache at 0.2, $REPEATS (3) times each, interleaved: samples/s, hit rate and AUC from
 #      its report, one JSON line per run in $OUT/train_runs.jsonl;
 #   4. a torchrun (nccl, 1 rank) run through DistributedModelParallel on the GPU;
-#   5. bench_kernels_gpu: recsys::transform_ids_masked (Triton) against the per-feature modules, and
-#      each compressed method's DLRM step against full tables; then recsys-train with full tables and
-#      with mixed-dimension tables at budget 1/16, $REPEATS times each, interleaved.
-# STEPS picks some of them (default: all): STEPS="tests kernels" runs 1 and 5.
+#   5. kernels: bench_kernels_gpu: recsys::transform_ids_masked (Triton) against the per-feature
+#      modules, and each compressed method's DLRM step against full tables;
+#   6. md_train: recsys-train with full tables and with mixed-dimension tables at budget 1/16,
+#      $REPEATS times each, interleaved.
+# STEPS picks some of them (default: all): STEPS="tests kernels md_train" runs 1, 5 and 6.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD:$PWD/kernels:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
@@ -48,7 +49,7 @@ for name in ["torch", "fbgemm_gpu", "torchrec", "hydra", "omegaconf", "pyarrow",
 import torch
 print("cuda", torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else "NOT AVAILABLE")
 PY
-STEPS=${STEPS:-"tests placements train torchrun kernels"}
+STEPS=${STEPS:-"tests placements train torchrun kernels md_train"}
 wants() { [[ " $STEPS " == *" $1 "* ]]; }
 if wants tests; then
   step gpu_tests 150 $PY -m pytest -v -m gpu tests/gpu -p no:cacheprovider -W ignore::DeprecationWarning
@@ -56,7 +57,7 @@ if wants tests; then
 fi
 wants placements && step bench_gpu 200 $PY benchmarks/bench_scale.py --sections gpu --steps 30 --repeats 5 --gpu-warmup 60 --gpu-batches 2048 65536 --json "$OUT/scale_gpu.json"
 DATA="$WORK/kaggle_synth"
-{ wants train || wants torchrun || wants kernels; } && \
+{ wants train || wants torchrun || wants md_train; } && \
   step synth 90 $PY -m recsys.cli.synth output="$DATA" profile=kaggle rows=1000000 hydra.run.dir="$WORK/synth_run"
 runs_file="$OUT/train_runs.jsonl"
 train() {  # train NAME OVERRIDES...: recsys-train on the GPU, 300 steps; a line of its report into $runs_file
@@ -72,7 +73,8 @@ except OSError:
     sys.exit(f"{sys.argv[1]}: no report")
 tiers = report.get("memory", {}).get("placement") or {}
 line = {"run": sys.argv[2], "samples_per_s": report["train"]["samples_per_s"], "steps": report["train"]["steps"],
-        "test_auc": report["metrics"]["auc"], "tier": tiers.get("tier", "device"), "hit_rate": tiers.get("hit_rate")}
+        "test_auc": report["metrics"]["auc"], "tier": tiers.get("tier", "device"), "hit_rate": tiers.get("hit_rate"),
+        "dense_precision": report["train"].get("dense_precision")}
 print(json.dumps(line))
 print(line, file=sys.stderr)
 PY
@@ -90,13 +92,15 @@ wants torchrun && step torchrun_nccl 100 $PY -m torch.distributed.run --nproc_pe
 if wants placements && wants train; then
   $PY benchmarks/gpu_train_summary.py "$OUT/train_runs.jsonl" --into "$OUT/scale_gpu.json" || status=1
 fi
-if wants kernels; then
-  step kernels_gpu 200 $PY benchmarks/bench_kernels_gpu.py --json "$OUT/kernels_gpu.json"
+wants kernels && step kernels_gpu 200 $PY benchmarks/bench_kernels_gpu.py --json "$OUT/kernels_gpu.json"
+if wants md_train; then
   runs_file="$OUT/kernels_runs.jsonl"
   for repeat in $(seq 1 "${REPEATS:-3}"); do  # interleaved: full, md@1/16, full, ...
     train "train_full_$repeat"
     train "train_md_$repeat" embedding=md embedding.budget=0.0625
   done
-  $PY benchmarks/gpu_train_summary.py "$runs_file" --into "$OUT/kernels_gpu.json" --group-runs train_full train_md || status=1
+  if wants kernels; then  # the runs beside the bench's figures
+    $PY benchmarks/gpu_train_summary.py "$runs_file" --into "$OUT/kernels_gpu.json" --group-runs train_full train_md || status=1
+  fi
 fi
 exit $status

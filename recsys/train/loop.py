@@ -138,12 +138,16 @@ def dense_param_groups(model: DLRM) -> list[dict]:
     return [group for group in groups if group["params"]]
 
 
+# where torch has a fused kernel of each dense optimizer (its Adagrad has none for CUDA)
+FUSED_DEVICES = {DenseOptimizer.adagrad: ("cpu",), DenseOptimizer.sgd: ("cpu", "cuda"), DenseOptimizer.adam: ("cpu", "cuda")}
+
+
 def make_dense_optimizer(model: DLRM, kind: DenseOptimizer, lr: float) -> torch.optim.Optimizer:
     groups = dense_param_groups(model)
     kind = DenseOptimizer(kind)
-    # torch's fused kernels (CPU and CUDA) update every parameter in one call, not a handful of
-    # ops per parameter: mixed-dimension plans add a projection per feature
-    fused = all(p.device.type in ("cpu", "cuda") for group in groups for p in group["params"])
+    # torch's fused kernels update every parameter in one call, not a handful of ops per
+    # parameter: mixed-dimension plans add a projection per feature
+    fused = all(p.device.type in FUSED_DEVICES[kind] for group in groups for p in group["params"])
     if kind is DenseOptimizer.adagrad:
         return torch.optim.Adagrad(groups, lr=lr, fused=fused)
     if kind is DenseOptimizer.sgd:
