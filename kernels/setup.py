@@ -13,7 +13,7 @@ setup(
     ext_modules=[
         CppExtension(
             "recsys_kernels._C",
-            ["recsys_kernels/csrc/transform_ids.cpp", "recsys_kernels/csrc/grouped_projection.cpp"],
+            [f"recsys_kernels/csrc/{name}.cpp" for name in ("transform_ids", "grouped_projection", "dot_interaction")],
             # at::parallel_for is OpenMP in torch's CPU build: without -fopenmp it runs on one thread
             extra_compile_args=["-O3", "-fopenmp"],
             extra_link_args=["-fopenmp"],

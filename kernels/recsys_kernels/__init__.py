@@ -8,13 +8,16 @@ more than the lookup. ``recsys::transform_ids`` does it for all features in one 
 (``recsys::transform_ids_masked``, :mod:`recsys_kernels.masked`, is its form with every size
 known on the host, for GPUs). After the lookup, ``recsys::grouped_projection``
 (:mod:`recsys_kernels.grouped_projection`) combines every mixed-dimension feature's blocks.
+``recsys::dot_interaction`` (:mod:`recsys_kernels.dot_interaction`) is DLRM's pairwise dot
+interaction of the combined vectors.
 
 Each op has a schema (defined here, so it exists even without the C++ build), a C++ CPU
 kernel (``csrc/``, loaded from the ``_C`` extension that ``pip install --no-build-isolation
 -e kernels/`` builds), and a fake implementation for ``torch.compile``/``torch.export``. The
 pure-torch reference of the transform ops is the per-feature modules they fuse
 (``recsys/embeddings/transforms.py``), of the projection op the torch form in
-``recsys/embeddings/grouped_projection.py``; when the extension is missing, recsys runs those
+``recsys/embeddings/grouped_projection.py``, of the interaction op ``DotInteraction`` in
+``recsys/models/dlrm.py``; when the extension is missing, recsys runs those
 and :func:`available` says why.
 """
 
@@ -24,14 +27,17 @@ from pathlib import Path
 
 import torch
 
+from recsys_kernels.dot_interaction import MAX_VECTORS, dot_interaction
 from recsys_kernels.grouped_projection import grouped_projection
 from recsys_kernels.masked import transform_ids_masked
 from recsys_kernels.slots import SLOT_PARAM_COLUMNS, SlotKind
 
 __all__ = [
+    "MAX_VECTORS",
     "SlotKind",
     "SLOT_PARAM_COLUMNS",
     "available",
+    "dot_interaction",
     "grouped_projection",
     "unavailable_reason",
     "transform_ids",

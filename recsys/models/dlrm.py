@@ -26,9 +26,10 @@ The options:
 - ``bottom_last_relu=false``: no ReLU after the bottom MLP's last layer, so the dense vector's
   dot products with the embeddings can take either sign (the dense-by-sparse terms of an FM).
 
-``dense_precision`` (mixed precision): with ``bf16`` the bottom MLP, the interaction and the top
-MLP run under ``torch.autocast`` in bfloat16; the embedding rows enter as fp32 and are cast, the
-FM component's sum and the logit are fp32. On this project's 2-core AMD EPYC (AVX512-BF16, no
+``dense_precision`` (mixed precision): with ``bf16`` the bottom MLP and the top MLP run under
+``torch.autocast`` in bfloat16; the FM component's sum and the logit are fp32, and so is the
+interaction where ``recsys::dot_interaction`` computes it (a CPU with recsys's kernels built;
+elsewhere its torch form runs under the autocast, in bf16, the embedding rows cast). On this project's 2-core AMD EPYC (AVX512-BF16, no
 AMX) one epoch of the Kaggle DLRM over the 4M-row planted set trained at 62.1K samples/s
 against fp32's 38.2K, to test AUC 0.80077 against 0.80069 (Bayes-optimal 0.80923; one run each,
 ``recsys-train data.path=<bench_pareto's 4M set> trainer=kaggle model.dense_precision=bf16|fp32``). With
@@ -44,6 +45,7 @@ import torch
 from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from recsys.embeddings.kernels import kernels_unavailable, recsys_kernels
 from recsys.models.config import DensePrecision, DLRMConfig
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,7 @@ class DotInteraction(nn.Module):
         rows, cols = torch.triu_indices(num_vectors, num_vectors, offset=1)
         self.register_buffer("pair_index", rows * num_vectors + cols, persistent=False)
         self.num_vectors = num_vectors
+        self.fusable = not kernels_unavailable() and num_vectors <= recsys_kernels.MAX_VECTORS
 
     def output_dim(self, dim: int) -> int:
         return dim + self.pair_index.numel()
@@ -116,6 +119,16 @@ class DotInteraction(nn.Module):
         gram = torch.bmm(stacked, stacked.transpose(1, 2))  # (B, V, V)
         pairs = gram.flatten(1).index_select(1, self.pair_index)  # (B, V(V-1)/2)
         return torch.cat([dense, pairs], dim=1)
+
+    def fused(self, dense: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
+        """What :meth:`forward` computes, as one ``recsys::dot_interaction`` call (``kernels/``)
+        in float32 where the op runs (a CPU with the C++ build, at most its 64 vectors; else
+        :meth:`forward`). Training calls this; ``forward`` stays plain torch, so a scripted or
+        exported serving model needs no recsys op to load."""
+        if not (self.fusable and dense.device.type == "cpu"):
+            return self(dense, sparse)
+        constant = None if self.constant is None else self.constant.view(-1)
+        return recsys_kernels.dot_interaction(dense.float(), sparse.float(), constant)
 
 
 class OverArch(nn.Sequential):
@@ -179,5 +192,5 @@ class DLRM(nn.Module):
         sparse_vecs = pooled.view(-1, self.num_sparse, self.dim)  # (B, F, D)
         with torch.autocast(dense.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             dense_vec = self.bottom(dense)  # (B, D)
-            logits = self.top(self.interaction(dense_vec, sparse_vecs)).squeeze(1)  # (B,)
+            logits = self.top(self.interaction.fused(dense_vec, sparse_vecs)).squeeze(1)  # (B,)
         return logits.float()
