@@ -294,6 +294,23 @@ def render_kernels(r: dict) -> str:
     return "\n".join(lines)
 
 
+def render_interaction(r: dict) -> str:
+    """bench_interaction: recsys::dot_interaction against its torch form, and the DLRM step."""
+    step = r["step"]
+    sizes = "; ".join(
+        f"batch {p['batch_size']:,}: {_ms(p['op_ms'])} against {_ms(p['torch_fp32_ms'])} for the torch form in fp32 "
+        f"({p['torch_fp32_vs_op']:.1f}x) and {_ms(p['torch_bf16_ms'])} under bf16 autocast ({p['torch_bf16_vs_op']:.1f}x)"
+        for p in r["interaction"])
+    return (
+        f"`{r['command'].removeprefix('python benchmarks/')}` ({r['threads']} threads, medians of {r['repeats']} rounds of "
+        f"{r['calls']} calls, the forms timed in turn): `recsys::dot_interaction` forward and backward through autograd (a probe loss included) at the Kaggle DLRM's shape "
+        f"({r['features']} sparse vectors, the dense one and the first-order constant, dim {r['dim']}): {sizes}. The Kaggle "
+        f"DLRM's in-memory training step at {step['table_rows']:,} table rows, batch 2048, {step['dense_precision']} dense "
+        f"layers: {_spread(step['op_samples_per_s'])} samples/s with the op against {_spread(step['torch_samples_per_s'])} "
+        f"with the torch form, {step['op_vs_torch']:.2f}x."
+    )
+
+
 def _by_name_and_batch(points: list[dict], name: Callable[[dict], str]) -> dict[str, dict[int, dict]]:
     """Points grouped into table rows (by ``name``, in first-seen order), then by batch size."""
     rows: dict[str, dict[int, dict]] = {}
@@ -366,6 +383,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "kernels": render_kernels,
     "kernels_4m": render_kernels,
     "kernels_gpu": render_kernels_gpu,
+    "interaction": render_interaction,
 }
 
 

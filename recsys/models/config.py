@@ -37,9 +37,10 @@ class DLRMConfig:
     vector) give the embeddings a direct path to the logit; :mod:`recsys.models.dlrm` says why.
     The defaults are the reference DLRM's; ``conf/model/kaggle.yaml`` turns all four on.
 
-    ``dense_precision=bf16`` computes the MLPs and the interaction in bfloat16 (``torch.autocast``:
-    mixed precision, as Lightning's ``bf16-mixed``); their weights, the dense optimizer's state,
-    the embedding tables and the loss stay fp32, and an exported model serves in fp32. Where the
+    ``dense_precision=bf16`` computes the MLPs in bfloat16 (``torch.autocast``: mixed precision,
+    as Lightning's ``bf16-mixed``), and the interaction too where ``recsys::dot_interaction`` does
+    not compute it in fp32 (a CPU with recsys's kernels); their weights, the dense optimizer's
+    state, the embedding tables and the loss stay fp32, and an exported model serves in fp32. Where the
     CPU has bfloat16 dot-product instructions (AVX512-BF16, AMX) or on a GPU, the matrix products
     run about twice as fast; elsewhere it is slower. ``auto`` picks bf16 on such a device and fp32
     elsewhere (the Kaggle preset's choice). :mod:`recsys.models.dlrm` gives the measured figures.
