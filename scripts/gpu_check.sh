@@ -57,7 +57,7 @@ if wants tests; then
 fi
 wants placements && step bench_gpu 200 $PY benchmarks/bench_scale.py --sections gpu --steps 30 --repeats 5 --gpu-warmup 60 --gpu-batches 2048 65536 --json "$OUT/scale_gpu.json"
 DATA="$WORK/kaggle_synth"
-{ wants train || wants torchrun || wants md_train; } && \
+{ wants train || wants torchrun || wants md_train; } && [[ ! -d $DATA ]] && \
   step synth 90 $PY -m recsys.cli.synth output="$DATA" profile=kaggle rows=1000000 hydra.run.dir="$WORK/synth_run"
 runs_file="$OUT/train_runs.jsonl"
 train() {  # train NAME OVERRIDES...: recsys-train on the GPU, 300 steps; a line of its report into $runs_file

@@ -29,10 +29,11 @@ The options:
 ``dense_precision`` (mixed precision): with ``bf16`` the bottom MLP and the top MLP run under
 ``torch.autocast`` in bfloat16; the FM component's sum and the logit are fp32, and so is the
 interaction where ``recsys::dot_interaction`` computes it (a CPU with recsys's kernels built;
-elsewhere its torch form runs under the autocast, in bf16, the embedding rows cast). On this project's 2-core AMD EPYC (AVX512-BF16, no
-AMX) one epoch of the Kaggle DLRM over the 4M-row planted set trained at 62.1K samples/s
-against fp32's 38.2K, to test AUC 0.80077 against 0.80069 (Bayes-optimal 0.80923; one run each,
-``recsys-train data.path=<bench_pareto's 4M set> trainer=kaggle model.dense_precision=bf16|fp32``). With
+elsewhere its torch form runs under the autocast, in bf16, the embedding rows cast). On this
+project's 2-core AMD EPYC (AVX512-BF16, no AMX), before the op, one epoch of the Kaggle DLRM
+over the 4M-row planted set trained at 62.1K samples/s against fp32's 38.2K, to test AUC
+0.80077 against 0.80069 (Bayes-optimal 0.80923; one run each, ``recsys-train
+data.path=<bench_pareto's 4M set> trainer=kaggle model.dense_precision=bf16|fp32``). With
 oneDNN kept from the BF16 instructions (``ONEDNN_MAX_CPU_ISA=AVX512_CORE``) the dense layers'
 step took twice fp32's time: hence ``auto``, and a warning for ``bf16`` on such a CPU.
 """
