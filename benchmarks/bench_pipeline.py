@@ -21,7 +21,9 @@ Method
   split (batch 2048, shuffled, prefetch on), batches consumed and dropped.
 * **train_loop_samples_per_s** (the headline): ``recsys-train`` itself, the Kaggle DLRM at full
   cardinalities from the Parquet loader, under tcmalloc, ``--loop-steps`` steps per run,
-  ``--repeats`` runs (:mod:`pipeline_loop`).
+  ``--repeats`` runs (:mod:`pipeline_loop`); the same model and optimizers as the in-memory step
+  (the reference DLRM's options, not the ``kaggle`` preset's FM component, constant vector and
+  batch norm), so ``loop_vs_step`` is what the loader, validation and logging cost.
 * **step_samples_per_s** (the in-memory step, tcmalloc) and **step_samples_per_s_glibc**: recsys DLRM, Kaggle
   config (dim 16, bottom 13-512-256-64-16, top 367-512-256-1) over full Kaggle tables
   (33.76M rows), fused exact row-wise Adagrad in the table backward and torch Adagrad for the

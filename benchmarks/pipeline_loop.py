@@ -1,7 +1,8 @@
 """The headline training figure: ``recsys-train`` itself, as a user runs it.
 
 Each repeat is one ``python -m recsys.cli.train`` process (it re-executes itself under tcmalloc,
-as the installed command does) training the Kaggle DLRM over full tables for ``steps`` steps
+as the installed command does) training the Kaggle DLRM over full tables (the model the in-memory
+step and torchrec's DLRM train: :func:`loop_overrides`) for ``steps`` steps
 from the Parquet loader (shuffling, prefetch thread), with its progress bar, logging and
 metrics file. The figure is the loop's own samples/s (``eval.json``: train samples over the
 seconds spent in the loop, the loader's waits included; the one validation and the final
@@ -17,15 +18,29 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipeline_model import BATCH_SIZE
+from pipeline_model import BATCH_SIZE, DENSE_LR, TABLE_LR
 
 log = logging.getLogger("bench_pipeline.loop")
 
 
 def loop_overrides(data: Path, steps: int, run_dir: Path, precision: str) -> list[str]:
+    """recsys-train's overrides for the model the in-memory step and torchrec train: the
+    reference DLRM (``model=kaggle``'s layer sizes with DLRMConfig's default options, not the
+    preset's FM component, constant vector and batch norm, which torchrec's DLRM lacks), dense
+    Adagrad and row-wise Adagrad tables at the same rates."""
+    from recsys.models.config import DLRMConfig
+
+    reference = DLRMConfig()
+    options = [f"model.{name}={str(getattr(reference, name)).lower()}"
+               for name in ("fm_component", "first_order", "dense_norm", "bottom_last_relu")]
     return [
         "model=kaggle",
+        *options,
         f"model.dense_precision={precision}",
+        "trainer.dense_optimizer=adagrad",
+        f"trainer.dense_lr={DENSE_LR}",
+        "trainer.table_optimizer.kind=rowwise_adagrad",
+        f"trainer.table_optimizer.lr={TABLE_LR}",
         "embedding=full",
         f"data.path={data}",
         f"data.batch_size={BATCH_SIZE}",
