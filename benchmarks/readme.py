@@ -38,7 +38,8 @@ def _ms(s: dict) -> str:
 def render_pipeline(r: dict) -> str:
     lines = [
         f"`bench_pipeline.py --rows {r['rows']}` ({r['cpu_count']} shared CPU cores; rates move between runs, "
-        "ratios are within one run):",
+        "ratios are within one run). Every row trains the reference Kaggle DLRM (torchrec's architecture: no FM "
+        "component, constant vector or batch norm) over full tables:",
         "",
         "| figure | samples/s | note |",
         "|---|---|---|",
