@@ -21,7 +21,8 @@ Method
   split (batch 2048, shuffled, prefetch on), batches consumed and dropped.
 * **train_loop_samples_per_s** (the headline): ``recsys-train`` itself, the Kaggle DLRM at full
   cardinalities from the Parquet loader, under tcmalloc, ``--loop-steps`` steps per run,
-  ``--repeats`` runs (:mod:`pipeline_loop`); the same model and optimizers as the in-memory step
+  ``--repeats`` runs (:mod:`pipeline_loop`), a third of them before the in-memory step's child,
+  a third between it and torchrec's, a third after; the same model and optimizers as the in-memory step
   (the reference DLRM's options, not the ``kaggle`` preset's FM component, constant vector and
   batch norm), so ``loop_vs_step`` is what the loader, validation and logging cost.
 * **step_samples_per_s** (the in-memory step, tcmalloc) and **step_samples_per_s_glibc**: recsys DLRM, Kaggle
@@ -191,11 +192,16 @@ def run(args: argparse.Namespace) -> PipelineResult:
         log.info("loader ...")
         loader_s, loader_rows = time_loader(tmp / f"recsys_ingest-{args.ingest_repeats - 1}", args.repeats)
 
-    log.info("recsys-train, %d runs of %d steps ...", args.repeats, args.loop_steps)
-    loop_runs = time_train_loop(train_data, args.loop_steps, args.repeats, args.worker_timeout, args.dense_precision)
+    # The loop's runs go before, between and after the in-memory step's and torchrec's children, so
+    # the three figures its ratios compare see the machine over the same minutes (its rate moves).
     # One child at a time: each holds the full tables (2.2 GB fp32) and optimizer state.
+    log.info("recsys-train, %d runs of %d steps, around the in-memory children ...", args.repeats, args.loop_steps)
+    later = args.repeats // 3
+    loop_runs = time_train_loop(train_data, args.loop_steps, args.repeats - 2 * later, args.worker_timeout, args.dense_precision)
     step = train_child(args, train_data, "recsys", "tcmalloc", roofline=True)
+    loop_runs += time_train_loop(train_data, args.loop_steps, later, args.worker_timeout, args.dense_precision)
     torchrec = train_child(args, train_data, "torchrec", "tcmalloc")
+    loop_runs += time_train_loop(train_data, args.loop_steps, later, args.worker_timeout, args.dense_precision)
     glibc = train_child(args, train_data, "recsys", "glibc")
     children = {"recsys_tcmalloc": step, "torchrec_tcmalloc": torchrec, "recsys_glibc": glibc}
     bf16 = step["dense_precision"] == "bf16"
