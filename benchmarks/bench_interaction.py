@@ -8,8 +8,8 @@ and max, the forms timed round-robin in the same run:
    the torch form in float32 (``DotInteraction.forward``: concatenation, batched matmul, upper
    triangle gather) and the torch form under bfloat16 autocast (what a bf16 DLRM ran before the
    op). The op's output and gradients must match the float32 torch form (checked).
-2. ``step``: the Kaggle DLRM's in-memory training step (forward, backward, fused table
-   optimizer, the preset's dense optimizer) at full Kaggle cardinalities and batch 2048, Zipf-
+2. ``step``: the Kaggle DLRM's in-memory training step (the ``kaggle`` model and trainer presets:
+   forward, backward, fused table optimizer, the preset's dense optimizer) at full Kaggle cardinalities and batch 2048, Zipf-
    skewed ids, with the interaction through the op and through the torch form, the model's
    dense precision as the ``kaggle`` preset resolves it here (``--dense-precision``).
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Timing, ZipfBatches, format_table, median, save_result, start_benchmark  # noqa: E402
+from common import Timing, ZipfBatches, compose_train_job, format_table, median, save_result, start_benchmark  # noqa: E402
 
 FEATURES, DIM = 26, 16
 
@@ -96,17 +96,18 @@ def step_section(args) -> dict:
 
     from bench_kernels_gpu import zipf_features  # beside this script
     from recsys.embeddings.build import make_embedding
-    from recsys.embeddings.specs import TableOptimizerConfig
-    from recsys.models.config import DLRMConfig
     from recsys.models.dlrm import DLRM
     from recsys.train.loop import make_dense_optimizer
 
+    # the kaggle model and trainer presets, as recsys-train composes them (data.path is mandatory
+    # there; nothing reads it here, the batches are drawn in memory)
+    job, _ = compose_train_job(["model=kaggle", "trainer=kaggle", f"model.dense_precision={args.dense_precision}",
+                                "data.path=none-batches-drawn-in-memory"])
     features = zipf_features(args.step_cardinality_scale)
     torch.manual_seed(0)
-    config = DLRMConfig(DIM, [512, 256, 64, 16], [512, 256, 1], fm_component=True, first_order=True, dense_norm=True,
-                        bottom_last_relu=False, dense_precision=args.dense_precision)  # the kaggle preset
-    model = DLRM(make_embedding({"method": "full"}, features, DIM, TableOptimizerConfig()), num_dense=13, config=config)
-    optimizer = make_dense_optimizer(model, "adam", 1e-3)
+    embedding = make_embedding({"method": "full"}, features, job.model.embedding_dim, job.trainer.table_optimizer)
+    model = DLRM(embedding, num_dense=13, config=job.model)
+    optimizer = make_dense_optimizer(model, job.trainer.dense_optimizer, job.trainer.dense_lr)
     stream = ZipfBatches(features, 2048, torch.device("cpu"))
     data = [stream[0] for _ in range(8)]
     loss_fn = torch.nn.BCEWithLogitsLoss()
