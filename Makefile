@@ -5,7 +5,7 @@ SETUP_STAMP := .venv/.recsys-setup-v1
 
 .PHONY: setup test test-fast demo clean
 
-$(SETUP_STAMP): pyproject.toml scripts/setup.sh $(wildcard kernels/setup.py kernels/pyproject.toml kernels/recsys_kernels/*.py kernels/recsys_kernels/csrc/*.cpp)
+$(SETUP_STAMP): pyproject.toml scripts/setup.sh $(wildcard kernels/setup.py kernels/pyproject.toml kernels/recsys_kernels/*.py kernels/recsys_kernels/csrc/*.cpp kernels/recsys_kernels/csrc/*.h)
 	bash scripts/setup.sh
 
 setup: $(SETUP_STAMP)

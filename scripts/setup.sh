@@ -13,7 +13,7 @@ FBGEMM_VERSION=1.8.0
 TORCHREC_VERSION=1.8.0
 
 if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ "$STAMP" -nt scripts/setup.sh ] \
-   && [ -z "$(find kernels -newer "$STAMP" \( -name '*.cpp' -o -name '*.py' -o -name '*.toml' \) -print -quit)" ]; then
+   && [ -z "$(find kernels -newer "$STAMP" \( -name '*.cpp' -o -name '*.h' -o -name '*.py' -o -name '*.toml' \) -print -quit)" ]; then
   exit 0
 fi
 

@@ -27,23 +27,13 @@
 #include <optional>
 #include <vector>
 
+#include "cpu_vec.h"
+
 namespace recsys {
 namespace {
 
 constexpr int64_t kGrain = 256;  // rows per task
-using Vec = float __attribute__((vector_size(32)));  // 8 floats (see grouped_projection.cpp)
-constexpr int64_t kLanes = 8;
-constexpr int64_t kMaxBlocks = 8;  // V <= 64 vectors
-
-inline __attribute__((always_inline)) Vec load(const float* p) {
-  Vec v;
-  std::memcpy(&v, p, sizeof(Vec));
-  return v;
-}
-
-inline __attribute__((always_inline)) void store(float* p, Vec v) { std::memcpy(p, &v, sizeof(Vec)); }
-
-inline __attribute__((always_inline)) Vec broadcast(float s) { return Vec{} + s; }
+constexpr int64_t kMaxBlocks = 8;  // V <= 64 vectors of kLanes
 
 struct Shape {
   int64_t rows, dim, features, vectors, pairs, padded;
@@ -180,13 +170,6 @@ inline __attribute__((always_inline)) void backward_rows_blocks(const Shape& s, 
     case 7: return FN##_blocks<7>(__VA_ARGS__); \
     default: return FN##_blocks<8>(__VA_ARGS__); \
   }
-
-// built for AVX2+FMA and for any x86-64, picked when the library loads (as grouped_projection.cpp)
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define RECSYS_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define RECSYS_CPU_CLONES
-#endif
 
 RECSYS_CPU_CLONES void forward_rows(const Shape& s, float* out, int64_t begin, int64_t end) {
   RECSYS_DISPATCH_BLOCKS(forward_rows, s, out, begin, end)

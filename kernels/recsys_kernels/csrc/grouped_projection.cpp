@@ -18,25 +18,13 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu_vec.h"
+
 namespace recsys {
 namespace {
 
 // Rows per task: a Kaggle batch (2048 rows of ~1000 floats) in a few tasks per thread.
 constexpr int64_t kGrain = 256;
-
-// 8 floats in GCC/Clang's vector extension: one AVX register in the AVX2 build of the row
-// loops below, two SSE registers in the baseline one. Loads and stores go through memcpy
-// (rows are not 32-byte aligned).
-using Vec = float __attribute__((vector_size(32)));
-constexpr int64_t kLanes = 8;
-
-inline __attribute__((always_inline)) Vec load(const float* p) {
-  Vec v;
-  std::memcpy(&v, p, sizeof(Vec));
-  return v;
-}
-
-inline __attribute__((always_inline)) void store(float* p, Vec v) { std::memcpy(p, &v, sizeof(Vec)); }
 
 // The checked inputs, as the row loops read them.
 struct Layout {
@@ -242,14 +230,6 @@ void backward_rows_scalar(const Layout& l, const float* __restrict grad, const f
     case 128: return FN##_vec<16>(l, __VA_ARGS__); \
     default: return FN##_scalar(l, __VA_ARGS__);   \
   }
-
-// Entry points built for AVX2+FMA and for any x86-64, the right one picked when the library
-// loads (GCC's function multi-versioning); elsewhere built once for the compiler's target.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define RECSYS_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define RECSYS_CPU_CLONES
-#endif
 
 RECSYS_CPU_CLONES void forward_rows(const Layout& l, const float* x, const float* proj, float* out, int64_t begin,
                                       int64_t end) {
