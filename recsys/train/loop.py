@@ -147,7 +147,10 @@ def make_dense_optimizer(model: DLRM, kind: DenseOptimizer, lr: float) -> torch.
     kind = DenseOptimizer(kind)
     # torch's fused kernels update every parameter in one call, not a handful of ops per
     # parameter: mixed-dimension plans add a projection per feature
-    fused = all(p.device.type in FUSED_DEVICES[kind] for group in groups for p in group["params"])
+    # where there is none (Adagrad on CUDA), None lets torch take its multi-tensor (foreach) form:
+    # an explicit False would also turn that off, one update per parameter (seen on an H200:
+    # 160 kernel launches a step for mixed dimensions)
+    fused = True if all(p.device.type in FUSED_DEVICES[kind] for group in groups for p in group["params"]) else None
     if kind is DenseOptimizer.adagrad:
         return torch.optim.Adagrad(groups, lr=lr, fused=fused)
     if kind is DenseOptimizer.sgd:

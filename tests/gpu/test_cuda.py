@@ -178,3 +178,19 @@ def test_dlrm_forward_makes_no_host_synchronisation():
     model = DLRM(emb, num_dense=13, config=DLRMConfig(embedding_dim=16, bottom_mlp=[32, 16], top_mlp=[32, 1])).cuda()
     dense, kjt, _ = batches(1)[0]
     assert assert_no_host_sync(lambda: model(dense, kjt)).shape == (64,)
+
+
+def test_dense_adagrad_updates_every_parameter_in_a_few_multi_tensor_kernels():
+    """torch has no fused Adagrad for CUDA: its foreach form must run, not one update per
+    parameter (an explicit fused=False turned foreach off too: 160 launches a step for md)."""
+    from recsys.train.loop import make_dense_optimizer
+
+    emb = make_embedding({"method": "md", "alpha": 0.3}, FEATURES, 16, TableOptimizerConfig(), device="cuda")
+    model = DLRM(emb, num_dense=13, config=DLRMConfig(embedding_dim=16, bottom_mlp=[32, 16], top_mlp=[32, 1])).cuda()
+    optimizer = make_dense_optimizer(model, "adagrad", 0.01)
+    dense, kjt, labels = batches(1)[0]
+    torch.nn.functional.binary_cross_entropy_with_logits(model(dense, kjt), labels).backward()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        optimizer.step()
+    ops = {event.key: event.count for event in prof.key_averages()}
+    assert ops.get("aten::_foreach_addcdiv_", 0) >= 1 and "aten::addcdiv_" not in ops, ops
