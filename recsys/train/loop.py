@@ -221,7 +221,13 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
     validates = meta.rows.get("valid", 0) > 0
     if not validates:
         log.warning("the dataset has no validation rows; training without validation")
+    train_batches = _batches(cfg, "train", train=True, world=world)
+    if not tcfg.resume_from:  # the first block is read while the model is built
+        train_batches.read_ahead(0)
     model = build_model(_tables_in_run(cfg.recipe(), run_dir), meta, device, shardable=world is not None)
+    if model.embedding.prefetches_global_batch:  # a sharded disk tier: batches keep the global batch's ids
+        train_batches.close()
+        train_batches = _batches(cfg, "train", train=True, world=world, global_sparse=True)
     dense_precision = "bf16" if getattr(model, "bf16", False) else "fp32"  # what model.dense_precision resolved to
     log.info("dense layers: %s (model.dense_precision=%s)", dense_precision, DensePrecision(cfg.model.dense_precision).value)
     net = shard_model(model, cfg, world, device, run_dir) if world else model  # what a step calls
@@ -243,12 +249,13 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
             state.selection = adopt_best(resumed, run_dir, state.selection)
         log.info("resumed from %s at step %d (epoch %d, batch %d)", tcfg.resume_from, state.step, state.epoch, state.batch_in_epoch)
 
-    train_batches = _batches(cfg, "train", train=True, world=world, global_sparse=model.embedding.prefetches_global_batch)
     metrics_log = MetricsLog(run_dir, tcfg.tensorboard, enabled=leader)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     total_steps = len(train_batches) * tcfg.epochs
     if tcfg.max_steps is not None:
         total_steps = min(total_steps, tcfg.max_steps)
+    # each epoch's first block is read while the epoch before ends; none past the last step's
+    train_batches.set_last_epoch(max(total_steps - 1, 0) // max(len(train_batches), 1))
     warn_if_few_steps(meta.rows["train"], cfg.data.batch_size, tcfg.epochs)
     scheduler = LRScheduler(tcfg.lr_schedule, total_steps, dense_opt, ShardedTableRates(net) if world else model.embedding.lookup)
     stopped_early = False
@@ -335,6 +342,7 @@ def _train(cfg: TrainJobConfig, run_dir: Path, world: World | None) -> TrainResu
         result_metrics = CTRMetrics.compute(probs, labels)
         metrics_log.write("test", state.step, **result_metrics.to_dict())
     finally:
+        train_batches.close()
         metrics_log.close()
 
     rate = (state.samples - samples_at_start) / max(train_seconds, 1e-9)

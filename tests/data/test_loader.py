@@ -1,3 +1,5 @@
+import threading
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -86,3 +88,39 @@ def test_ranks_take_contiguous_slices_and_can_keep_the_global_batchs_ids(tiny_da
     for key in whole.sparse.keys():
         torch.testing.assert_close(torch.cat([h.sparse[key].values() for h in halves]), whole.sparse[key].values())
     assert next(iter(ParquetBatches(tiny_dataset, "train", 256, part=(0, 2)))).global_sparse is None  # not asked for
+
+
+def epoch_ids(loader: ParquetBatches, epoch: int) -> np.ndarray:
+    loader.set_epoch(epoch)
+    return torch.cat([b.sparse["C1"].values() for b in loader.iter_from(0)]).numpy()
+
+
+@pytest.mark.parametrize("buffer", [1, 4])
+def test_reading_ahead_changes_no_batch(tiny_dataset, buffer):
+    """Blocks read one ahead, and each epoch's first block read while the epoch before ends:
+    the batches are the synchronous loader's, epoch after epoch, and nothing is read past the
+    last epoch."""
+    options = dict(shuffle=True, seed=5, shuffle_buffer_groups=buffer)
+    sync = ParquetBatches(tiny_dataset, "train", 256, prefetch=0, **options)
+    ahead = ParquetBatches(tiny_dataset, "train", 256, prefetch=2, **options)
+    assert len(ahead._groups) > buffer  # more than one block an epoch
+    ahead.set_last_epoch(2)
+    for epoch in range(3):
+        np.testing.assert_array_equal(epoch_ids(ahead, epoch), epoch_ids(sync, epoch))
+    assert ahead._ahead is None
+
+
+def test_an_epoch_takes_its_read_ahead_and_drops_another_epochs(tiny_dataset):
+    loader = ParquetBatches(tiny_dataset, "train", 256, shuffle=True, seed=5, shuffle_buffer_groups=1)
+    want = epoch_ids(ParquetBatches(tiny_dataset, "train", 256, shuffle=True, seed=5, shuffle_buffer_groups=1, prefetch=0), 1)
+    reads = []
+    read_group = loader._read_group
+    loader._read_group = lambda *group: reads.append(group) or read_group(*group)
+    loader.read_ahead(1)
+    np.testing.assert_array_equal(epoch_ids(loader, 1), want)
+    assert len(reads) == len(loader._groups)  # read once, by the read-ahead
+    loader.read_ahead(3)  # an epoch that never comes: dropped by the next epoch, its thread stopped
+    np.testing.assert_array_equal(epoch_ids(loader, 1), want)
+    loader.read_ahead(2)
+    loader.close()
+    assert not [t for t in threading.enumerate() if t.name == "recsys-blocks"]
