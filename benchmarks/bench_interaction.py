@@ -21,12 +21,12 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Timing, ZipfBatches, compose_train_job, format_table, median, save_result, start_benchmark  # noqa: E402
+from common import (Timing, ZipfBatches, compose_train_job, format_table, median, round_robin, save_result,  # noqa: E402
+                    start_benchmark)
 
 FEATURES, DIM = 26, 16
 
@@ -40,21 +40,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dense-precision", default="auto", choices=["auto", "bf16", "fp32"])
     p.add_argument("--json", type=Path, required=True)
     return p.parse_args(argv)
-
-
-def round_robin(fns: dict, calls: int, repeats: int) -> dict[str, list[float]]:
-    """Seconds per call of each function, timed in turn ``repeats`` times after a warm-up each."""
-    for fn in fns.values():
-        for _ in range(3):
-            fn()
-    seconds = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            seconds[name].append((time.perf_counter() - start) / calls)
-    return seconds
 
 
 def interaction_section(args) -> list[dict]:
@@ -80,8 +65,8 @@ def interaction_section(args) -> list[dict]:
 
         for got, want in zip(grads(module.fused), grads(module.forward)):
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3)
-        seconds = round_robin({"op": lambda: grads(module.fused), "torch_fp32": lambda: grads(module.forward),
-                               "torch_bf16": lambda: grads(module.forward, bf16=True)}, args.calls, args.repeats)
+        seconds = round_robin({"op": lambda _: grads(module.fused), "torch_fp32": lambda _: grads(module.forward),
+                               "torch_bf16": lambda _: grads(module.forward, bf16=True)}, args.calls, args.repeats)
         ms = {name: Timing.of([s * 1e3 for s in v]).__dict__ for name, v in seconds.items()}
         points.append({"batch_size": batch, **{f"{name}_ms": t for name, t in ms.items()},
                        "torch_fp32_vs_op": median(seconds["torch_fp32"]) / median(seconds["op"]),
@@ -111,12 +96,10 @@ def step_section(args) -> dict:
     stream = ZipfBatches(features, 2048, torch.device("cpu"))
     data = [stream[0] for _ in range(8)]
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    step_index = [0]
 
     def step(fused: bool):
-        def run():
-            dense, kjt, labels = data[step_index[0] % len(data)]
-            step_index[0] += 1
+        def run(i: int):
+            dense, kjt, labels = data[i % len(data)]
             model.interaction.fusable = fused
             loss = loss_fn(model(dense, kjt), labels)
             optimizer.zero_grad(set_to_none=True)

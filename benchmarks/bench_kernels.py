@@ -40,9 +40,9 @@ from common import (  # noqa: E402
     format_table,
     median,
     parse_methods_and_budgets,
+    round_robin,
     save_result,
     start_benchmark,
-    time_call,
 )
 
 METHODS = ("hash", "qr", "md", "unified")
@@ -121,15 +121,10 @@ def embedding_for(dataset: Path, method: str, budget: float):
     return build_embedding(cfg, DatasetMeta.load(dataset), dataset, 16, TableOptimizerConfig())
 
 
-def interleaved_ms(first, second, repeats: int, batches: int) -> tuple[list[float], list[float]]:
-    """ms per batch of ``first()`` and ``second()`` (each a pass over ``batches`` batches),
-    timed alternately ``repeats`` times after a warm-up each, so machine noise falls on both."""
-    per_batch = 1e3 / batches
-    first_ms, second_ms = [], []
-    for _ in range(repeats):
-        first_ms += [t * per_batch for t in time_call(first, 1, warmup=1)]
-        second_ms += [t * per_batch for t in time_call(second, 1, warmup=1)]
-    return first_ms, second_ms
+def ms_per_batch(passes: dict, repeats: int, batches: int) -> dict[str, list[float]]:
+    """ms per batch of each pass (one call runs it over ``batches`` batches), timed in turn."""
+    seconds = round_robin({name: lambda _, run=run: run() for name, run in passes.items()}, 1, repeats, warmup=1)
+    return {name: [s * 1e3 / batches for s in v] for name, v in seconds.items()}
 
 
 def transform_point(dataset: Path, batches: list, method: str, budget: float, repeats: int) -> TransformPoint:
@@ -147,7 +142,8 @@ def transform_point(dataset: Path, batches: list, method: str, budget: float, re
     for got, want in zip(run(True), run(False)):
         if not (torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])):
             raise AssertionError(f"{method}@{budget:g}: fused slot ids differ from the modules'")
-    fused_ms, modules_ms = interleaved_ms(lambda: run(True), lambda: run(False), repeats, len(batches))
+    ms = ms_per_batch({"fused": lambda: run(True), "modules": lambda: run(False)}, repeats, len(batches))
+    fused_ms, modules_ms = ms["fused"], ms["modules"]
     emb.fused_transforms = fused
     return TransformPoint(method, budget, len(emb.plan.slots), Timing.of(fused_ms), Timing.of(modules_ms),
                           median(modules_ms) / median(fused_ms))
@@ -170,10 +166,8 @@ def md_layout(dataset: Path, batches: list, budget: float, repeats: int) -> dict
     def variable_batch():
         emb.lookup(routed.values, routed.offsets, routed_bags).sum().backward()
 
-    padded_ms, routed_ms = [], []
-    for _ in range(repeats):
-        padded_ms += [t * 1e3 for t in time_call(padded, 1, warmup=1)]
-        routed_ms += [t * 1e3 for t in time_call(variable_batch, 1, warmup=0)]
+    ms = ms_per_batch({"padded": padded, "per_id": variable_batch}, repeats, 1)
+    padded_ms, routed_ms = ms["padded"], ms["per_id"]
     return {
         "budget": budget,
         "slots": len(emb.plan.slots),
@@ -208,7 +202,8 @@ def projection_point(dataset: Path, batches: list, budget: float, repeats: int) 
     for got, want in zip(run(grouped.forward), run(grouped.torch_forward)):
         for g, w in zip(got, want):
             torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-3)
-    op_ms, torch_ms = interleaved_ms(lambda: run(grouped.forward), lambda: run(grouped.torch_forward), repeats, len(batches))
+    ms = ms_per_batch({"op": lambda: run(grouped.forward), "torch": lambda: run(grouped.torch_forward)}, repeats, len(batches))
+    op_ms, torch_ms = ms["op"], ms["torch"]
     return ProjectionPoint(budget, outputs[0].shape[1], Timing.of(op_ms), Timing.of(torch_ms), median(torch_ms) / median(op_ms))
 
 

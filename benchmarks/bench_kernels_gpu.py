@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Timing, ZipfBatches, format_table, median, parse_methods_and_budgets, save_result, start_benchmark  # noqa: E402
+from common import (Timing, ZipfBatches, format_table, median, parse_methods_and_budgets, round_robin,  # noqa: E402
+                    save_result, start_benchmark)
 
 METHODS = ("hash", "qr", "md", "unified")
 
@@ -79,15 +79,6 @@ def embedding(features, method: str, budget: float, device, modules: bool = Fals
     return emb
 
 
-def timed(fn, sync, count: int) -> float:
-    sync()
-    start = time.perf_counter()
-    for i in range(count):
-        fn(i)
-    sync()
-    return time.perf_counter() - start
-
-
 def transform_section(args, features, device, sync) -> list[dict]:
     import torch
 
@@ -116,12 +107,8 @@ def transform_section(args, features, device, sync) -> list[dict]:
                     "torch": lambda i: masked_torch(*masked.op_args(kjts[i % 8])),
                     "modules": lambda i: emb.slot_ids(kjts[i % 8]),
                 }
-                ms = {name: [] for name in calls}
-                for name, fn in calls.items():
-                    timed(fn, sync, args.warmup)
-                for _ in range(args.repeats):  # round-robin
-                    for name, fn in calls.items():
-                        ms[name].append(timed(fn, sync, args.steps) * 1e3 / args.steps)
+                seconds = round_robin(calls, args.steps, args.repeats, warmup=args.warmup, sync=sync)
+                ms = {name: [t * 1e3 for t in v] for name, v in seconds.items()}
                 points.append({"batch_size": batch, "method": method, "budget": budget, "slots": len(emb.plan.slots),
                                **{f"{name}_ms": Timing.of(v).__dict__ for name, v in ms.items()},
                                "modules_vs_op": median(ms["modules"]) / median(ms["op"]),
@@ -164,15 +151,11 @@ def step_section(args, features, device, sync) -> list[dict]:
                 opt.step()
             return step
 
-        for run in range(len(runs)):
-            timed(step_fn(run), sync, args.warmup)
-        seconds = [[] for _ in runs]
-        for _ in range(args.repeats):
-            for run in range(len(runs)):
-                seconds[run].append(timed(step_fn(run), sync, args.steps))
-        full = [args.steps * batch / s for s in seconds[0]]
-        for (method, budget, modules), (_, _, table_bytes), secs in zip(configs, runs, seconds):
-            rates = [args.steps * batch / s for s in secs]
+        per_step = round_robin({run: step_fn(run) for run in range(len(runs))}, args.steps, args.repeats,
+                               warmup=args.warmup, sync=sync)
+        full = [batch / s for s in per_step[0]]
+        for run, ((method, budget, modules), (_, _, table_bytes)) in enumerate(zip(configs, runs)):
+            rates = [batch / s for s in per_step[run]]
             points.append({"batch_size": batch, "method": method, "budget": budget,
                            "transforms": "modules" if modules else ("none" if method == "full" else "op"),
                            "table_bytes": table_bytes, "samples_per_s": Timing.of(rates).__dict__,

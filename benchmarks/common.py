@@ -1,7 +1,7 @@
 """Helpers shared by the benchmark scripts.
 
 * :func:`start_benchmark`: what every benchmark does first (allocator, logging, the allocator line).
-* :func:`time_call` / :class:`Timing`: wall-clock timings with warm-up, summarised by the median
+* :func:`time_call`, :func:`round_robin` / :class:`Timing`: wall-clock timings with warm-up, summarised by the median
   with min and max (the machines are shared and noisy; medians and ratios are what we report).
 * :func:`save_result` / :func:`format_table`: a result dataclass to JSON and to a printed table.
 * :func:`allocator_env` / :func:`run_worker`: run a Python command in a child process under a
@@ -74,6 +74,27 @@ def time_call(fn: Callable[[], object], repeats: int, warmup: int = 0) -> list[f
         fn()
         times.append(time.perf_counter() - start)
     return times
+
+
+def round_robin(fns: dict[str, Callable[[int], object]], calls: int, repeats: int, warmup: int = 3,
+                sync: Callable[[], object] = lambda: None) -> dict[str, list[float]]:
+    """Seconds per call of each function, timed in turn: ``repeats`` rounds of ``calls`` calls of
+    each, after ``warmup`` calls of each, so the machine's drift falls on all alike. A function
+    gets its call's index (to cycle through batches); ``sync`` waits for a device before the
+    clock is read."""
+    for fn in fns.values():
+        for i in range(warmup):
+            fn(i)
+    seconds: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync()
+            start = time.perf_counter()
+            for i in range(calls):
+                fn(i)
+            sync()
+            seconds[name].append((time.perf_counter() - start) / calls)
+    return seconds
 
 
 @dataclasses.dataclass
