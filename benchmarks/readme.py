@@ -39,7 +39,7 @@ def render_pipeline(r: dict) -> str:
     lines = [
         f"`bench_pipeline.py --rows {r['rows']}` ({r['cpu_count']} shared CPU cores; rates move between runs, "
         "ratios are within one run). Every row trains the reference Kaggle DLRM (torchrec's architecture: no FM "
-        "component, constant vector or batch norm) over full tables:",
+        f"component, constant vector or batch norm) over full tables, on a {r['train_dataset_rows']:,}-row synthetic set:",
         "",
         "| figure | samples/s | note |",
         "|---|---|---|",
