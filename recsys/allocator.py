@@ -71,6 +71,6 @@ def describe_allocator() -> str:
         "RECSYS_ALLOCATOR=glibc was set"
         if os.environ.get("RECSYS_ALLOCATOR") == "glibc"
         else "install libtcmalloc-minimal4: large embedding lookups ran 2.5-4x faster with it; "
-        "the Kaggle DLRM at batch 2048 0.97-1.24x over benchmark runs (benchmarks/results/pipeline.json)"
+        "the Kaggle DLRM at batch 2048 0.86-1.24x over benchmark runs (benchmarks/results/pipeline.json)"
     )
     return f"allocator: glibc malloc ({hint})"
