@@ -210,10 +210,15 @@ class ParquetBatches:
 
     def close(self) -> None:
         """Stop a read-ahead no epoch took, and free its block."""
-        with self._ahead_lock:
-            stale, self._ahead = self._ahead, None
+        stale = self._take_ahead()
         if stale is not None:
             stale[1].close()
+
+    def _take_ahead(self) -> tuple[int, "_ReadAhead"] | None:
+        """The read-ahead started for some epoch (None if there is none), no longer held here."""
+        with self._ahead_lock:
+            ahead, self._ahead = self._ahead, None
+        return ahead
 
     def iter_from(self, skip_batches: int = 0) -> Iterator[Batch]:
         """Iterate one epoch (the one :meth:`set_epoch` set), starting after ``skip_batches``
@@ -257,8 +262,7 @@ class ParquetBatches:
         (the blocks themselves, read here, without ``prefetch``)."""
         if self.prefetch <= 0:
             return self._blocks(epoch)
-        with self._ahead_lock:
-            ahead, self._ahead = self._ahead, None
+        ahead = self._take_ahead()
         if ahead is not None and ahead[0] == epoch:
             return iter(ahead[1])
         if ahead is not None:

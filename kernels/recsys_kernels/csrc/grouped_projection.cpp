@@ -15,7 +15,6 @@
 #include <torch/library.h>
 
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "cpu_vec.h"
