@@ -19,8 +19,11 @@ tables or close to them: ``--budgets 1,1/4,...`` adds those points), and the gen
 Bayes-optimal AUC is the ceiling. Speed is recsys-train's own loop (``train_samples_per_s``)
 over ``--speed-steps`` steps per run (more where fewer would take under ``--speed-seconds`` at full
 tables' epoch rate: a short run on a fast machine is otherwise mostly noise), the median of
-``--speed-repeats`` runs with min and max;
-each repeat runs the full tables first and then every point, so machine noise falls on all.
+``--speed-repeats`` runs with min and max. Each repeat runs every point in turn, with the full
+tables first, again after every ``--full-every`` points and last: a point's speed against full
+tables, per repeat, is its rate over the mean of the two full-table runs around it (minutes
+apart, where a repeat of all points takes seven on this machine's 2 cores, over which its
+speed drifts by 10-20%), and the point's figure is the median of those ratios.
 
     python benchmarks/bench_pareto.py --rows 4000000 --json out.json
 
@@ -97,7 +100,7 @@ class Point:
     bayes_logloss: float
     epoch_samples_per_s: float  # the AUC epoch's own loop rate (one figure; OptEmbed: its retraining)
     samples_per_s: Timing  # short runs of the loop
-    speed_vs_full: float  # median / full tables' median
+    speed_vs_full: float  # median over repeats of rate / the mean of the full-table runs around it
     speed_vs_full_per_repeat: list[float]
     epoch_seconds: float
 
@@ -116,6 +119,7 @@ class ParetoResult:
     goals: dict
     plot: str
     command: str = ""  # the command line that produced this result
+    full_every: int | None = None  # full tables ran again after this many points (None: first in each repeat only)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -128,6 +132,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--speed-seconds", type=float, default=20.0,
                    help="each short run takes at least about this long at full tables' epoch rate (more steps if needed)")
     p.add_argument("--speed-repeats", type=int, default=3)
+    p.add_argument("--full-every", type=int, default=4,
+                   help="in each repeat, run the full tables again after this many points (their ratio's baseline)")
     p.add_argument("--optembed-override", dest="optembed_overrides", action="append", default=[],
                    help="a Hydra override of the OptEmbed job only (repeatable), e.g. embedding.search_batches=5")
     args = p.parse_args(argv)
@@ -137,6 +143,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--methods: unknown {sorted(unknown)}; choose among {','.join(METHODS)}")
     args.series = [series[m] for m in args.methods.split(",")]
     args.budgets = [float(Fraction(b)) for b in args.budgets.split(",")]
+    if args.full_every < 1:
+        p.error("--full-every must be at least 1")
     if args.speed_repeats < 3:
         p.error("--speed-repeats must be at least 3 (figures are medians with min and max)")
     return args
@@ -146,7 +154,8 @@ def expected_seconds(args: argparse.Namespace, epoch_s: float, short_s: float) -
     """The sweep's duration if an epoch run takes ``epoch_s`` and a short run ``short_s``."""
     budgeted = [s for s in args.series if s is not OPTEMBED]
     epochs = 1 + len(budgeted) * len(args.budgets) + (OPTEMBED_EPOCHS if OPTEMBED in args.series else 0)
-    shorts = args.speed_repeats * (1 + len(budgeted) * len(args.budgets) + (OPTEMBED in args.series))
+    points = len(budgeted) * len(args.budgets) + (OPTEMBED in args.series)
+    shorts = args.speed_repeats * (points + 1 + math.ceil(points / args.full_every))  # full first and after each group
     return epochs * epoch_s + shorts * short_s
 
 
@@ -215,18 +224,39 @@ def plot(points: list[Point], path: Path) -> None:
     plt.close(fig)
 
 
-def measure_speed(runs: dict[tuple[Series, float | None], EpochRun], args: argparse.Namespace) -> dict:
-    """Short-run rates per point, ``--speed-repeats`` rounds of every point in turn, full first."""
+def measure_speed(runs: dict[tuple[Series, float | None], EpochRun], args: argparse.Namespace) -> tuple[dict, dict]:
+    """Short-run rates per point over ``--speed-repeats`` rounds of every point in turn, the full
+    tables first, after every ``--full-every`` points and last.
+
+    Returns (each point's rates, one per repeat, full tables' all of theirs; each point's
+    baseline per repeat: the mean of the two full-table rates around it)."""
+    full_key = (FULL, 1.0)
+    others = [key for key in runs if key != full_key]
     rates: dict = {key: [] for key in runs}
+    baselines: dict = {key: [] for key in others}
+
+    def measure(key, r: int) -> float:
+        start = time.perf_counter()
+        rate = short_run_rate(runs[key].speed_job, args)
+        series, budget = key
+        where = series.name if budget is None else f"{series.name}@{budget:g}"
+        print(f"speed repeat {r + 1}: {where} {rate:,.0f} samples/s ({time.perf_counter() - start:.0f} s)", flush=True)
+        gc.collect()
+        return rate
+
     for r in range(args.speed_repeats):
-        for (series, budget), run in runs.items():
-            start = time.perf_counter()
-            rates[(series, budget)].append(short_run_rate(run.speed_job, args))
-            where = series.name if budget is None else f"{series.name}@{budget:g}"
-            print(f"speed repeat {r + 1}: {where} {rates[(series, budget)][-1]:,.0f} samples/s "
-                  f"({time.perf_counter() - start:.0f} s)", flush=True)
-            gc.collect()
-    return rates
+        before = measure(full_key, r)
+        rates[full_key].append(before)
+        for i in range(0, len(others), args.full_every):
+            group = others[i:i + args.full_every]
+            group_rates = [measure(key, r) for key in group]
+            after = measure(full_key, r)
+            rates[full_key].append(after)
+            for key, rate in zip(group, group_rates):
+                rates[key].append(rate)
+                baselines[key].append((before + after) / 2)
+            before = after
+    return rates, baselines
 
 
 def main(argv=None) -> ParetoResult:
@@ -254,11 +284,12 @@ def main(argv=None) -> ParetoResult:
             print(f"short runs: {args.speed_steps} steps each", flush=True)
             print_estimate(args, meta.rows["train"], run.seconds)
         gc.collect()
-    rates = measure_speed(runs, args)
-    full_run, full_rates = runs[(FULL, 1.0)], rates[(FULL, 1.0)]
+    rates, baselines = measure_speed(runs, args)
+    full_run = runs[(FULL, 1.0)]
     points = []
     for (series, budget), run in runs.items():
         mine = rates[(series, budget)]
+        per_repeat = [x / f for x, f in zip(mine, baselines[(series, budget)])] if series is not FULL else [1.0] * args.speed_repeats
         points.append(Point(
             method=series.name, setting=series.setting, budget=budget, bytes=run.bytes, full_bytes=full_run.bytes,
             bytes_fraction=run.bytes / full_run.bytes,
@@ -266,8 +297,7 @@ def main(argv=None) -> ParetoResult:
             knob=run.knob, auc=run.eval["auc"], logloss=run.eval["logloss"],
             bayes_auc=bayes["bayes_auc"], bayes_logloss=bayes["bayes_logloss"],
             epoch_samples_per_s=run.epoch_samples_per_s, samples_per_s=Timing.of(mine),
-            speed_vs_full=median(mine) / median(full_rates),
-            speed_vs_full_per_repeat=[x / f for x, f in zip(mine, full_rates)], epoch_seconds=run.seconds,
+            speed_vs_full=median(per_repeat), speed_vs_full_per_repeat=per_repeat, epoch_seconds=run.seconds,
         ))
     goals = check_goals(points)
     goals["measured_hash_threshold_minus_hash_auc"] = threshold_effect(points)
@@ -289,7 +319,8 @@ def main(argv=None) -> ParetoResult:
     print(f"sweep took {seconds / 60:.1f} min")
     out = ParetoResult(args.rows, meta.rows["train"], meta.rows["test"], allocator, args.speed_steps, args.speed_repeats,
                        args.hash_threshold, seconds, points, goals, str(plot_path),
-                       shlex.join(["python", "benchmarks/bench_pareto.py", *(sys.argv[1:] if argv is None else argv)]))
+                       shlex.join(["python", "benchmarks/bench_pareto.py", *(sys.argv[1:] if argv is None else argv)]),
+                       args.full_every)
     save_result(args.json, out)
     print(f"wrote {args.json} and {plot_path}")
     report = args.json.with_name(args.json.stem + "_report.html")  # its numbers: <stem>_report.json

@@ -108,6 +108,9 @@ def render_pareto(r: dict) -> str:
     budgets = sorted({p["budget"] for p in points if p["budget"] is not None and p["budget"] < 1.0}, reverse=True)
     series = [m for m in dict.fromkeys(p["method"] for p in points) if m not in ("full", "optembed")]
     runs = f"the median of {r['speed_repeats']} runs of {r['speed_steps']} steps" if "speed_steps" in r else "one run"
+    if r.get("full_every"):
+        runs = (f"the median over {r['speed_repeats']} repeats of a run of {r['speed_steps']} steps against the mean of "
+                f"the full-table runs before and after it, full tables running again after every {r['full_every']} points")
     command = r["command"].removeprefix("python benchmarks/") if r.get("command") else f"bench_pareto.py --rows {r['rows']}"
     sizes = (f"the full tables' {full['full_bytes'] / 1e9:.2f} GB (weights + optimizer state + projections)")
     speeds = f"recsys-train's samples/s against full tables' ({runs})"
