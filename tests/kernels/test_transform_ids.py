@@ -65,7 +65,7 @@ def naive_transform(values, lengths, batch, params, aux):
 
 
 def example(seed=0, batch=5, max_len=3, sizes=(40, 7, 3000)):
-    """A multi-hot batch of three features and one slot of every kind."""
+    """A multi-hot batch of three features, a slot of every kind, and runs of block slots."""
     g = torch.Generator().manual_seed(seed)
     lengths = torch.randint(0, max_len + 1, (len(sizes) * batch,), generator=g, dtype=torch.int32)
     per_feature = lengths.view(len(sizes), batch).sum(dim=1).tolist()
@@ -88,6 +88,13 @@ def example(seed=0, batch=5, max_len=3, sizes=(40, 7, 3000)):
             [K.BLOCK, 0, 0, 20, NO_END],
             [K.KEEP, 0, 0, sizes[1], sizes[0]],
             [K.KEEP, 0, 1, sizes[1], sizes[0]],
+            # runs of pooled blocks of one feature, which the op reads as one unit: overlapping
+            # ranges (an id in two blocks), and ranges with a gap (ids in no block)
+            [K.BLOCK, 1, 0, 0, 3],
+            [K.BLOCK, 1, 0, 2, 6],
+            [K.BLOCK, 2, 0, 0, 100],
+            [K.BLOCK, 2, 0, 500, 2000],
+            [K.BLOCK, 2, 0, 2000, NO_END],
         ],
         dtype=torch.int64,
     )
@@ -117,7 +124,7 @@ def test_hash_is_bit_identical_to_hash_functions(ids, key, rows):
 
 
 # the tables of example()'s slots: every row each slot can emit, and no more
-EXAMPLE_SLOT_ROWS = torch.tensor([40, 17, 101, 7, 47, 8, 8, 5, 4, 16, 20, 40, 40])
+EXAMPLE_SLOT_ROWS = torch.tensor([40, 17, 101, 7, 47, 8, 8, 5, 4, 16, 20, 40, 40, 3, 4, 100, 1500, 1000])
 
 
 @settings(max_examples=20, deadline=None)
@@ -128,7 +135,7 @@ def test_rows_within_their_tables_pass_the_check_unchanged(seed, batch):
         assert torch.equal(got, want)
 
 
-@pytest.mark.parametrize("slot, feature", [(0, 0), (4, 2), (10, 0)])
+@pytest.mark.parametrize("slot, feature", [(0, 0), (4, 2), (10, 0), (14, 1), (17, 2)])
 def test_a_row_beyond_its_table_is_named(slot, feature):
     """An id whose row falls outside its slot's table (a vocabulary that does not match the
     plan) is an error naming the id, its feature and the slot, not a row FBGEMM zeroes."""
@@ -141,7 +148,7 @@ def test_a_row_beyond_its_table_is_named(slot, feature):
     pattern = rf"of feature #{feature} \(bag \d+\) maps to row {int(emitted.max())} of slot {slot}, beyond its table's"
     with pytest.raises(RuntimeError, match=pattern):
         recsys_kernels.transform_ids(values, lengths, batch, params, aux, limits)
-    with pytest.raises(RuntimeError, match=r"slot_rows must be int64 of shape \(13\)"):
+    with pytest.raises(RuntimeError, match=r"slot_rows must be int64 of shape \(18\)"):
         recsys_kernels.transform_ids(values, lengths, batch, params, aux, limits[:-1])
 
 

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <utility>
 #include <vector>
 
 namespace recsys {
@@ -49,6 +50,25 @@ inline int64_t hash32(int64_t id, int64_t key) {
 }
 
 inline bool is_filter(int64_t kind) { return kind == kBlock || kind == kKeep; }
+
+inline bool is_pooled_block(const int64_t* p) { return p[0] == kBlock && !p[2]; }
+
+// The units the passes run: a run of consecutive pooled block slots of one feature (a
+// mixed-dimension feature's frequency blocks), whose ids are read once for all of them, or
+// one slot of any other kind.
+std::vector<std::pair<int64_t, int64_t>> slot_units(const int64_t* params, int64_t num_slots) {
+  std::vector<std::pair<int64_t, int64_t>> units;
+  for (int64_t s = 0; s < num_slots;) {
+    int64_t e = s + 1;
+    while (is_pooled_block(params + 5 * s) && e < num_slots && is_pooled_block(params + 5 * e) &&
+           params[5 * e + 1] == params[5 * s + 1]) {
+      ++e;
+    }
+    units.emplace_back(s, e);
+    s = e;
+  }
+  return units;
+}
 
 // Whether slot s keeps `id`, and its row.
 inline bool apply(const int64_t* p, const int64_t* aux, int64_t id, int64_t* row) {
@@ -123,17 +143,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> transform_ids_cpu(
                 "transform_ids: slot ", s, " has a non-positive modulus or divisor");
   }
 
-  // Both passes run slot by slot, the slots split over OpenMP threads (at::parallel_for; the
-  // kernels are built with -fopenmp): every slot reads its feature's ids and writes its own
-  // range of the output. Mixed-dimension plans have ~4 block slots a feature, each scanning all
-  // of its feature's ids.
+  // Both passes run unit by unit (slot_units), the units split over OpenMP threads
+  // (at::parallel_for; the kernels are built with -fopenmp): every unit reads its feature's ids
+  // and writes its slots' own ranges of the output. A mixed-dimension feature's ~4 block slots
+  // are one unit: its ids are read once, not once a block.
+  const std::vector<std::pair<int64_t, int64_t>> units = slot_units(params, num_slots);
+  const int64_t num_units = static_cast<int64_t>(units.size());
   // pass 1: ids and bags each slot emits
   std::vector<int64_t> slot_ids(num_slots), slot_bags(num_slots);
-  at::parallel_for(0, num_slots, 1, [&](int64_t s0, int64_t s1) {
-    for (int64_t s = s0; s < s1; ++s) {
+  at::parallel_for(0, num_units, 1, [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) {
+      const auto [s, e] = units[u];
       const int64_t* p = params + 5 * s;
       const int64_t f = p[1];
       const int64_t first = bag_start[f * batch], last = bag_start[(f + 1) * batch];
+      if (e - s > 1) {  // blocks: count each id into every block that holds it
+        for (int64_t k = s; k < e; ++k) slot_ids[k] = 0, slot_bags[k] = batch;
+        for (int64_t i = first; i < last; ++i) {
+          for (int64_t k = s; k < e; ++k) slot_ids[k] += ids[i] >= params[5 * k + 3] && ids[i] < params[5 * k + 4];
+        }
+        continue;
+      }
       if (p[0] == kRemap || p[0] == kKeep) {
         for (int64_t i = first; i < last; ++i) {
           TORCH_CHECK(ids[i] < p[4], "transform_ids: id ", ids[i], " of feature #", f, " (slot ", s,
@@ -167,10 +197,33 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> transform_ids_cpu(
   offsets[bag_base.back()] = id_base.back();
 
   // pass 2: fill
-  at::parallel_for(0, num_slots, 1, [&](int64_t s0, int64_t s1) {
-    for (int64_t s = s0; s < s1; ++s) {
+  auto out_of_range = [&](int64_t id, int64_t f, int64_t b, int64_t row, int64_t s) {
+    TORCH_CHECK(false, "transform_ids: id ", id, " of feature #", f, " (bag ", b, ") maps to row ", row, " of slot ", s,
+                ", beyond its table's ", limits ? limits[s] : 0, " rows");
+  };
+  at::parallel_for(0, num_units, 1, [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) {
+      const auto [s, e] = units[u];
       const int64_t* p = params + 5 * s;
       const int64_t f = p[1];
+      if (e - s > 1) {  // blocks: each id into every block that holds it, bag by bag
+        std::vector<int64_t> at_id(id_base.begin() + s, id_base.begin() + e);
+        for (int64_t b = 0; b < batch; ++b) {
+          for (int64_t k = s; k < e; ++k) offsets[bag_base[k] + b] = at_id[k - s];
+          for (int64_t i = bag_start[f * batch + b]; i < bag_start[f * batch + b + 1]; ++i) {
+            for (int64_t k = s; k < e; ++k) {
+              const int64_t lo = params[5 * k + 3], hi = params[5 * k + 4];
+              if (ids[i] < lo || ids[i] >= hi) continue;
+              const int64_t row = ids[i] - lo;
+              if (limits && static_cast<uint64_t>(row) >= static_cast<uint64_t>(limits[k])) out_of_range(ids[i], f, b, row, k);
+              rows[at_id[k - s]] = row;
+              id_bags[at_id[k - s]] = b;
+              ++at_id[k - s];
+            }
+          }
+        }
+        continue;
+      }
       // unsigned compare: a negative row (a corrupt map) is out of range too
       const uint64_t limit = limits ? static_cast<uint64_t>(limits[s]) : std::numeric_limits<uint64_t>::max();
       int64_t at_id = id_base[s];
@@ -180,8 +233,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> transform_ids_cpu(
         for (int64_t i = bag_start[f * batch + b]; i < bag_start[f * batch + b + 1]; ++i) {
           int64_t row;
           if (!apply(p, aux, ids[i], &row)) continue;
-          TORCH_CHECK(static_cast<uint64_t>(row) < limit, "transform_ids: id ", ids[i], " of feature #", f, " (bag ", b,
-                      ") maps to row ", row, " of slot ", s, ", beyond its table's ", limits ? limits[s] : 0, " rows");
+          if (static_cast<uint64_t>(row) >= limit) out_of_range(ids[i], f, b, row, s);
           if (p[2]) off[at_id - id_base[s]] = at_id;
           rows[at_id] = row;
           id_bags[at_id] = b;
