@@ -14,7 +14,7 @@ setup(
         CppExtension(
             "recsys_kernels._C",
             [f"recsys_kernels/csrc/{name}.cpp" for name in ("transform_ids", "grouped_projection", "dot_interaction")],
-            depends=["recsys_kernels/csrc/cpu_vec.h"],
+            depends=["recsys_kernels/csrc/cpu_vec.h", "recsys_kernels/csrc/row_tasks.h"],
             # at::parallel_for is OpenMP in torch's CPU build: without -fopenmp it runs on one thread
             extra_compile_args=["-O3", "-fopenmp"],
             extra_link_args=["-fopenmp"],

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "cpu_vec.h"
+#include "row_tasks.h"
 
 namespace recsys {
 namespace {
@@ -204,18 +205,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dot_interaction_backward_cpu(
               grad.sizes(), " ", grad.scalar_type());
   at::Tensor grad_dense = at::empty_like(dense), grad_sparse = at::empty_like(sparse);
   // the constant's gradient: one partial sum per task, added at the end
-  const int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), (s.rows + kGrain - 1) / kGrain));
-  const int64_t per_task = (s.rows + tasks - 1) / tasks;
-  at::Tensor partial = at::zeros({tasks, s.constant ? s.dim : 0}, dense.options());
+  const RowTasks tasks(s.rows, kGrain);
+  at::Tensor partial = at::zeros({tasks.count, s.constant ? s.dim : 0}, dense.options());
   const float* gp = grad.data_ptr<float>();
   float* gdp = grad_dense.data_ptr<float>();
   float* gsp = grad_sparse.data_ptr<float>();
   float* partial_p = partial.data_ptr<float>();
-  at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t begin = t * per_task, end = std::min(s.rows, begin + per_task);
-      backward_rows(s, gp, gdp, gsp, s.constant ? partial_p + t * s.dim : nullptr, begin, end);
-    }
+  tasks.run([&](int64_t t, int64_t begin, int64_t end) {
+    backward_rows(s, gp, gdp, gsp, s.constant ? partial_p + t * s.dim : nullptr, begin, end);
   });
   // (0,) when the row has no constant vector
   at::Tensor grad_constant = s.constant ? partial.sum(0).view_as(*constant) : partial.sum(0);

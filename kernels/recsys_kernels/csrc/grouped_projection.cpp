@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cpu_vec.h"
+#include "row_tasks.h"
 
 namespace recsys {
 namespace {
@@ -268,25 +269,21 @@ std::tuple<at::Tensor, at::Tensor> grouped_projection_backward_cpu(const at::Ten
   const at::Tensor proj_t =
       at::constant_pad_nd(projection_in.transpose(1, 2), {0, l.padded_width - l.width}).contiguous();
   at::Tensor grad_x = at::empty_like(x);
-  // one projection-gradient buffer per task (tasks are at least kGrain rows), and a scratch row
-  // of each task's own (rows of one tensor would share cache lines between threads)
-  const int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), (l.rows + kGrain - 1) / kGrain));
-  const int64_t per_task = (l.rows + tasks - 1) / tasks;
-  at::Tensor partial = at::zeros({tasks, l.features, l.width, l.dim}, x.options());
+  // one projection-gradient buffer per task, and a scratch row of each task's own (rows of one
+  // tensor would share cache lines between threads)
+  const RowTasks tasks(l.rows, kGrain);
+  at::Tensor partial = at::zeros({tasks.count, l.features, l.width, l.dim}, x.options());
   const float* gp = grad.data_ptr<float>();
   const float* xp = x.data_ptr<float>();
   const float* pt = proj_t.data_ptr<float>();
   float* gxp = grad_x.data_ptr<float>();
   float* partial_p = partial.data_ptr<float>();
   const int64_t proj_numel = l.features * l.width * l.dim;
-  at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
+  tasks.run([&](int64_t t, int64_t begin, int64_t end) {
     std::vector<float> scratch(l.padded_width);
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t begin = t * per_task, end = std::min(l.rows, begin + per_task);
-      backward_rows(l, gp, xp, pt, gxp, partial_p + t * proj_numel, scratch.data(), begin, end);
-    }
+    backward_rows(l, gp, xp, pt, gxp, partial_p + t * proj_numel, scratch.data(), begin, end);
   });
-  return {grad_x, tasks == 1 ? partial[0] : partial.sum(0)};
+  return {grad_x, tasks.count == 1 ? partial[0] : partial.sum(0)};
 }
 
 }  // namespace
