@@ -53,6 +53,9 @@ inline bool is_filter(int64_t kind) { return kind == kBlock || kind == kKeep; }
 
 inline bool is_pooled_block(const int64_t* p) { return p[0] == kBlock && !p[2]; }
 
+// Whether block slot p's rank range [a, b) holds `id`.
+inline bool in_block(const int64_t* p, int64_t id) { return id >= p[3] && id < p[4]; }
+
 // The units the passes run: a run of consecutive pooled block slots of one feature (a
 // mixed-dimension feature's frequency blocks), whose ids are read once for all of them, or
 // one slot of any other kind.
@@ -79,7 +82,7 @@ inline bool apply(const int64_t* p, const int64_t* aux, int64_t id, int64_t* row
     case kHash: *row = hash32(id, a) % b; return true;
     case kDigit: *row = b ? (id / a) % b : id / a; return true;
     case kRemap: *row = aux[a + id]; return true;
-    case kBlock: *row = id - a; return id >= a && id < b;
+    case kBlock: *row = id - a; return in_block(p, id);
     case kKeep: *row = id; return aux[a + id] != 0;
   }
   return false;
@@ -160,7 +163,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> transform_ids_cpu(
       if (e - s > 1) {  // blocks: count each id into every block that holds it
         for (int64_t k = s; k < e; ++k) slot_ids[k] = 0, slot_bags[k] = batch;
         for (int64_t i = first; i < last; ++i) {
-          for (int64_t k = s; k < e; ++k) slot_ids[k] += ids[i] >= params[5 * k + 3] && ids[i] < params[5 * k + 4];
+          for (int64_t k = s; k < e; ++k) slot_ids[k] += in_block(params + 5 * k, ids[i]);
         }
         continue;
       }
@@ -196,7 +199,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> transform_ids_cpu(
   std::copy(slot_bags.begin(), slot_bags.end(), out_bags_per_slot.data_ptr<int64_t>());
   offsets[bag_base.back()] = id_base.back();
 
-  // pass 2: fill
+  // pass 2: fill; every row checked against its slot's table rows (compared unsigned: a negative
+  // row, from a corrupt map, is out of range too)
+  auto limit_of = [&](int64_t s) {
+    return limits ? static_cast<uint64_t>(limits[s]) : std::numeric_limits<uint64_t>::max();
+  };
   auto out_of_range = [&](int64_t id, int64_t f, int64_t b, int64_t row, int64_t s) {
     TORCH_CHECK(false, "transform_ids: id ", id, " of feature #", f, " (bag ", b, ") maps to row ", row, " of slot ", s,
                 ", beyond its table's ", limits ? limits[s] : 0, " rows");
@@ -212,10 +219,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> transform_ids_cpu(
           for (int64_t k = s; k < e; ++k) offsets[bag_base[k] + b] = at_id[k - s];
           for (int64_t i = bag_start[f * batch + b]; i < bag_start[f * batch + b + 1]; ++i) {
             for (int64_t k = s; k < e; ++k) {
-              const int64_t lo = params[5 * k + 3], hi = params[5 * k + 4];
-              if (ids[i] < lo || ids[i] >= hi) continue;
-              const int64_t row = ids[i] - lo;
-              if (limits && static_cast<uint64_t>(row) >= static_cast<uint64_t>(limits[k])) out_of_range(ids[i], f, b, row, k);
+              if (!in_block(params + 5 * k, ids[i])) continue;
+              const int64_t row = ids[i] - params[5 * k + 3];
+              if (static_cast<uint64_t>(row) >= limit_of(k)) out_of_range(ids[i], f, b, row, k);
               rows[at_id[k - s]] = row;
               id_bags[at_id[k - s]] = b;
               ++at_id[k - s];
@@ -224,8 +230,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> transform_ids_cpu(
         }
         continue;
       }
-      // unsigned compare: a negative row (a corrupt map) is out of range too
-      const uint64_t limit = limits ? static_cast<uint64_t>(limits[s]) : std::numeric_limits<uint64_t>::max();
+      const uint64_t limit = limit_of(s);
       int64_t at_id = id_base[s];
       int64_t* off = offsets + bag_base[s];
       for (int64_t b = 0; b < batch; ++b) {
